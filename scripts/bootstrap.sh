@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Make this machine ready for radops' demo and tests: Debian packages, a virtualenv with radops,
+# a Docker engine that answers, and the demo's base image. Idempotent: skips what is already there.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${RADOPS_VENV:-$ROOT/.venv}"
+BASE_IMAGE="$(awk 'toupper($1)=="FROM"{print $2; exit}' "$ROOT/demos/remote_execution/Dockerfile")"
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_debian_packages() {
+  local missing=()
+  command -v dockerd >/dev/null || missing+=(docker.io)
+  [ -x /bin/busybox ] && file_is_static /bin/busybox || missing+=(busybox-static)
+  command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    sudo_ apt-get update -qq
+    sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
+
+install_radops() {
+  local stamp="$VENV/.radops-installed"
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+    log "installing radops and its dev tools into $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[dev]"
+    touch "$stamp"
+  fi
+}
+
+start_docker() {
+  if docker version >/dev/null 2>&1; then return; fi
+  if [ -n "${DOCKER_HOST:-}" ]; then
+    log "DOCKER_HOST=$DOCKER_HOST does not answer; not starting another engine"
+    return 1
+  fi
+  log "starting dockerd (log: /tmp/radops-dockerd.log)"
+  sudo_ sh -c 'nohup dockerd >/tmp/radops-dockerd.log 2>&1 &'
+  for _ in $(seq 60); do
+    docker version >/dev/null 2>&1 && return
+    sleep 0.5
+  done
+  log "dockerd did not answer within 30s; see /tmp/radops-dockerd.log"
+  return 1
+}
+
+ensure_base_image() {
+  docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return
+  log "pulling $BASE_IMAGE"
+  if timeout 60 docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then return; fi
+  log "no registry reachable: building a stand-in $BASE_IMAGE from Debian's busybox-static"
+  local dir; dir="$(mktemp -d)"
+  cp /bin/busybox "$dir/busybox"
+  cat >"$dir/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+CMD ["sh"]
+DOCKERFILE
+  docker build -q -t "$BASE_IMAGE" "$dir" >/dev/null
+  rm -rf "$dir"
+}
+
+install_debian_packages
+install_radops
+start_docker
+ensure_base_image
+log "ready: $VENV/bin/radops, Docker $(docker version --format '{{.Server.Version}}')"

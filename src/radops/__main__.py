@@ -1,0 +1,5 @@
+"""Entry point for `python -m radops`."""
+
+from radops.cli import main
+
+main()

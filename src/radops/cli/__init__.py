@@ -1,0 +1,88 @@
+"""The radops command tree and `main()`, the one place errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import typer
+
+from radops import __version__
+from radops.cli import config as config_cli
+from radops.cli import executors as executors_cli
+
+app = typer.Typer(
+    name="radops",
+    help="Run a folder's Docker image as a job on the local engine, an SSH host or a GCP VM.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(executors_cli.app, name="executors")
+app.add_typer(config_cli.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"radops {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Run a folder's Docker image as a job on the local engine, an SSH host or a GCP VM.
+
+    Start with `radops executors --help`.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; turn every RadopsError into one line, a hint and its exit code."""
+    import click
+
+    from radops.cli.render import print_error
+    from radops.errors import RadopsError
+
+    command = typer.main.get_command(app)
+    code: Any = 0
+    try:
+        code = command.main(args=argv, prog_name="radops", standalone_mode=False)
+    except RadopsError as e:
+        _debug_traceback()
+        print_error(e)
+        code = e.exit_code
+    except click.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        print_error("interrupted")
+        code = 130
+    except BrokenPipeError:
+        # `radops ... | head`: the reader left; exit quietly like other Unix tools.
+        _silence_stdout()
+        code = 141
+    except Exception as e:  # a bug: say so in one line, keep the traceback for RADOPS_DEBUG
+        _debug_traceback()
+        print_error(
+            f"internal error: {type(e).__name__}: {e}",
+            "Rerun with RADOPS_DEBUG=1 for the traceback, and please report it.",
+        )
+        code = 70
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _debug_traceback() -> None:
+    if os.environ.get("RADOPS_DEBUG"):
+        import traceback
+
+        traceback.print_exc()
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,349 @@
+"""`radops executors ...`: register executors, run jobs on them, read their logs.
+
+Each command parses its arguments, makes one call into the core, and renders the result.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from radops.cli.render import examples
+
+if TYPE_CHECKING:
+    from radops.config import AnyExecutorSpec
+    from radops.executors.base import Executor
+
+app = typer.Typer(
+    help="Register executors (machines that run Docker) and run jobs on them.",
+    no_args_is_help=True,
+)
+
+EXECUTOR_ARG = typer.Argument(..., help="Executor name (see `radops executors list`).")
+JOB_ARG = typer.Argument(..., help="Job id printed by `run` (a unique prefix is enough).")
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def _open(name: str) -> Executor:
+    from radops.executors import open_executor
+    from radops.store import ExecutorStore
+
+    return open_executor(ExecutorStore().get(name))
+
+
+def _spec_fields(spec: AnyExecutorSpec) -> list[tuple[str, str]]:
+    data = spec.model_dump(mode="json", exclude_none=True)
+    return [(key, str(value)) for key, value in data.items()]
+
+
+def _spec_target(spec: AnyExecutorSpec) -> str:
+    host = getattr(spec, "hostname", None)
+    if host is None:
+        return os.environ.get("DOCKER_HOST", "this machine's Docker engine")
+    user = getattr(spec, "username", None)
+    port = getattr(spec, "port", None)
+    return f"{user + '@' if user else ''}{host}{':' + str(port) if port else ''}"
+
+
+@app.command(
+    "list",
+    epilog=examples("radops executors list", "radops executors list --json | jq -r '.[].name'"),
+)
+def list_(json_output: bool = JSON_OPT) -> None:
+    """List the built-in `local` executor and every registered executor."""
+    from radops.cli import render
+    from radops.store import ExecutorStore
+
+    specs = ExecutorStore().list()
+    if json_output:
+        render.print_json([s.model_dump(mode="json", exclude_none=True) for s in specs])
+        return
+    rows = [(s.name, s.kind, _spec_target(s), getattr(s, "docker_path", "docker")) for s in specs]
+    render.print_table(("NAME", "KIND", "TARGET", "DOCKER"), rows)
+
+
+@app.command(
+    "show", epilog=examples("radops executors show gpu1", "radops executors show gpu1 --json")
+)
+def show(name: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
+    """Show one executor's settings."""
+    from radops.cli import render
+    from radops.store import ExecutorStore
+
+    spec = ExecutorStore().get(name)
+    if json_output:
+        render.print_json(spec.model_dump(mode="json", exclude_none=True))
+    else:
+        render.print_fields(_spec_fields(spec))
+
+
+@app.command("remove", epilog=examples("radops executors remove gpu1"))
+def remove(name: str = EXECUTOR_ARG) -> None:
+    """Unregister an executor. Its jobs keep running on the machine; nothing there is deleted."""
+    from radops.cli import render
+    from radops.store import ExecutorStore
+
+    ExecutorStore().remove(name)
+    render.print_line(f"Removed executor {name}.", err=True)
+
+
+def _ask(value: str | None, prompt: str, default: str | None = None) -> str:
+    """The flag's value, else the answer to a prompt (read from stdin when it is not a terminal)."""
+    import click
+
+    from radops.errors import UsageError
+
+    if value is not None:
+        return value
+    try:
+        answer: str = typer.prompt(prompt, default=default)
+    except click.Abort:
+        flag = "--" + prompt.split(" (")[0].lower().replace(" ", "-")
+        raise UsageError(
+            f"no answer for {prompt!r}", f"Give it with a flag, e.g. {flag}."
+        ) from None
+    return answer.strip()
+
+
+@app.command(
+    "add",
+    epilog=examples(
+        "radops executors add    # answer the prompts",
+        "radops executors add --name gpu1 --hostname gpu1.lab:2222 --username ana",
+        "radops executors add --name lab --hostname lab-alias  # a Host alias from ~/.ssh/config",
+    ),
+)
+def add(
+    name: str | None = typer.Option(
+        None, "--name", help="Executor name: letters, digits, - and _."
+    ),
+    hostname: str | None = typer.Option(
+        None, "--hostname", help="Host name, IP, `host:port` or an alias from ~/.ssh/config."
+    ),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="SSH port."),
+    username: str | None = typer.Option(None, "--username", help="SSH user on the machine."),
+    docker_path: str | None = typer.Option(
+        None, "--docker-path", help="Path to docker on the machine \\[default: /usr/bin/docker]."
+    ),
+    identity_file: Path | None = typer.Option(
+        None,
+        "--identity-file",
+        help="Private key to log in with (else ssh config, agent, defaults).",
+    ),
+    accept_host_key: bool = typer.Option(
+        False, "--accept-host-key", help="Trust the machine's SSH host key without asking."
+    ),
+    no_check: bool = typer.Option(
+        False, "--no-check", help="Save without connecting to check SSH and docker."
+    ),
+    json_output: bool = JSON_OPT,
+) -> None:
+    """Register a machine reachable over SSH as an executor.
+
+    Prompts for the name, hostname, username and docker path unless flags give them.
+    Public-key SSH authentication must already work for that user.
+    """
+    from radops.cli import render
+    from radops.config import DEFAULT_DOCKER_PATH, SSHExecutorSpec, split_host_port
+    from radops.config import validate_executor_name as valid_name
+    from radops.errors import UsageError
+    from radops.store import ExecutorStore
+
+    name = valid_name(_ask(name, "Executor name"))
+    store = ExecutorStore()
+    if name in store.load().executors or name == "local":
+        raise UsageError(f"executor {name!r} already exists")
+    host, port = split_host_port(_ask(hostname, "Hostname"), port)
+    user = _ask(username, "Username", default=os.environ.get("USER") or None)
+    path = _ask(docker_path, "Path to docker on the remote machine", DEFAULT_DOCKER_PATH)
+    from pydantic import ValidationError
+
+    try:
+        spec = SSHExecutorSpec(
+            name=name,
+            hostname=host,
+            port=port,
+            username=user or None,
+            docker_path=path,
+            identity_file=str(identity_file.expanduser()) if identity_file else None,
+        )
+    except ValidationError as e:
+        raise UsageError(str(e.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+    if not no_check:
+        from radops.executors import check_executor
+
+        report = check_executor(spec, accept_host_key=accept_host_key)
+        render.print_line(report, err=True)
+    store.add(spec)
+    if json_output:
+        render.print_json(spec.model_dump(mode="json", exclude_none=True))
+    else:
+        render.print_line(f"Added executor {name} ({_spec_target(spec)}).", err=True)
+        render.print_line(f"Run a job: radops executors run {name} PATH COMMAND", err=True)
+
+
+def _split_command(command: list[str]) -> list[str]:
+    from radops.errors import UsageError
+
+    if len(command) != 1:
+        return command
+    try:
+        return shlex.split(command[0])
+    except ValueError as e:
+        raise UsageError(f"cannot split COMMAND {command[0]!r}: {e}") from None
+
+
+@app.command(
+    "run",
+    epilog=examples(
+        'radops executors run local demos/remote_execution "testing remote execution"',
+        'JOB=$(radops executors run gpu1 ./train "python train.py --lr 3e-4" --gpus all -q)',
+        "radops executors run local ./app --follow -- python -c 'print(1)'",
+    ),
+)
+def run(
+    executor: str = EXECUTOR_ARG,
+    path: Path = typer.Argument(..., help="Folder with a Dockerfile: the build context."),
+    command: list[str] | None = typer.Argument(
+        None,
+        help=(
+            "What the container gets as arguments, like `docker run IMAGE ARGS...`. One string is "
+            "split like a shell would (no shell runs it); after `--`, several are passed as-is."
+        ),
+    ),
+    file: str | None = typer.Option(
+        None, "--file", help="Dockerfile to use, relative to PATH \\[default: PATH/Dockerfile]."
+    ),
+    env: list[str] | None = typer.Option(
+        None, "-e", "--env", help="KEY=VALUE (or KEY to pass this shell's value). Repeatable."
+    ),
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="GPUs, as `docker run --gpus`: all, 2, device=0."
+    ),
+    name: str | None = typer.Option(None, "--name", help="A human label for the job."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Stream the logs, then exit with the job's exit code."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
+    json_output: bool = JSON_OPT,
+) -> None:
+    """Build PATH's image (skipped when unchanged), start it as a job, print the job id."""
+    from radops.cli import render
+    from radops.errors import UsageError
+    from radops.executors._docker_options import parse_env
+    from radops.executors.base import JobRequest
+
+    if follow and json_output:
+        raise UsageError("--follow and --json cannot be combined")
+    request = JobRequest(
+        context=path,
+        command=_split_command(command or []),
+        dockerfile=file or "Dockerfile",
+        env=parse_env(env or [], dict(os.environ)),
+        gpus=gpus,
+        name=name,
+    )
+    with _open(executor) as ex:
+        with render.progress_reporter(quiet or (follow and not sys.stderr.isatty())) as progress:
+            job = ex.run(request, progress)
+        if json_output:
+            render.print_json(job.to_json())
+        elif quiet:
+            render.print_line(job.id)
+        else:
+            render.print_line(f"Job {job.id} started on {ex.name} (image {job.image})", err=follow)
+            if not follow:
+                render.print_line(f"Logs: radops executors logs {ex.name} {job.id}")
+        if follow:
+            _follow(ex, job.id)
+
+
+def _follow(ex: Executor, job_id: str) -> None:
+    """Stream a job's logs until it ends, then exit with its exit code."""
+    from radops.cli import render
+
+    try:
+        render.write_output(ex.logs(job_id, follow=True))
+        code = ex.wait(job_id)
+    except KeyboardInterrupt:
+        render.print_line(
+            f"\nStopped following; job {job_id} keeps running "
+            f"(stop it with: radops executors stop {ex.name} {job_id}).",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+@app.command(
+    "logs",
+    epilog=examples(
+        "radops executors logs local 3f2a9c1b7d4e",
+        "radops executors logs gpu1 3f2a --follow --tail 100",
+    ),
+)
+def logs(
+    executor: str = EXECUTOR_ARG,
+    job_id: str = JOB_ARG,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends."),
+    tail: int | None = typer.Option(None, "--tail", "-n", min=0, help="Only the last N lines."),
+    timestamps: bool = typer.Option(
+        False, "--timestamps", "-t", help="Prefix each line with its time."
+    ),
+) -> None:
+    """Print a job's output, byte for byte (stdout to stdout, stderr to stderr)."""
+    from radops.cli import render
+
+    with _open(executor) as ex:
+        if follow:
+            try:
+                render.write_output(ex.logs(job_id, follow=True, tail=tail, timestamps=timestamps))
+            except KeyboardInterrupt:
+                raise typer.Exit(130) from None
+        else:
+            render.write_output(ex.logs(job_id, tail=tail, timestamps=timestamps))
+
+
+@app.command(
+    "jobs", epilog=examples("radops executors jobs local", "radops executors jobs gpu1 --json")
+)
+def jobs(executor: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
+    """List the radops jobs on an executor, newest first."""
+    from radops.cli import render
+
+    with _open(executor) as ex:
+        found = ex.jobs()
+    if json_output:
+        render.print_json([job.to_json() for job in found])
+    elif found:
+        render.jobs_table(found)
+    else:
+        render.print_line(f"No jobs on {executor}.", err=True)
+
+
+@app.command("stop", epilog=examples("radops executors stop gpu1 3f2a9c1b7d4e"))
+def stop(
+    executor: str = EXECUTOR_ARG,
+    job_id: str = JOB_ARG,
+    timeout: int = typer.Option(
+        10, "--timeout", min=0, help="Seconds between SIGTERM and SIGKILL."
+    ),
+    json_output: bool = JSON_OPT,
+) -> None:
+    """Stop a running job (SIGTERM, then SIGKILL). Its logs and exit code stay."""
+    from radops.cli import render
+
+    with _open(executor) as ex:
+        before = ex.get(job_id)
+        job = ex.stop(before.id, timeout=timeout) if before.status == "running" else before
+    if json_output:
+        render.print_json(job.to_json())
+    elif before.status != "running":
+        render.print_line(f"Job {job.id} was not running ({job.status}).", err=True)
+    else:
+        render.print_line(f"Stopped job {job.id} (exit code {job.exit_code}).", err=True)

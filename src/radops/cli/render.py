@@ -1,0 +1,131 @@
+"""The only module that prints: tables, key/value views, progress, JSON and errors."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from radops.errors import RadopsError
+    from radops.executors.base import Job, ProgressCallback, Stream
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Off a terminal (pipes, CI logs) do not squeeze tables into 80 columns.
+    width = None if stream.isatty() else 200
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def examples(*lines: str) -> str:
+    """A command's help epilog: one example per paragraph, brackets kept literal."""
+    body = "\n\n".join(line.replace("[", "\\[") for line in lines)
+    return f"[b]Examples[/b]\n\n{body}"
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def print_line(text: str = "", *, err: bool = False) -> None:
+    (sys.stderr if err else sys.stdout).write(text + "\n")
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    _console().print(table)
+
+
+def print_fields(fields: Sequence[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in fields) + 1
+    for key, value in fields:
+        print_line(f"{key + ':':<{width}} {value}")
+
+
+def print_error(error: RadopsError | str, hint: str | None = None) -> None:
+    message = error if isinstance(error, str) else error.message
+    hint = hint if isinstance(error, str) else error.hint
+    sys.stderr.write(f"radops: error: {message}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
+
+
+def write_output(chunks: Iterator[tuple[Stream, bytes]]) -> None:
+    """Write log chunks to stdout/stderr as raw bytes: no decoding, no markup, no buffering."""
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    sys.stdout.flush()
+    for stream, data in chunks:
+        target = err if stream == "stderr" else out
+        target.write(data)
+        target.flush()
+
+
+@contextmanager
+def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
+    """A progress callback: a live status line on a terminal, plain lines on stderr otherwise."""
+    if quiet:
+        yield lambda line: None
+        return
+    if not sys.stderr.isatty():
+        yield lambda line: print_line(line, err=True)
+        return
+    from rich.markup import escape
+
+    console = _console(stderr=True)
+    with console.status("Starting") as status:
+
+        def update(line: str) -> None:
+            if line.startswith(("Building", "Step", "Started", "Image", "Pushing", "Pulling")):
+                console.print(f"[dim]{escape(line)}[/dim]")
+            status.update(escape(line[: console.width - 4]))
+
+        yield update
+
+
+def command_text(argv: Sequence[str]) -> str:
+    return shlex.join(argv) if argv else "(image default)"
+
+
+def age(created: datetime | None, now: datetime | None = None) -> str:
+    """Compact age like `docker ps`: 45s, 12m, 3h, 2d."""
+    if created is None:
+        return "?"
+    seconds = int(((now or datetime.now(timezone.utc)) - created).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def jobs_table(jobs: Sequence[Job]) -> None:
+    now = datetime.now(timezone.utc)
+    rows = [
+        (
+            job.id,
+            job.name or "",
+            job.status,
+            "" if job.exit_code is None else str(job.exit_code),
+            age(job.created_at, now),
+            command_text(job.command),
+            job.image,
+        )
+        for job in jobs
+    ]
+    print_table(("JOB ID", "NAME", "STATUS", "EXIT", "AGE", "COMMAND", "IMAGE"), rows)

@@ -1,0 +1,157 @@
+"""Executor specs and settings as pydantic models: what the config file holds, validated on load."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from radops.errors import UsageError
+
+SCHEMA_VERSION = 1
+LOCAL_EXECUTOR_NAME = "local"
+DEFAULT_DOCKER_PATH = "/usr/bin/docker"
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+
+# Each setting's environment variable; the environment wins over the config file.
+SETTINGS_ENV = {
+    "registry": "RADOPS_REGISTRY",
+    "gcp_project": "RADOPS_GCP_PROJECT",
+    "gcp_zone": "RADOPS_GCP_ZONE",
+    "gcp_api_endpoint": "RADOPS_GCP_API_ENDPOINT",
+}
+
+
+def validate_executor_name(name: str) -> str:
+    """Return `name` if it is a valid executor name, else raise UsageError saying why."""
+    if not NAME_RE.match(name):
+        raise UsageError(
+            f"invalid executor name {name!r}: use letters, digits, '-' and '_' (1 to 63 characters)"
+        )
+    return name
+
+
+def _no_option_injection(value: str, what: str) -> str:
+    # A value starting with '-' would be read as an option by ssh or docker.
+    if not value or value.startswith("-") or any(c.isspace() or c == "\0" for c in value):
+        raise ValueError(f"invalid {what} {value!r}")
+    return value
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Spec(BaseModel):
+    # Unknown keys written by a newer radops survive a read-modify-write by this one.
+    model_config = ConfigDict(extra="allow")
+
+
+class LocalExecutorSpec(_Spec):
+    """The built-in executor: the Docker engine that DOCKER_HOST (or the default socket) names."""
+
+    kind: Literal["local"] = "local"
+    name: str = LOCAL_EXECUTOR_NAME
+
+
+class SSHExecutorSpec(_Spec):
+    """A machine reached over SSH whose Docker CLI lives at `docker_path`."""
+
+    kind: Literal["ssh"] = "ssh"
+    name: str
+    hostname: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = None
+    docker_path: str = DEFAULT_DOCKER_PATH
+    identity_file: str | None = None
+    registry: str | None = None
+    created_at: datetime = Field(default_factory=_utcnow)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v) or v == LOCAL_EXECUTOR_NAME:
+            raise ValueError(f"invalid executor name {v!r}")
+        return v
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, v: str) -> str:
+        return _no_option_injection(v, "hostname")
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, v: str | None) -> str | None:
+        return None if v is None else _no_option_injection(v, "username")
+
+    @field_validator("docker_path")
+    @classmethod
+    def _docker_path(cls, v: str) -> str:
+        if not v or v.startswith("-") or "\0" in v:
+            raise ValueError(f"invalid docker path {v!r}")
+        return v
+
+
+class GCPExecutorSpec(SSHExecutorSpec):
+    """An SSH executor on a VM that radops provisioned on Google Cloud."""
+
+    kind: Literal["gcp"] = "gcp"  # type: ignore[assignment]
+    project: str
+    zone: str
+    instance: str
+
+
+ExecutorSpec = Annotated[SSHExecutorSpec | GCPExecutorSpec, Field(discriminator="kind")]
+AnyExecutorSpec = LocalExecutorSpec | SSHExecutorSpec | GCPExecutorSpec
+
+
+class Settings(_Spec):
+    """Settings shared by every executor; each one can be overridden by its environment variable."""
+
+    registry: str | None = None
+    gcp_project: str | None = None
+    gcp_zone: str | None = None
+    gcp_api_endpoint: str | None = None
+
+
+class ConfigFile(_Spec):
+    """The whole config file."""
+
+    schema_version: int = SCHEMA_VERSION
+    settings: Settings = Field(default_factory=Settings)
+    executors: dict[str, ExecutorSpec] = Field(default_factory=dict)
+
+
+def setting_names() -> list[str]:
+    return list(SETTINGS_ENV)
+
+
+def resolve_setting(settings: Settings, key: str, flag: str | None = None) -> str | None:
+    """A setting's value: the flag if given, else its environment variable, else the file."""
+    if flag:
+        return flag
+    env = os.environ.get(SETTINGS_ENV[key])
+    if env:
+        return env
+    value: Any = getattr(settings, key)
+    return str(value) if value is not None else None
+
+
+def split_host_port(hostname: str, port: int | None) -> tuple[str, int | None]:
+    """Split `host:port` or `[v6]:port`; an explicit `port` must agree with one in `hostname`."""
+    host, found = hostname, None
+    m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", hostname)
+    if m:
+        host, found = m.group(1), m.group(2)
+    elif hostname.count(":") == 1:
+        host, found = hostname.split(":")
+    if found is not None:
+        if not found.isdigit() or not 1 <= int(found) <= 65535:
+            raise UsageError(f"invalid port in hostname {hostname!r}")
+        if port is not None and port != int(found):
+            raise UsageError(f"--port {port} disagrees with the port in {hostname!r}")
+        return host, int(found)
+    return host, port

@@ -1,0 +1,43 @@
+"""The RadopsError tree: every failure the user can see, with a message, a hint and an exit code.
+
+RadopsError                 exit 1  something went wrong while doing the work
+├── UsageError              exit 2  bad input: invalid name, missing path, no Dockerfile, ...
+├── NotFoundError           exit 3  unknown executor or job
+├── ConfigError             exit 4  the config file cannot be read, parsed or written
+├── EngineUnreachableError  exit 5  no Docker engine answers (local socket, or over SSH)
+└── BuildError              exit 6  `docker build` failed
+Interrupted (Ctrl-C) exits 130. `run --follow` exits with the job's own exit code.
+"""
+
+from __future__ import annotations
+
+
+class RadopsError(Exception):
+    """A failure the CLI reports as one line (plus an optional hint) and an exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(RadopsError):
+    exit_code = 2
+
+
+class NotFoundError(RadopsError):
+    exit_code = 3
+
+
+class ConfigError(RadopsError):
+    exit_code = 4
+
+
+class EngineUnreachableError(RadopsError):
+    exit_code = 5
+
+
+class BuildError(RadopsError):
+    exit_code = 6

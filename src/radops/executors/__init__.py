@@ -1,0 +1,29 @@
+"""Executor kinds, found by name and imported only when used (docker and paramiko are heavy)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from radops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from radops.config import AnyExecutorSpec
+    from radops.executors.base import Executor
+
+# kind -> "module:Class"
+KNOWN_KINDS = {
+    "local": "radops.executors.local:LocalExecutor",
+}
+
+
+def open_executor(spec: AnyExecutorSpec) -> Executor:
+    """An executor for `spec`, not yet connected."""
+    target = KNOWN_KINDS.get(spec.kind)
+    if target is None:
+        valid = ", ".join(sorted(KNOWN_KINDS))
+        raise ConfigError(f"executor {spec.name!r} has unknown kind {spec.kind!r} (known: {valid})")
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    executor: Executor = cls(spec)
+    return executor

@@ -1,0 +1,45 @@
+"""Docker's multiplexed log stream: 8-byte headers (stream id, length) before each payload."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+
+from radops.executors.base import Stream
+
+_HEADER = struct.Struct(">BxxxL")
+_STREAMS: dict[int, Stream] = {0: "stdout", 1: "stdout", 2: "stderr"}
+
+
+def demux_frames(
+    read: Callable[[int], bytes], chunk_size: int = 1 << 16
+) -> Iterator[tuple[Stream, bytes]]:
+    """Yield (stream, bytes) from a multiplexed stream, as soon as bytes arrive.
+
+    `read(n)` returns up to n bytes, fewer if that is all there is now, and b"" at the end.
+    Consecutive payloads of the same stream in one read are joined, so a log of short lines
+    costs one write per read, not one per line.
+    """
+    buf = b""
+    while True:
+        data = read(chunk_size)
+        if not data:
+            return
+        buf = buf + data if buf else data
+        pos, end = 0, len(buf)
+        current: Stream | None = None
+        parts: list[bytes] = []
+        while end - pos >= _HEADER.size:
+            stream_id, length = _HEADER.unpack_from(buf, pos)
+            if end - pos - _HEADER.size < length:
+                break
+            stream = _STREAMS.get(stream_id, "stdout")
+            if stream != current and parts:
+                yield current, b"".join(parts)  # type: ignore[misc]
+                parts = []
+            current = stream
+            parts.append(buf[pos + _HEADER.size : pos + _HEADER.size + length])
+            pos += _HEADER.size + length
+        if parts:
+            yield current, b"".join(parts)  # type: ignore[misc]
+        buf = buf[pos:]

@@ -1,0 +1,95 @@
+"""Job labels: what radops writes on a job's container, and how a Job is read back from them."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from radops.errors import NotFoundError, UsageError
+from radops.executors.base import (
+    LABEL_COMMAND,
+    LABEL_CREATED_AT,
+    LABEL_EXECUTOR,
+    LABEL_IMAGE,
+    LABEL_JOB_ID,
+    LABEL_NAME,
+    Job,
+    JobRequest,
+)
+
+_EXITED = re.compile(r"^Exited \((-?\d+)\)")
+
+
+def job_labels(job_id: str, executor: str, image: str, request: JobRequest) -> dict[str, str]:
+    labels = {
+        LABEL_JOB_ID: job_id,
+        LABEL_EXECUTOR: executor,
+        LABEL_COMMAND: json.dumps(request.command),
+        LABEL_IMAGE: image,
+        LABEL_CREATED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if request.name:
+        labels[LABEL_NAME] = request.name
+    return labels
+
+
+def _command(labels: dict[str, str]) -> list[str]:
+    try:
+        value = json.loads(labels.get(LABEL_COMMAND, "[]"))
+    except ValueError:
+        return []
+    return [str(a) for a in value] if isinstance(value, list) else []
+
+
+def _created(labels: dict[str, str]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(labels[LABEL_CREATED_AT])
+    except (KeyError, ValueError):
+        return None
+
+
+def _job(labels: dict[str, str], executor: str, status: str, exit_code: int | None) -> Job:
+    return Job(
+        id=labels[LABEL_JOB_ID],
+        executor=labels.get(LABEL_EXECUTOR, executor),
+        status=status,
+        exit_code=exit_code,
+        created_at=_created(labels),
+        command=_command(labels),
+        image=labels.get(LABEL_IMAGE, ""),
+        name=labels.get(LABEL_NAME),
+    )
+
+
+def job_from_inspect(data: dict[str, Any], executor: str) -> Job:
+    """A Job from `docker inspect` output (Engine API ContainerInspect)."""
+    labels = data["Config"]["Labels"] or {}
+    state = data["State"]
+    status = state["Status"]
+    exit_code = state["ExitCode"] if status in ("exited", "dead") else None
+    return _job(labels, executor, status, exit_code)
+
+
+def job_from_summary(data: dict[str, Any], executor: str) -> Job:
+    """A Job from a container list entry (Engine API ContainerSummary): no inspect needed."""
+    match = _EXITED.match(data.get("Status", ""))
+    return _job(data["Labels"] or {}, executor, data["State"], int(match[1]) if match else None)
+
+
+def match_job_id(job_id: str, candidates: list[str], executor: str) -> str:
+    """The candidate equal to `job_id`, else the only one starting with it."""
+    if job_id in candidates:
+        return job_id
+    found = [c for c in candidates if job_id and c.startswith(job_id)]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UsageError(
+            f"job id {job_id!r} is ambiguous on {executor!r}: it starts {len(found)} jobs"
+        )
+    raise NotFoundError(
+        f"no job {job_id!r} on executor {executor!r}",
+        f"List its jobs with `radops executors jobs {executor}`.",
+    )

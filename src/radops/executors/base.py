@@ -1,0 +1,141 @@
+"""The Executor contract: what every executor (local, SSH, GCP) guarantees to the CLI.
+
+A job is a detached, never auto-removed container named `radops-<job id>` on the executor's
+Docker engine, carrying the labels below. The engine is the only record of jobs: `jobs`, `logs`
+and `stop` find containers by these labels, so any machine with the same executor sees the same
+jobs and nothing local can drift.
+"""
+
+from __future__ import annotations
+
+import abc
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+LABEL_PREFIX = "dev.radops."
+LABEL_JOB_ID = LABEL_PREFIX + "job-id"
+LABEL_EXECUTOR = LABEL_PREFIX + "executor"
+LABEL_COMMAND = LABEL_PREFIX + "command"
+LABEL_IMAGE = LABEL_PREFIX + "image"
+LABEL_CREATED_AT = LABEL_PREFIX + "created-at"
+LABEL_NAME = LABEL_PREFIX + "name"
+CONTAINER_PREFIX = "radops-"
+
+Stream = Literal["stdout", "stderr"]
+ProgressCallback = Callable[[str], None]
+
+
+def new_job_id() -> str:
+    """12 lowercase hex digits: short to type, 48 random bits so collisions do not happen."""
+    return secrets.token_hex(6)
+
+
+def container_name(job_id: str) -> str:
+    return CONTAINER_PREFIX + job_id
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What `run` was asked to do. `command` is already split into the container's arguments."""
+
+    context: Path
+    command: list[str]
+    dockerfile: str = "Dockerfile"
+    env: dict[str, str] = field(default_factory=dict)
+    gpus: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as the executor's engine reports it."""
+
+    id: str
+    executor: str
+    status: str  # created, running, exited, ...
+    exit_code: int | None
+    created_at: datetime | None
+    command: list[str]
+    image: str
+    name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.id,
+            "executor": self.executor,
+            "name": self.name,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "command": self.command,
+            "image": self.image,
+        }
+
+
+class Executor(abc.ABC):
+    """A Docker engine that runs radops jobs.
+
+    Every method raises a `radops.errors.RadopsError` (never a docker, paramiko or OS error):
+    `NotFoundError` for an unknown job id, `EngineUnreachableError` when the engine does not
+    answer, `BuildError` when the image does not build. Implementations open their connection
+    lazily and reuse it for every call until `close`.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @abc.abstractmethod
+    def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
+        """Build (or reuse) the image for `request.context`, start the job detached, return it.
+
+        The image is tagged by a hash of the build context, so an unchanged folder is neither
+        rebuilt nor shipped again. `request.command` becomes the container's arguments exactly,
+        as with `docker run IMAGE ARGS...`; nothing passes through a shell. `progress` receives
+        one human-readable line per step or build output line.
+        """
+
+    @abc.abstractmethod
+    def jobs(self) -> list[Job]:
+        """Every radops job on this executor's engine, newest first."""
+
+    @abc.abstractmethod
+    def get(self, job_id: str) -> Job:
+        """The job with this id (or unique id prefix)."""
+
+    @abc.abstractmethod
+    def logs(
+        self,
+        job_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[tuple[Stream, bytes]]:
+        """The job's output as (stream, bytes) chunks, byte for byte as the job wrote it.
+
+        Chunks are streamed as the engine sends them, so memory stays flat for any log size.
+        With `follow`, the iterator ends when the job ends.
+        """
+
+    @abc.abstractmethod
+    def wait(self, job_id: str) -> int:
+        """Block until the job ends; return its exit code."""
+
+    @abc.abstractmethod
+    def stop(self, job_id: str, timeout: int = 10) -> Job:
+        """Stop the job (SIGTERM, then SIGKILL after `timeout` seconds); return its new state."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, not every executor holds a connection
+        """Release the connection; the executor must not be used afterwards."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

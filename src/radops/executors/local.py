@@ -1,0 +1,192 @@
+"""The `local` executor: the Docker engine that DOCKER_HOST (or the default socket) names."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from radops import images
+from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
+from radops.executors._docker_options import parse_gpus
+from radops.executors._frames import demux_frames
+from radops.executors._labels import job_from_inspect, job_from_summary, job_labels, match_job_id
+from radops.executors.base import (
+    LABEL_JOB_ID,
+    Executor,
+    Job,
+    JobRequest,
+    ProgressCallback,
+    Stream,
+    container_name,
+    new_job_id,
+)
+
+if TYPE_CHECKING:
+    from radops.config import LocalExecutorSpec
+
+ENGINE_HINT = (
+    "Start Docker (`sudo systemctl start docker`, or run `dockerd`), or point DOCKER_HOST at it."
+)
+
+
+@contextlib.contextmanager
+def docker_errors(what: str) -> Iterator[None]:
+    """Turn docker-py and connection errors into RadopsErrors that say what was being done."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        yield
+    except RadopsError:
+        raise
+    except docker.errors.NotFound as e:
+        raise NotFoundError(f"{what}: {e.explanation or e}") from e
+    except docker.errors.APIError as e:
+        raise RadopsError(f"{what}: {e.explanation or e}") from e
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
+        raise EngineUnreachableError(
+            f"cannot reach the local Docker engine ({_first_line(e)})", ENGINE_HINT
+        ) from e
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+class LocalExecutor(Executor):
+    """Jobs on the local engine, through docker-py's low-level API (one HTTP call per step)."""
+
+    kind = "local"
+
+    def __init__(self, spec: LocalExecutorSpec) -> None:
+        super().__init__(spec.name)
+        self._api: Any = None
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            import docker
+
+            with docker_errors("connecting to Docker"):
+                self._api = docker.from_env().api
+        return self._api
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    def ensure_image(self, request: JobRequest, progress: ProgressCallback) -> str:
+        """The image tag for the request's context, built only if the engine lacks it."""
+        import docker.errors
+
+        context, dockerfile = images.check_context(request.context, request.dockerfile)
+        tag = images.tag_for_context(context, dockerfile)
+        with docker_errors("checking for the image"):
+            try:
+                self.api.inspect_image(tag)
+                progress(f"Image {tag} is up to date; not rebuilding")
+                return tag
+            except docker.errors.ImageNotFound:
+                pass
+        progress(f"Building {tag} from {context}")
+        images.build_image(self.api, context, dockerfile, tag, progress)
+        return tag
+
+    def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
+        image = self.ensure_image(request, progress)
+        job_id = new_job_id()
+        host_config: dict[str, Any] = {}
+        if request.gpus:
+            host_config["device_requests"] = [_device_request(parse_gpus(request.gpus))]
+        with docker_errors("starting the job"):
+            container = self.api.create_container(
+                image,
+                command=request.command or None,
+                name=container_name(job_id),
+                labels=job_labels(job_id, self.name, image, request),
+                environment=request.env or None,
+                host_config=self.api.create_host_config(**host_config),
+                detach=True,
+            )
+            self.api.start(container["Id"])
+        progress(f"Started job {job_id}")
+        return self.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        with docker_errors("listing jobs"):
+            rows = self.api.containers(all=True, filters={"label": LABEL_JOB_ID})
+        jobs = [job_from_summary(row, self.name) for row in rows]
+        return sorted(
+            jobs, key=lambda j: j.created_at.timestamp() if j.created_at else 0, reverse=True
+        )
+
+    def _container(self, job_id: str) -> dict[str, Any]:
+        import docker.errors
+
+        with docker_errors(f"looking up job {job_id}"):
+            try:
+                data: dict[str, Any] = self.api.inspect_container(container_name(job_id))
+                if LABEL_JOB_ID in (data["Config"]["Labels"] or {}):
+                    return data
+            except docker.errors.NotFound:
+                pass
+            ids = [j.id for j in self.jobs()]
+            data = self.api.inspect_container(container_name(match_job_id(job_id, ids, self.name)))
+            return data
+
+    def get(self, job_id: str) -> Job:
+        return job_from_inspect(self._container(job_id), self.name)
+
+    def logs(
+        self,
+        job_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[tuple[Stream, bytes]]:
+        cid = self._container(job_id)["Id"]
+        params = {
+            "stdout": 1,
+            "stderr": 1,
+            "follow": int(follow),
+            "timestamps": int(timestamps),
+            "tail": "all" if tail is None else str(tail),
+        }
+        with docker_errors(f"reading the logs of job {job_id}"):
+            api = self.api
+            # timeout=None: a followed job may print nothing for hours.
+            response = api._get(
+                api._url("/containers/{0}/logs", cid), params=params, stream=True, timeout=None
+            )
+            api._raise_for_status(response)
+        try:
+            with docker_errors(f"reading the logs of job {job_id}"):
+                yield from demux_frames(response.raw.read1)
+        finally:
+            response.close()
+
+    def wait(self, job_id: str) -> int:
+        cid = self._container(job_id)["Id"]
+        with docker_errors(f"waiting for job {job_id}"):
+            result = self.api.wait(cid, timeout=None)
+        return int(result["StatusCode"])
+
+    def stop(self, job_id: str, timeout: int = 10) -> Job:
+        cid = self._container(job_id)["Id"]
+        with docker_errors(f"stopping job {job_id}"):
+            self.api.stop(cid, timeout=timeout)
+        return self.get(job_id)
+
+
+def _device_request(fields: dict[str, Any]) -> Any:
+    from docker.types import DeviceRequest
+
+    return DeviceRequest(
+        driver=fields["Driver"],
+        count=fields["Count"],
+        device_ids=fields["DeviceIDs"],
+        capabilities=fields["Capabilities"],
+    )

@@ -1,0 +1,157 @@
+"""The config store: one JSON file, locked for each change, replaced atomically, 0600 in 0700."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from radops.config import (
+    LOCAL_EXECUTOR_NAME,
+    SCHEMA_VERSION,
+    AnyExecutorSpec,
+    ConfigFile,
+    LocalExecutorSpec,
+    validate_executor_name,
+)
+from radops.errors import ConfigError, NotFoundError, UsageError
+
+CONFIG_FILE_NAME = "config.json"
+LOCK_TIMEOUT_S = 30
+
+
+def config_dir() -> Path:
+    """RADOPS_CONFIG_DIR, else the user config folder for radops (XDG_CONFIG_HOME on Linux)."""
+    override = os.environ.get("RADOPS_CONFIG_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("radops", appauthor=False))
+
+
+class ExecutorStore:
+    """Executor definitions and settings. Reads see a whole file; writes hold a file lock."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or config_dir()
+        self.path = self.directory / CONFIG_FILE_NAME
+
+    def load(self) -> ConfigFile:
+        """The config as it is on disk; an empty one if there is no file yet."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ConfigFile()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {self.path}: {e.strerror}") from e
+        return self._parse(text)
+
+    def _parse(self, text: str) -> ConfigFile:
+        from pydantic import ValidationError
+
+        hint = "Fix the file or move it away; radops will not overwrite it."
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {self.path} is not valid JSON ({e})", hint) from e
+        version = raw.get("schema_version") if isinstance(raw, dict) else None
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"config file {self.path} has schema version {version}; "
+                f"this radops understands up to {SCHEMA_VERSION}",
+                "Upgrade radops.",
+            )
+        try:
+            return ConfigFile.model_validate(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(
+                f"config file {self.path} is invalid at {where}: {first['msg']}", hint
+            ) from e
+
+    @contextlib.contextmanager
+    def edit(self) -> Iterator[ConfigFile]:
+        """Lock, load, let the caller change the config, then write it back atomically."""
+        from filelock import FileLock, Timeout
+
+        self._ensure_directory()
+        lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S)
+        try:
+            with lock:
+                config = self.load()
+                yield config
+                self._write(config)
+        except Timeout as e:
+            raise ConfigError(
+                f"config file {self.path} stayed locked for {LOCK_TIMEOUT_S}s",
+                "Another radops command is changing it; try again.",
+            ) from e
+
+    def _ensure_directory(self) -> None:
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.directory.stat().st_mode & 0o077:
+                self.directory.chmod(0o700)
+        except OSError as e:
+            raise ConfigError(f"cannot create config folder {self.directory}: {e.strerror}") from e
+
+    def _write(self, config: ConfigFile) -> None:
+        data = config.model_dump_json(indent=2, exclude_none=True) + "\n"
+        # mkstemp creates the file 0600; os.replace makes the new file appear whole or not at all.
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".config.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise ConfigError(f"cannot write config file {self.path}: {e.strerror}") from e
+
+    # Executors -----------------------------------------------------------------------------
+
+    def get(self, name: str) -> AnyExecutorSpec:
+        """The executor called `name`; `local` always exists."""
+        if name == LOCAL_EXECUTOR_NAME:
+            return LocalExecutorSpec()
+        spec = self.load().executors.get(name)
+        if spec is None:
+            raise NotFoundError(
+                f"unknown executor {name!r}", "List executors with `radops executors list`."
+            )
+        return spec
+
+    def list(self) -> list[AnyExecutorSpec]:
+        """`local` first, then every registered executor by name."""
+        executors = self.load().executors
+        return [LocalExecutorSpec(), *(executors[n] for n in sorted(executors))]
+
+    def add(self, spec: AnyExecutorSpec, replace: bool = False) -> None:
+        """Register `spec`; an existing name is an error unless `replace`."""
+        validate_executor_name(spec.name)
+        if spec.name == LOCAL_EXECUTOR_NAME or isinstance(spec, LocalExecutorSpec):
+            raise UsageError("'local' is built in: it cannot be added, replaced or removed")
+        with self.edit() as config:
+            if spec.name in config.executors and not replace:
+                raise UsageError(
+                    f"executor {spec.name!r} already exists",
+                    f"Remove it first with `radops executors remove {spec.name}`.",
+                )
+            config.executors[spec.name] = spec
+
+    def remove(self, name: str) -> AnyExecutorSpec:
+        """Unregister `name` and return what it was."""
+        if name == LOCAL_EXECUTOR_NAME:
+            raise UsageError("'local' is built in: it cannot be removed")
+        with self.edit() as config:
+            spec = config.executors.pop(name, None)
+            if spec is None:
+                raise NotFoundError(f"unknown executor {name!r}")
+            return spec
