@@ -178,13 +178,29 @@ def add(
         from radops.executors import check_executor
 
         report = check_executor(spec, accept_host_key=accept_host_key)
-        render.print_line(report, err=True)
+        render.print_line(report.summary(), err=True)
     store.add(spec)
     if json_output:
         render.print_json(spec.model_dump(mode="json", exclude_none=True))
     else:
         render.print_line(f"Added executor {name} ({_spec_target(spec)}).", err=True)
         render.print_line(f"Run a job: radops executors run {name} PATH COMMAND", err=True)
+
+
+@app.command(
+    "check", epilog=examples("radops executors check gpu1", "radops executors check local")
+)
+def check(name: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
+    """Connect to an executor and report its Docker version, architecture and GPUs."""
+    from radops.cli import render
+    from radops.executors import check_executor
+    from radops.store import ExecutorStore
+
+    report = check_executor(ExecutorStore().get(name))
+    if json_output:
+        render.print_json(report.to_json())
+    else:
+        render.print_line(report.summary())
 
 
 def _split_command(command: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ from radops.errors import ConfigError
 
 if TYPE_CHECKING:
     from radops.config import AnyExecutorSpec
-    from radops.executors.base import Executor
+    from radops.executors.base import EngineReport, Executor
 
 # kind -> "module:Class"
 KNOWN_KINDS = {
@@ -27,3 +27,11 @@ def open_executor(spec: AnyExecutorSpec) -> Executor:
     cls = getattr(importlib.import_module(module_name), class_name)
     executor: Executor = cls(spec)
     return executor
+
+
+def check_executor(spec: AnyExecutorSpec, accept_host_key: bool = False) -> EngineReport:
+    """Connect to the executor's engine and report what it runs; raise if it is unusable."""
+    with open_executor(spec) as executor:
+        if accept_host_key:
+            executor.trust_new_host_key = True
+        return executor.check()

@@ -76,6 +76,31 @@ class Job:
         }
 
 
+@dataclass(frozen=True)
+class EngineReport:
+    """What `check` found: the engine answers, and what it runs on."""
+
+    executor: str
+    server_version: str
+    os: str
+    architecture: str
+    gpus: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        gpus = f"{len(self.gpus)} GPU(s): {', '.join(self.gpus)}" if self.gpus else "no GPUs"
+        platform = f"{self.os}/{self.architecture}"
+        return f"{self.executor}: Docker {self.server_version} on {platform}, {gpus}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "executor": self.executor,
+            "server_version": self.server_version,
+            "os": self.os,
+            "architecture": self.architecture,
+            "gpus": self.gpus,
+        }
+
+
 class Executor(abc.ABC):
     """A Docker engine that runs radops jobs.
 
@@ -86,9 +111,15 @@ class Executor(abc.ABC):
     """
 
     kind: ClassVar[str]
+    # May an unknown SSH host key be trusted without asking? (Ignored by executors without SSH.)
+    trust_new_host_key: bool = False
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+    @abc.abstractmethod
+    def check(self) -> EngineReport:
+        """Connect and ask the engine who it is; raise a RadopsError saying why it is unusable."""
 
     @abc.abstractmethod
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:

@@ -13,6 +13,7 @@ from radops.executors._frames import demux_frames
 from radops.executors._labels import job_from_inspect, job_from_summary, job_labels, match_job_id
 from radops.executors.base import (
     LABEL_JOB_ID,
+    EngineReport,
     Executor,
     Job,
     JobRequest,
@@ -76,6 +77,18 @@ class LocalExecutor(Executor):
         if self._api is not None:
             self._api.close()
             self._api = None
+
+    def check(self) -> EngineReport:
+        with docker_errors("asking the engine for its version"):
+            version = self.api.version()
+        gpus = _local_gpus()
+        return EngineReport(
+            executor=self.name,
+            server_version=str(version.get("Version", "?")),
+            os=str(version.get("Os", "?")),
+            architecture=str(version.get("Arch", "?")),
+            gpus=gpus,
+        )
 
     def ensure_image(self, request: JobRequest, progress: ProgressCallback) -> str:
         """The image tag for the request's context, built only if the engine lacks it."""
@@ -179,6 +192,27 @@ class LocalExecutor(Executor):
         with docker_errors(f"stopping job {job_id}"):
             self.api.stop(cid, timeout=timeout)
         return self.get(job_id)
+
+
+def _local_gpus() -> list[str]:
+    """GPU names from nvidia-smi on this machine; none if it is missing or fails."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def _device_request(fields: dict[str, Any]) -> Any:
