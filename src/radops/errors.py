@@ -5,7 +5,8 @@ RadopsError                 exit 1  something went wrong while doing the work
 ├── NotFoundError           exit 3  unknown executor or job
 ├── ConfigError             exit 4  the config file cannot be read, parsed or written
 ├── EngineUnreachableError  exit 5  no Docker engine answers (local socket, or over SSH)
-└── BuildError              exit 6  `docker build` failed
+├── BuildError              exit 6  `docker build` failed
+└── HostKeyError            exit 7  an SSH host key is unknown (and not trusted) or has changed
 Interrupted (Ctrl-C) exits 130. `run --follow` exits with the job's own exit code.
 """
 
@@ -41,3 +42,7 @@ class EngineUnreachableError(RadopsError):
 
 class BuildError(RadopsError):
     exit_code = 6
+
+
+class HostKeyError(RadopsError):
+    exit_code = 7

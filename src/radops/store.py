@@ -80,7 +80,7 @@ class ExecutorStore:
         from filelock import FileLock, Timeout
 
         self._ensure_directory()
-        lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S)
+        lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT_S, mode=0o600)
         try:
             with lock:
                 config = self.load()

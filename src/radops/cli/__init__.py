@@ -43,8 +43,6 @@ def root(
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turn every RadopsError into one line, a hint and its exit code."""
-    import click
-
     from radops.cli.render import print_error
     from radops.errors import RadopsError
 
@@ -56,10 +54,16 @@ def main(argv: list[str] | None = None) -> None:
         _debug_traceback()
         print_error(e)
         code = e.exit_code
-    except click.ClickException as e:
-        e.show()
-        code = e.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except typer.Abort:
+        print_error("aborted")
+        code = 1
+    except typer.TyperException as e:  # usage errors: bad option, missing argument, ...
+        show = getattr(e, "show", None)
+        if show is None:
+            raise
+        show()
+        code = getattr(e, "exit_code", 2)
+    except KeyboardInterrupt:
         print_error("interrupted")
         code = 130
     except BrokenPipeError:

@@ -16,6 +16,8 @@ import typer
 from radops.cli.render import examples
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from radops.config import AnyExecutorSpec
     from radops.executors.base import Executor
 
@@ -33,7 +35,22 @@ def _open(name: str) -> Executor:
     from radops.executors import open_executor
     from radops.store import ExecutorStore
 
-    return open_executor(ExecutorStore().get(name))
+    executor = open_executor(ExecutorStore().get(name))
+    executor.confirm_host_key = _confirm_host_key()
+    return executor
+
+
+def _confirm_host_key() -> Callable[[str, str, str], bool] | None:
+    """Ask on the terminal whether to trust an unknown SSH host key; None without a terminal."""
+    if not sys.stdin.isatty():
+        return None
+
+    def confirm(host: str, key_type: str, fingerprint: str) -> bool:
+        typer.echo(f"The authenticity of host {host!r} can't be established.", err=True)
+        typer.echo(f"{key_type} key fingerprint is {fingerprint}.", err=True)
+        return typer.confirm("Trust this key and continue connecting?", default=False, err=True)
+
+    return confirm
 
 
 def _spec_fields(spec: AnyExecutorSpec) -> list[tuple[str, str]]:
@@ -92,20 +109,17 @@ def remove(name: str = EXECUTOR_ARG) -> None:
     render.print_line(f"Removed executor {name}.", err=True)
 
 
-def _ask(value: str | None, prompt: str, default: str | None = None) -> str:
+def _ask(value: str | None, prompt: str, flag: str, default: str | None = None) -> str:
     """The flag's value, else the answer to a prompt (read from stdin when it is not a terminal)."""
-    import click
-
     from radops.errors import UsageError
 
     if value is not None:
         return value
     try:
-        answer: str = typer.prompt(prompt, default=default)
-    except click.Abort:
-        flag = "--" + prompt.split(" (")[0].lower().replace(" ", "-")
+        answer: str = typer.prompt(prompt, default=default, err=True)
+    except typer.Abort:
         raise UsageError(
-            f"no answer for {prompt!r}", f"Give it with a flag, e.g. {flag}."
+            f"no answer for {prompt!r} (stdin closed)", f"Give it with {flag}."
         ) from None
     return answer.strip()
 
@@ -154,13 +168,15 @@ def add(
     from radops.errors import UsageError
     from radops.store import ExecutorStore
 
-    name = valid_name(_ask(name, "Executor name"))
+    name = valid_name(_ask(name, "Executor name", "--name"))
     store = ExecutorStore()
     if name in store.load().executors or name == "local":
         raise UsageError(f"executor {name!r} already exists")
-    host, port = split_host_port(_ask(hostname, "Hostname"), port)
-    user = _ask(username, "Username", default=os.environ.get("USER") or None)
-    path = _ask(docker_path, "Path to docker on the remote machine", DEFAULT_DOCKER_PATH)
+    host, port = split_host_port(_ask(hostname, "Hostname", "--hostname"), port)
+    user = _ask(username, "Username", "--username", os.environ.get("USER") or None)
+    path = _ask(
+        docker_path, "Path to docker on the remote machine", "--docker-path", DEFAULT_DOCKER_PATH
+    )
     from pydantic import ValidationError
 
     try:
@@ -177,7 +193,7 @@ def add(
     if not no_check:
         from radops.executors import check_executor
 
-        report = check_executor(spec, accept_host_key=accept_host_key)
+        report = check_executor(spec, accept_host_key, _confirm_host_key())
         render.print_line(report.summary(), err=True)
     store.add(spec)
     if json_output:
@@ -190,17 +206,52 @@ def add(
 @app.command(
     "check", epilog=examples("radops executors check gpu1", "radops executors check local")
 )
-def check(name: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
+def check(
+    name: str = EXECUTOR_ARG,
+    accept_host_key: bool = typer.Option(
+        False, "--accept-host-key", help="Trust the machine's SSH host key without asking."
+    ),
+    json_output: bool = JSON_OPT,
+) -> None:
     """Connect to an executor and report its Docker version, architecture and GPUs."""
     from radops.cli import render
     from radops.executors import check_executor
     from radops.store import ExecutorStore
 
-    report = check_executor(ExecutorStore().get(name))
+    report = check_executor(ExecutorStore().get(name), accept_host_key, _confirm_host_key())
     if json_output:
         render.print_json(report.to_json())
     else:
         render.print_line(report.summary())
+
+
+@app.command(
+    "connect",
+    epilog=examples("radops executors connect gpu1", "radops executors connect gpu1 --print"),
+)
+def connect(
+    name: str = EXECUTOR_ARG,
+    print_only: bool = typer.Option(False, "--print", help="Print the ssh command instead."),
+) -> None:
+    """Open an interactive SSH session on an executor's machine."""
+    from radops.cli import render
+    from radops.errors import UsageError
+    from radops.ssh import resolve_target
+    from radops.store import ExecutorStore
+
+    spec = ExecutorStore().get(name)
+    hostname = getattr(spec, "hostname", None)
+    if hostname is None:
+        raise UsageError(f"executor {name!r} is this machine; there is nothing to connect to")
+    target = resolve_target(hostname, spec.port, spec.username, spec.identity_file)  # type: ignore[union-attr]
+    argv = target.ssh_argv()
+    if print_only:
+        render.print_line(shlex.join(argv))
+        return
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        raise UsageError(f"cannot start ssh: {e.strerror}", "Install OpenSSH's client.") from e
 
 
 def _split_command(command: list[str]) -> list[str]:
@@ -245,10 +296,20 @@ def run(
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Stream the logs, then exit with the job's exit code."
     ),
+    transfer: str = typer.Option(
+        "auto",
+        "--transfer",
+        help="How an SSH executor gets the image: registry, ssh (docker save | load over the "
+        "SSH connection) or auto (registry if one is configured, else ssh).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
     json_output: bool = JSON_OPT,
 ) -> None:
-    """Build PATH's image (skipped when unchanged), start it as a job, print the job id."""
+    """Build PATH's image (skipped when unchanged), ship it, start it as a job, print the job id.
+
+    On an SSH executor the image is built here, pushed to the registry and pulled there
+    (or streamed over SSH); work whose result already exists is skipped.
+    """
     from radops.cli import render
     from radops.errors import UsageError
     from radops.executors._docker_options import parse_env
@@ -256,6 +317,8 @@ def run(
 
     if follow and json_output:
         raise UsageError("--follow and --json cannot be combined")
+    if transfer not in ("auto", "registry", "ssh"):
+        raise UsageError(f"invalid --transfer {transfer!r}: use auto, registry or ssh")
     request = JobRequest(
         context=path,
         command=_split_command(command or []),
@@ -265,7 +328,9 @@ def run(
         name=name,
     )
     with _open(executor) as ex:
-        with render.progress_reporter(quiet or (follow and not sys.stderr.isatty())) as progress:
+        if hasattr(ex, "transfer"):
+            ex.transfer = transfer
+        with render.progress_reporter(quiet) as progress:
             job = ex.run(request, progress)
         if json_output:
             render.print_json(job.to_json())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from radops.errors import ConfigError
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
 # kind -> "module:Class"
 KNOWN_KINDS = {
     "local": "radops.executors.local:LocalExecutor",
+    "ssh": "radops.executors.ssh:SSHExecutor",
+    "gcp": "radops.executors.ssh:SSHExecutor",
 }
 
 
@@ -29,9 +32,13 @@ def open_executor(spec: AnyExecutorSpec) -> Executor:
     return executor
 
 
-def check_executor(spec: AnyExecutorSpec, accept_host_key: bool = False) -> EngineReport:
+def check_executor(
+    spec: AnyExecutorSpec,
+    accept_host_key: bool = False,
+    confirm: Callable[[str, str, str], bool] | None = None,
+) -> EngineReport:
     """Connect to the executor's engine and report what it runs; raise if it is unusable."""
     with open_executor(spec) as executor:
-        if accept_host_key:
-            executor.trust_new_host_key = True
+        executor.trust_new_host_key = accept_host_key
+        executor.confirm_host_key = confirm
         return executor.check()

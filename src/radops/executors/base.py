@@ -111,8 +111,10 @@ class Executor(abc.ABC):
     """
 
     kind: ClassVar[str]
-    # May an unknown SSH host key be trusted without asking? (Ignored by executors without SSH.)
+    # How an unknown SSH host key may become trusted: without asking, or by asking the user.
+    # Executors without SSH ignore both.
     trust_new_host_key: bool = False
+    confirm_host_key: Callable[[str, str, str], bool] | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -1,0 +1,91 @@
+"""Pure functions that build docker CLI argv lists for a remote engine (quoted later, once)."""
+
+from __future__ import annotations
+
+import json
+
+from radops.executors.base import (
+    LABEL_COMMAND,
+    LABEL_CREATED_AT,
+    LABEL_EXECUTOR,
+    LABEL_IMAGE,
+    LABEL_JOB_ID,
+    LABEL_NAME,
+)
+
+# One JSON object per job, shaped like the Engine API's container list entries.
+_PS_FORMAT = (
+    '{"State":{{json .State}},"Status":{{json .Status}},"Labels":{'
+    + ",".join(
+        f'"{label}":{{{{json (.Label "{label}")}}}}'
+        for label in (
+            LABEL_JOB_ID,
+            LABEL_EXECUTOR,
+            LABEL_COMMAND,
+            LABEL_IMAGE,
+            LABEL_CREATED_AT,
+            LABEL_NAME,
+        )
+    )
+    + "}}"
+)
+
+
+def run_argv(
+    docker: str,
+    name: str,
+    labels: dict[str, str],
+    image: str,
+    command: list[str],
+    gpus: str | None,
+    env_from_stdin: bool,
+) -> list[str]:
+    """`docker run -d`: labels and options first, then the image, then the job's own arguments."""
+    argv = [docker, "run", "--detach", "--name", name]
+    for key, value in labels.items():
+        argv += ["--label", f"{key}={value}"]
+    if env_from_stdin:
+        # Values travel on stdin, never on a command line another user could read with `ps`.
+        argv += ["--env-file", "/dev/stdin"]
+    if gpus:
+        argv += ["--gpus", gpus]
+    # docker stops reading options at the image, so the job's arguments are never docker's.
+    return [*argv, image, *command]
+
+
+def env_file(env: dict[str, str]) -> bytes:
+    """The `--env-file` body for `env` (docker reads KEY=VALUE per line, no quoting)."""
+    return "".join(f"{key}={value}\n" for key, value in env.items()).encode()
+
+
+def ps_argv(docker: str) -> list[str]:
+    return [
+        docker,
+        "ps",
+        "--all",
+        "--no-trunc",
+        "--filter",
+        f"label={LABEL_JOB_ID}",
+        "--format",
+        _PS_FORMAT,
+    ]
+
+
+def parse_ps(output: bytes) -> list[dict[str, object]]:
+    rows = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+    for row in rows:
+        row["Labels"] = {k: v for k, v in row["Labels"].items() if v}
+    return rows
+
+
+def logs_argv(
+    docker: str, name: str, follow: bool, tail: int | None, timestamps: bool
+) -> list[str]:
+    argv = [docker, "logs"]
+    if follow:
+        argv.append("--follow")
+    if tail is not None:
+        argv += ["--tail", str(tail)]
+    if timestamps:
+        argv.append("--timestamps")
+    return [*argv, name]

@@ -1,0 +1,266 @@
+"""The SSH executor: the docker CLI on a remote machine, driven over one SSH connection."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from radops.config import LocalExecutorSpec, resolve_setting
+from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, UsageError
+from radops.executors import _docker_argv as argv_for
+from radops.executors._labels import job_from_inspect, job_from_summary, job_labels, match_job_id
+from radops.executors.base import (
+    EngineReport,
+    Executor,
+    Job,
+    JobRequest,
+    ProgressCallback,
+    Stream,
+    container_name,
+    new_job_id,
+)
+
+if TYPE_CHECKING:
+    from radops.config import SSHExecutorSpec
+    from radops.executors.local import LocalExecutor
+    from radops.ssh import SSHConnection
+
+TRANSFERS = ("auto", "registry", "ssh")
+_JOB_ID = re.compile(r"^[0-9a-f]{12}$")
+_AUTH_FAILURE = re.compile(r"unauthorized|denied|authentication required|no basic auth", re.I)
+
+
+class SSHExecutor(Executor):
+    """Jobs on a remote engine: images built here, shipped by registry or over SSH, run there."""
+
+    kind = "ssh"
+
+    def __init__(self, spec: SSHExecutorSpec) -> None:
+        super().__init__(spec.name)
+        self.spec = spec
+        self.transfer = "auto"
+        self._conn: SSHConnection | None = None
+        self._local: LocalExecutor | None = None
+
+    # Connection ------------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> SSHConnection:
+        if self._conn is None:
+            from radops.ssh import SSHConnection, resolve_target
+            from radops.store import config_dir
+
+            target = resolve_target(
+                self.spec.hostname, self.spec.port, self.spec.username, self.spec.identity_file
+            )
+            self._conn = SSHConnection(
+                target, config_dir() / "known_hosts", self.confirm_host_key, self.trust_new_host_key
+            )
+        return self._conn
+
+    @property
+    def local(self) -> LocalExecutor:
+        if self._local is None:
+            from radops.executors.local import LocalExecutor
+
+            self._local = LocalExecutor(LocalExecutorSpec())
+        return self._local
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._local is not None:
+            self._local.close()
+
+    def _docker(self, *args: str, stdin: bytes | None = None, what: str) -> bytes:
+        """Run `docker ARGS` on the remote host; return stdout or raise a RadopsError."""
+        status, out, err = self.conn.run([self.spec.docker_path, *args], stdin=stdin)
+        if status != 0:
+            raise self._docker_error(status, err, what)
+        return out
+
+    def _docker_error(self, status: int, stderr: bytes, what: str) -> RadopsError:
+        text = stderr.decode(errors="replace").strip()
+        line = text.splitlines()[-1] if text else f"exit status {status}"
+        host = self.conn.target.display
+        if status in (126, 127):  # the remote shell could not find or execute it
+            return RadopsError(
+                f"docker not found at {self.spec.docker_path} on {host}",
+                "Give the right path with --docker-path (`which docker` on the machine).",
+            )
+        if "permission denied" in text.lower() and "docker" in text.lower() and ".sock" in text:
+            return RadopsError(
+                f"permission denied on the Docker socket on {host} for {self.conn.target.username}",
+                "Add the user to the `docker` group on the machine (then log in again).",
+            )
+        if "Cannot connect to the Docker daemon" in text:
+            return EngineUnreachableError(
+                f"the Docker engine on {host} is not running",
+                "Start it there (`sudo systemctl start docker`).",
+            )
+        if "No such container" in text or "No such object" in text:
+            return NotFoundError(f"{what}: {line}")
+        return RadopsError(f"{what} on {self.name}: {line}")
+
+    # Contract ----------------------------------------------------------------------------------
+
+    def check(self) -> EngineReport:
+        out = self._docker("version", "--format", "{{json .Server}}", what="docker version")
+        try:
+            server: dict[str, Any] = json.loads(out)
+        except ValueError as e:
+            raise RadopsError(f"unexpected `docker version` output from {self.name}") from e
+        if not server:
+            raise self._docker_error(1, b"Cannot connect to the Docker daemon", "docker version")
+        status, smi, _ = self.conn.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
+        gpus = [g.strip() for g in smi.decode(errors="replace").splitlines() if g.strip()]
+        return EngineReport(
+            executor=self.name,
+            server_version=str(server.get("Version", "?")),
+            os=str(server.get("Os", "?")),
+            architecture=str(server.get("Arch", "?")),
+            gpus=gpus if status == 0 else [],
+        )
+
+    def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
+        if any("\n" in v for v in request.env.values()):
+            raise UsageError("--env values sent to an SSH executor cannot contain newlines")
+        image = self.ship_image(request, progress)
+        job_id = new_job_id()
+        argv = argv_for.run_argv(
+            self.spec.docker_path,
+            container_name(job_id),
+            job_labels(job_id, self.name, image, request),
+            image,
+            request.command,
+            request.gpus,
+            env_from_stdin=bool(request.env),
+        )
+        status, _, err = self.conn.run(argv, stdin=argv_for.env_file(request.env))
+        if status != 0:
+            raise self._docker_error(status, err, "starting the job")
+        progress(f"Started job {job_id} on {self.name}")
+        return self.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        out = self._docker(*argv_for.ps_argv("")[1:], what="listing jobs")
+        jobs = [job_from_summary(row, self.name) for row in argv_for.parse_ps(out)]
+        return sorted(
+            jobs, key=lambda j: j.created_at.timestamp() if j.created_at else 0, reverse=True
+        )
+
+    def _inspect(self, job_id: str) -> dict[str, Any]:
+        if not _JOB_ID.match(job_id):
+            job_id = match_job_id(job_id, [j.id for j in self.jobs()], self.name)
+        status, out, err = self.conn.run([self.spec.docker_path, "inspect", container_name(job_id)])
+        if status != 0:
+            error = self._docker_error(status, err, "looking up the job")
+            if isinstance(error, NotFoundError):
+                raise NotFoundError(
+                    f"no job {job_id!r} on executor {self.name!r}",
+                    f"List its jobs with `radops executors jobs {self.name}`.",
+                )
+            raise error
+        data: dict[str, Any] = json.loads(out)[0]
+        return data
+
+    def get(self, job_id: str) -> Job:
+        return job_from_inspect(self._inspect(job_id), self.name)
+
+    def logs(
+        self,
+        job_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        timestamps: bool = False,
+    ) -> Iterator[tuple[Stream, bytes]]:
+        name = self._inspect(job_id)["Name"].lstrip("/")
+        argv = argv_for.logs_argv(self.spec.docker_path, name, follow, tail, timestamps)
+        for stream, data in self.conn.stream(argv):
+            if stream == "exit":
+                if data != b"0":
+                    raise RadopsError(
+                        f"`docker logs` on {self.name} exited with status {data.decode()}"
+                    )
+                return
+            yield ("stderr" if stream == "stderr" else "stdout"), data
+
+    def wait(self, job_id: str) -> int:
+        name = self._inspect(job_id)["Name"].lstrip("/")
+        out = self._docker("wait", name, what="waiting for the job")
+        return int(out.strip() or 0)
+
+    def stop(self, job_id: str, timeout: int = 10) -> Job:
+        name = self._inspect(job_id)["Name"].lstrip("/")
+        self._docker("stop", "--time", str(timeout), name, what="stopping the job")
+        return self.get(job_id)
+
+    # Shipping images ---------------------------------------------------------------------------
+
+    def registry(self) -> str | None:
+        from radops.store import ExecutorStore
+
+        return self.spec.registry or resolve_setting(ExecutorStore().load().settings, "registry")
+
+    def ship_image(self, request: JobRequest, progress: ProgressCallback) -> str:
+        """Build locally, then make the remote engine hold the same image; return its name there."""
+        from radops.executors import _transfer
+
+        local_tag = self.local.ensure_image(request, progress)
+        local_id = self.local.api.inspect_image(local_tag)["Id"]
+        registry = self.registry()
+        transfer = self.transfer
+        if transfer == "auto":
+            transfer = "registry" if registry else "ssh"
+        if transfer == "registry" and not registry:
+            raise UsageError(
+                "no registry configured for --transfer registry",
+                "Set one: `radops config set registry ghcr.io/OWNER` (or RADOPS_REGISTRY).",
+            )
+        remote_ref = (
+            f"{registry.rstrip('/')}/{local_tag}"
+            if transfer == "registry" and registry
+            else local_tag
+        )
+        if self._remote_image_id(remote_ref) == local_id:
+            progress(f"{self.name} already has {remote_ref}; nothing to ship")
+            return remote_ref
+        if transfer == "registry":
+            _transfer.push(self.local.api, local_tag, remote_ref, progress)
+            self._pull(remote_ref, progress)
+        else:
+            progress(f"Sending {local_tag} to {self.name} over SSH")
+            _transfer.send_over_ssh(self.local.api, self.conn, self.spec.docker_path, local_tag)
+        return remote_ref
+
+    def _remote_image_id(self, ref: str) -> str | None:
+        status, out, _ = self.conn.run(
+            [self.spec.docker_path, "image", "inspect", "--format", "{{.Id}}", ref]
+        )
+        return out.decode().strip() if status == 0 else None
+
+    def _pull(self, ref: str, progress: ProgressCallback) -> None:
+        from radops.executors import _transfer
+
+        progress(f"Pulling {ref} on {self.name}")
+        status, _, err = self.conn.run([self.spec.docker_path, "pull", "--quiet", ref])
+        if status != 0 and _AUTH_FAILURE.search(err.decode(errors="replace")):
+            login = _transfer.registry_login(self.local.api, ref)
+            if login is not None:
+                server, username, secret = login
+                progress(f"Logging {self.name} in to {server}")
+                self._docker(
+                    "login",
+                    server,
+                    "--username",
+                    username,
+                    "--password-stdin",
+                    stdin=secret.encode(),
+                    what=f"docker login {server}",
+                )
+                status, _, err = self.conn.run([self.spec.docker_path, "pull", "--quiet", ref])
+        if status != 0:
+            raise self._docker_error(status, err, f"pulling {ref}")

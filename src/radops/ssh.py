@@ -1,0 +1,320 @@
+"""SSH connections that behave like OpenSSH: ssh config, agent and default keys, known host keys.
+
+One `SSHConnection` per radops command; every remote command goes through `run`/`stream`, which
+take an argv list and quote it once, here, with `shlex.join`.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import os
+import select
+import shlex
+import socket
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from radops.errors import EngineUnreachableError, HostKeyError, RadopsError
+
+if TYPE_CHECKING:
+    import paramiko
+
+# (host, key type, SHA256 fingerprint) -> trust this key?
+ConfirmHostKey = Callable[[str, str, str], bool]
+
+CONNECT_TIMEOUT_S = 15
+KEEPALIVE_S = 30
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where to connect, after ~/.ssh/config has been applied."""
+
+    alias: str
+    hostname: str
+    port: int
+    username: str
+    key_files: list[str] = field(default_factory=list)
+    proxy_jump: str | None = None
+
+    @property
+    def display(self) -> str:
+        port = "" if self.port == 22 else f":{self.port}"
+        return f"{self.username}@{self.hostname}{port}"
+
+    def ssh_argv(self) -> list[str]:
+        """The OpenSSH command line that reaches the same place (for `connect`)."""
+        argv = ["ssh", "-p", str(self.port)]
+        for key in self.key_files:
+            argv += ["-i", key]
+        if self.proxy_jump:
+            argv += ["-J", self.proxy_jump]
+        return [*argv, f"{self.username}@{self.hostname}"]
+
+
+def ssh_config_path() -> Path:
+    return Path("~/.ssh/config").expanduser()
+
+
+def resolve_target(
+    host: str, port: int | None = None, username: str | None = None, identity: str | None = None
+) -> SSHTarget:
+    """Apply ~/.ssh/config (Host aliases, HostName, User, Port, IdentityFile, ProxyJump)."""
+    import paramiko
+
+    path = ssh_config_path()
+    options: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            options = paramiko.SSHConfig.from_path(str(path)).lookup(host)
+        except (OSError, paramiko.SSHException) as e:
+            raise RadopsError(f"cannot read SSH config {path}: {e}") from e
+    keys = [os.path.expanduser(identity)] if identity else []
+    keys += [k for k in options.get("identityfile", []) if os.path.exists(k)]
+    jump = options.get("proxyjump")
+    return SSHTarget(
+        alias=host,
+        hostname=options.get("hostname", host),
+        port=port or int(options.get("port", 22)),
+        username=username or options.get("user") or getpass.getuser(),
+        key_files=keys,
+        proxy_jump=None if jump in (None, "none") else jump,
+    )
+
+
+def _parse_hop(hop: str) -> SSHTarget:
+    """One ProxyJump entry, `[user@]host[:port]`, itself resolved through ~/.ssh/config."""
+    user, _, hostport = hop.strip().rpartition("@")
+    host, _, port = hostport.partition(":")
+    return resolve_target(host, int(port) if port.isdigit() else None, user or None)
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's SHA256 fingerprint of a host key."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _known_host_name(hostname: str, port: int) -> str:
+    return hostname if port == 22 else f"[{hostname}]:{port}"
+
+
+class HostKeyPolicy:
+    """Trust keys in ~/.ssh/known_hosts or radops' own file; ask about new ones; refuse changes.
+
+    paramiko itself raises BadHostKeyException for a key that differs from a known one; this
+    class only decides about hosts with no known key (paramiko's MissingHostKeyPolicy hook).
+    """
+
+    def __init__(self, known_hosts: Path, confirm: ConfirmHostKey | None, trust_new: bool) -> None:
+        self.known_hosts = known_hosts
+        self.confirm = confirm
+        self.trust_new = trust_new
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        fp = fingerprint(key)
+        trusted = self.trust_new or (
+            self.confirm is not None and self.confirm(hostname, key.get_name(), fp)
+        )
+        if not trusted:
+            raise HostKeyError(
+                f"unknown host key for {hostname} ({key.get_name()} {fp})",
+                "Check the fingerprint with the machine's owner, then rerun with "
+                "--accept-host-key (or add the key to ~/.ssh/known_hosts).",
+            )
+        self._remember(hostname, key)
+
+    def _remember(self, hostname: str, key: paramiko.PKey) -> None:
+        import paramiko
+        from filelock import FileLock
+
+        self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with FileLock(str(self.known_hosts) + ".lock", timeout=30, mode=0o600):
+            keys = paramiko.HostKeys()
+            if self.known_hosts.exists():
+                keys.load(str(self.known_hosts))
+            keys.add(hostname, key.get_name(), key)
+            os.close(os.open(self.known_hosts, os.O_WRONLY | os.O_CREAT, 0o600))
+            keys.save(str(self.known_hosts))
+
+
+class SSHConnection:
+    """One authenticated SSH connection, opened on first use and reused for every command."""
+
+    def __init__(
+        self,
+        target: SSHTarget,
+        known_hosts: Path,
+        confirm: ConfirmHostKey | None = None,
+        trust_new_host_key: bool = False,
+    ) -> None:
+        self.target = target
+        self.policy = HostKeyPolicy(known_hosts, confirm, trust_new_host_key)
+        self._clients: list[paramiko.SSHClient] = []
+
+    @property
+    def client(self) -> paramiko.SSHClient:
+        if not self._clients:
+            self._clients = self._connect_chain(self.target)
+        return self._clients[-1]
+
+    def _connect_chain(self, target: SSHTarget) -> list[paramiko.SSHClient]:
+        """Connect through each ProxyJump host in turn, then to the target."""
+        hops = (
+            [_parse_hop(hop) for hop in target.proxy_jump.split(",")] if target.proxy_jump else []
+        )
+        chain: list[paramiko.SSHClient] = []
+        sock: Any = None
+        try:
+            for hop, nxt in zip(hops, [*hops[1:], target], strict=False):
+                chain.append(self._connect_one(hop, sock))
+                transport = chain[-1].get_transport()
+                assert transport is not None
+                sock = transport.open_channel(
+                    "direct-tcpip", (nxt.hostname, nxt.port), ("127.0.0.1", 0)
+                )
+            chain.append(self._connect_one(target, sock))
+        except BaseException:
+            for client in reversed(chain):
+                client.close()
+            raise
+        return chain
+
+    def _connect_one(self, target: SSHTarget, sock: Any) -> paramiko.SSHClient:
+        import paramiko
+
+        client = paramiko.SSHClient()
+        client.load_system_host_keys()
+        if self.policy.known_hosts.exists():
+            client.load_host_keys(str(self.policy.known_hosts))
+        client.set_missing_host_key_policy(self.policy)  # type: ignore[arg-type]
+        try:
+            client.connect(
+                target.hostname,
+                port=target.port,
+                username=target.username,
+                key_filename=target.key_files or None,  # type: ignore[arg-type]
+                timeout=CONNECT_TIMEOUT_S,
+                banner_timeout=CONNECT_TIMEOUT_S,
+                auth_timeout=CONNECT_TIMEOUT_S,
+                sock=sock,
+            )
+        except paramiko.BadHostKeyException as e:
+            client.close()
+            raise HostKeyError(
+                f"the host key for {target.hostname} has changed "
+                f"(now {e.key.get_name()} {fingerprint(e.key)}); refusing to connect",
+                "If the machine was reinstalled, remove its old key (ssh-keygen -R "
+                f"{_known_host_name(target.hostname, target.port)}) and add it again.",
+            ) from e
+        except paramiko.AuthenticationException as e:
+            client.close()
+            raise RadopsError(
+                f"SSH authentication failed for {target.display}",
+                "Check that `ssh` logs in with a key: ssh-agent, --identity-file or IdentityFile.",
+            ) from e
+        except (OSError, paramiko.SSHException, EOFError) as e:
+            client.close()
+            if isinstance(e, RadopsError):
+                raise
+            raise EngineUnreachableError(
+                f"cannot connect to {target.display}: {_reason(e)}",
+                "Check the host name and port, and that `ssh` reaches it from here.",
+            ) from e
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(KEEPALIVE_S)
+        return client
+
+    def close(self) -> None:
+        for client in reversed(self._clients):
+            client.close()
+        self._clients = []
+
+    def _channel(self, argv: Sequence[str]) -> paramiko.Channel:
+        import paramiko
+
+        command = shlex.join(argv)  # the single place a remote command line is made
+        try:
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise EngineUnreachableError(f"the SSH connection to {self.target.display} closed")
+            channel = transport.open_session(timeout=CONNECT_TIMEOUT_S)
+            channel.exec_command(command)
+        except (OSError, paramiko.SSHException, EOFError) as e:
+            raise EngineUnreachableError(
+                f"lost the SSH connection to {self.target.display}: {_reason(e)}"
+            ) from e
+        return channel
+
+    def run(self, argv: Sequence[str], stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+        """Run argv on the remote host; return (exit status, stdout, stderr). For small outputs."""
+        out: list[bytes] = []
+        err: list[bytes] = []
+        channel = self._channel(argv)
+        with channel:
+            if stdin is not None:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            for stream, data in _drain(channel):
+                (err if stream == "stderr" else out).append(data)
+            status = channel.recv_exit_status()
+        return status, b"".join(out), b"".join(err)
+
+    def stream(self, argv: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        """Yield ("stdout"|"stderr", bytes) as they arrive, then ("exit", b"<exit status>")."""
+        channel = self._channel(argv)
+        with channel:
+            channel.shutdown_write()
+            yield from _drain(channel)
+            yield "exit", str(channel.recv_exit_status()).encode()
+
+    def run_with_input(self, argv: Sequence[str], chunks: Iterable[bytes]) -> tuple[int, bytes]:
+        """Run argv with `chunks` streamed to its stdin; return (exit status, stderr + stdout)."""
+        channel = self._channel(argv)
+        with channel:
+            try:
+                for chunk in chunks:
+                    channel.sendall(chunk)
+            except OSError as e:
+                raise EngineUnreachableError(f"lost the SSH connection: {_reason(e)}") from e
+            channel.shutdown_write()
+            output = b"".join(data for _, data in _drain(channel))
+            return channel.recv_exit_status(), output
+
+
+def _drain(channel: paramiko.Channel) -> Iterator[tuple[str, bytes]]:
+    """Yield stdout and stderr chunks as they arrive, until the remote command closes both."""
+    fd = channel.fileno()  # readable when either stream has data
+    while True:
+        got = False
+        while channel.recv_ready():
+            got = True
+            yield "stdout", channel.recv(_CHUNK)
+        while channel.recv_stderr_ready():
+            got = True
+            yield "stderr", channel.recv_stderr(_CHUNK)
+        if channel.eof_received and not channel.recv_ready() and not channel.recv_stderr_ready():
+            return
+        if channel.closed:
+            return
+        if not got:
+            select.select([fd], [], [], 1.0)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, socket.gaierror):
+        return "unknown host name"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, socket.timeout | TimeoutError):
+        return "timed out"
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
