@@ -110,7 +110,10 @@ def remove(name: str = EXECUTOR_ARG) -> None:
 
 
 def _ask(value: str | None, prompt: str, flag: str, default: str | None = None) -> str:
-    """The flag's value, else the answer to a prompt (read from stdin when it is not a terminal)."""
+    """The flag's value, else the answer to a prompt (read from stdin when it is not a terminal).
+
+    When stdin ends before an answer, the prompt's default is the answer, if it has one.
+    """
     from radops.errors import UsageError
 
     if value is not None:
@@ -118,6 +121,8 @@ def _ask(value: str | None, prompt: str, flag: str, default: str | None = None) 
     try:
         answer: str = typer.prompt(prompt, default=default, err=True)
     except typer.Abort:
+        if default is not None:
+            return default
         raise UsageError(
             f"no answer for {prompt!r} (stdin closed)", f"Give it with {flag}."
         ) from None
@@ -173,7 +178,9 @@ def add(
     if name in store.load().executors or name == "local":
         raise UsageError(f"executor {name!r} already exists")
     host, port = split_host_port(_ask(hostname, "Hostname", "--hostname"), port)
-    user = _ask(username, "Username", "--username", os.environ.get("USER") or None)
+    from radops.ssh import resolve_target
+
+    user = _ask(username, "Username", "--username", resolve_target(host, port).username)
     path = _ask(
         docker_path, "Path to docker on the remote machine", "--docker-path", DEFAULT_DOCKER_PATH
     )

@@ -1,0 +1,203 @@
+"""The test rig's real parts: a second Docker engine playing a remote machine, reachable only
+through a real sshd on loopback, and a real registry (Debian's docker-registry).
+
+Each part is started once per test session and stopped at its end. A part that cannot start
+raises RigError, so the tests that need it fail: a broken rig is never a skipped test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+DOCKER = shutil.which("docker", path="/usr/bin") or "docker"
+
+
+class RigError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise RigError(f"{what} did not come up within {timeout:.0f}s")
+
+
+def _tool(name: str, *candidates: str) -> str:
+    for path in (*candidates, shutil.which(name)):
+        if path and os.path.exists(path):
+            return path
+    raise RigError(f"{name} is not installed; run scripts/bootstrap.sh")
+
+
+@dataclass
+class RemoteHost:
+    """An SSH host (this machine, on a loopback port) whose docker is the rig's second engine."""
+
+    root: Path
+    ssh_port: int
+    registry: str
+    client_key: Path
+    host_key_pub: Path
+    docker_host: str
+    processes: list[subprocess.Popen[bytes]]
+
+    def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run docker against the remote engine directly (for assertions, not via radops)."""
+        env = {**os.environ, "DOCKER_HOST": self.docker_host}
+        return subprocess.run([DOCKER, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    def docker_bytes(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        env = {**os.environ, "DOCKER_HOST": self.docker_host}
+        return subprocess.run([DOCKER, *args], env=env, capture_output=True, timeout=60)
+
+    def known_hosts_line(self) -> str:
+        key_type, key = self.host_key_pub.read_text().split()[:2]
+        return f"[127.0.0.1]:{self.ssh_port} {key_type} {key}\n"
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _start_engine(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    dockerd = _tool("dockerd", "/usr/sbin/dockerd", "/usr/bin/dockerd")
+    engine = root / "engine"
+    engine.mkdir(parents=True, exist_ok=True)
+    sock = engine / "docker.sock"
+    host = f"unix://{sock}"
+    proc = _spawn(
+        [
+            dockerd,
+            "--host", host,
+            "--data-root", str(engine / "data"),
+            "--exec-root", str(engine / "exec"),
+            "--pidfile", str(engine / "docker.pid"),
+            "--bridge=none",
+            "--iptables=false",
+        ],
+        engine / "dockerd.log",
+    )  # fmt: skip
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RigError(f"remote dockerd exited; see {engine / 'dockerd.log'}")
+        env = {**os.environ, "DOCKER_HOST": host}
+        return subprocess.run([DOCKER, "version"], env=env, capture_output=True).returncode == 0
+
+    wait_for(answers, "the remote Docker engine")
+    return host, proc
+
+
+def _start_registry(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    registry = _tool("docker-registry", "/usr/bin/docker-registry")
+    port = free_port()
+    folder = root / "registry"
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = _spawn([registry, "serve", str(config)], folder / "registry.log")
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RigError(f"docker-registry exited; see {folder / 'registry.log'}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return True
+        return False
+
+    wait_for(answers, "the registry")
+    return f"127.0.0.1:{port}", proc
+
+
+def _keygen(path: Path) -> None:
+    if not path.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "radops-rig", "-f", str(path)],
+            check=True,
+        )
+
+
+def _start_sshd(root: Path, docker_host: str) -> tuple[int, Path, Path, subprocess.Popen[bytes]]:
+    sshd = _tool("sshd", "/usr/sbin/sshd")
+    folder = root / "ssh"
+    folder.mkdir(parents=True, exist_ok=True)
+    _keygen(folder / "host_key")
+    _keygen(folder / "client_key")
+    shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
+    port = free_port()
+    config = folder / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\n"
+        f"HostKey {folder / 'host_key'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        "StrictModes no\nPermitRootLogin prohibit-password\nAllowTcpForwarding yes\n"
+        f"PidFile {folder / 'sshd.pid'}\n"
+        # Every SSH session's docker talks to the rig's second engine, as on a real remote host.
+        f"SetEnv DOCKER_HOST={docker_host}\n"
+    )
+    proc = _spawn([sshd, "-D", "-e", "-f", str(config)], folder / "sshd.log")
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RigError(f"sshd exited; see {folder / 'sshd.log'}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return True
+        return False
+
+    wait_for(answers, "sshd")
+    return port, folder / "client_key", folder / "host_key.pub", proc
+
+
+@contextlib.contextmanager
+def remote_host(root: Path) -> Iterator[RemoteHost]:
+    """Start the remote engine, the registry and sshd; stop them all afterwards."""
+    processes: list[subprocess.Popen[bytes]] = []
+    host: RemoteHost | None = None
+    try:
+        docker_host, engine = _start_engine(root)
+        processes.append(engine)
+        registry, reg = _start_registry(root)
+        processes.append(reg)
+        port, client_key, host_key_pub, sshd = _start_sshd(root, docker_host)
+        processes.append(sshd)
+        host = RemoteHost(root, port, registry, client_key, host_key_pub, docker_host, processes)
+        yield host
+    finally:
+        if host is not None:
+            host.stop()
+        else:
+            RemoteHost(root, 0, "", root, root, "", processes).stop()
