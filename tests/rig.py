@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -142,27 +143,52 @@ def _start_registry(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
     return f"127.0.0.1:{port}", proc
 
 
-def _keygen(path: Path) -> None:
+NO_DOCKER_USER = "radops-rig-nodocker"  # a user the remote engine's socket refuses
+CLIENT_KEY_TYPES = ("ed25519", "ecdsa", "rsa")
+
+
+def keygen(path: Path, key_type: str = "ed25519") -> Path:
     if not path.exists():
         subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "radops-rig", "-f", str(path)],
+            ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", "radops-rig", "-f", str(path)],
             check=True,
         )
+    return path
+
+
+def _ensure_no_docker_user() -> None:
+    if subprocess.run(["id", NO_DOCKER_USER], capture_output=True).returncode != 0:
+        subprocess.run(
+            ["useradd", "--system", "--shell", "/bin/sh", "--home-dir", "/nonexistent",
+             NO_DOCKER_USER],
+            check=True,
+        )  # fmt: skip
+    # "*" rather than useradd's "!": no password, but not a locked account sshd would refuse.
+    subprocess.run(["usermod", "-p", "*", NO_DOCKER_USER], check=True)
 
 
 def _start_sshd(root: Path, docker_host: str) -> tuple[int, Path, Path, subprocess.Popen[bytes]]:
     sshd = _tool("sshd", "/usr/sbin/sshd")
     folder = root / "ssh"
     folder.mkdir(parents=True, exist_ok=True)
-    _keygen(folder / "host_key")
-    _keygen(folder / "client_key")
-    shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
+    keygen(folder / "host_key")
+    keygen(folder / "client_key")
+    # Every client key type OpenSSH users have, all accepted for root and the no-docker user.
+    others = [keygen(folder / f"client_key_{t}", t) for t in CLIENT_KEY_TYPES[1:]]
+    public = [Path(f"{k}.pub").read_text() for k in [folder / "client_key", *others]]
+    # sshd reads authorized keys as the user logging in: the no-docker user must reach them too.
+    shared = Path(tempfile.mkdtemp(prefix="radops-rig-keys-"))
+    shared.chmod(0o755)
+    authorized = shared / "authorized_keys"
+    authorized.write_text("".join(public))
+    authorized.chmod(0o644)
+    _ensure_no_docker_user()
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
     port = free_port()
     config = folder / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\n"
-        f"HostKey {folder / 'host_key'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
+        f"HostKey {folder / 'host_key'}\nAuthorizedKeysFile {authorized}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
         "StrictModes no\nPermitRootLogin prohibit-password\nAllowTcpForwarding yes\n"
         f"PidFile {folder / 'sshd.pid'}\n"
