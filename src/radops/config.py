@@ -68,6 +68,8 @@ class SSHExecutorSpec(_Spec):
     docker_path: str = DEFAULT_DOCKER_PATH
     identity_file: str | None = None
     registry: str | None = None
+    # The engine's platform (e.g. linux/arm64) as last checked: images are built for it.
+    platform: str | None = None
     created_at: datetime = Field(default_factory=_utcnow)
 
     @field_validator("name")

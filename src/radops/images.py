@@ -54,9 +54,16 @@ def context_files(context: Path, dockerfile: str) -> list[str]:
     return sorted(exclude_paths(str(context), patterns, dockerfile=dockerfile))
 
 
-def hash_context(context: Path, files: Iterable[str], dockerfile: str) -> str:
-    """sha256 over each path, its type and executable bit, and its content; plus the Dockerfile."""
+def hash_context(
+    context: Path, files: Iterable[str], dockerfile: str, platform: str | None = None
+) -> str:
+    """sha256 over each path, its type and executable bit, and its content; plus the Dockerfile.
+
+    A build for another platform than the engine's own (`platform`) hashes differently.
+    """
     h = hashlib.sha256()
+    if platform:
+        h.update(b"platform\0" + platform.encode() + b"\0")
     df = Path(dockerfile) if os.path.isabs(dockerfile) else context / dockerfile
     h.update(b"dockerfile\0" + dockerfile.encode() + b"\0" + df.read_bytes() + b"\0")
     for rel in files:
@@ -82,12 +89,18 @@ def image_tag(context: Path, digest: str) -> str:
     return f"{IMAGE_REPOSITORY_PREFIX}{slug}:{digest[:HASH_CHARS]}"
 
 
-def tag_for_context(context: Path, dockerfile: str) -> str:
-    return image_tag(context, hash_context(context, context_files(context, dockerfile), dockerfile))
+def tag_for_context(context: Path, dockerfile: str, platform: str | None = None) -> str:
+    files = context_files(context, dockerfile)
+    return image_tag(context, hash_context(context, files, dockerfile, platform))
 
 
 def build_image(
-    api: Any, context: Path, dockerfile: str, tag: str, progress: ProgressCallback
+    api: Any,
+    context: Path,
+    dockerfile: str,
+    tag: str,
+    progress: ProgressCallback,
+    platform: str | None = None,
 ) -> None:
     """Build `tag` from `context` with the engine behind `api`, reporting each output line."""
     from docker.errors import APIError, DockerException
@@ -95,7 +108,13 @@ def build_image(
     tail: list[str] = []
     try:
         for event in api.build(
-            path=str(context), dockerfile=dockerfile, tag=tag, rm=True, forcerm=True, decode=True
+            path=str(context),
+            dockerfile=dockerfile,
+            tag=tag,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            platform=platform,
         ):
             if "error" in event:
                 detail = event.get("errorDetail", {}).get("message") or event["error"]

@@ -146,6 +146,13 @@ class ExecutorStore:
                 )
             config.executors[spec.name] = spec
 
+    def update_platform(self, name: str, platform: str) -> None:
+        """Record the platform an executor's engine reported (images are built for it)."""
+        with self.edit() as config:
+            spec = config.executors.get(name)
+            if spec is not None:
+                spec.platform = platform
+
     def remove(self, name: str) -> AnyExecutorSpec:
         """Unregister `name` and return what it was."""
         if name == LOCAL_EXECUTOR_NAME:

@@ -202,6 +202,7 @@ def add(
 
         report = check_executor(spec, accept_host_key, _confirm_host_key())
         render.print_line(report.summary(), err=True)
+        spec.platform = report.platform
     store.add(spec)
     if json_output:
         render.print_json(spec.model_dump(mode="json", exclude_none=True))
@@ -225,7 +226,11 @@ def check(
     from radops.executors import check_executor
     from radops.store import ExecutorStore
 
-    report = check_executor(ExecutorStore().get(name), accept_host_key, _confirm_host_key())
+    store = ExecutorStore()
+    spec = store.get(name)
+    report = check_executor(spec, accept_host_key, _confirm_host_key())
+    if getattr(spec, "platform", report.platform) != report.platform:
+        store.update_platform(name, report.platform)
     if json_output:
         render.print_json(report.to_json())
     else:

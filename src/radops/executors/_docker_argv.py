@@ -41,7 +41,8 @@ def run_argv(
     env_from_stdin: bool,
 ) -> list[str]:
     """`docker run -d`: labels and options first, then the image, then the job's own arguments."""
-    argv = [docker, "run", "--detach", "--name", name]
+    # --pull never: a missing image is reported, and radops ships it (never a silent pull).
+    argv = [docker, "run", "--detach", "--pull", "never", "--name", name]
     for key, value in labels.items():
         argv += ["--label", f"{key}={value}"]
     if env_from_stdin:
@@ -51,6 +52,19 @@ def run_argv(
         argv += ["--gpus", gpus]
     # docker stops reading options at the image, so the job's arguments are never docker's.
     return [*argv, image, *command]
+
+
+def error_line(stderr: str) -> str:
+    """The line of a docker CLI error that says what went wrong, without docker's decoration."""
+    lines = [
+        line.strip()
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith("See '")
+    ]
+    if not lines:
+        return ""
+    line = lines[-1].removeprefix("docker: ").removeprefix("Error: ")
+    return line.removeprefix("Error response from daemon: ").rstrip(".")
 
 
 def env_file(env: dict[str, str]) -> bytes:

@@ -50,7 +50,10 @@ def _created(labels: dict[str, str]) -> datetime | None:
         return None
 
 
-def _job(labels: dict[str, str], executor: str, status: str, exit_code: int | None) -> Job:
+def job_from_labels(
+    labels: dict[str, str], executor: str, status: str, exit_code: int | None = None
+) -> Job:
+    """A Job from its container's labels and state."""
     return Job(
         id=labels[LABEL_JOB_ID],
         executor=labels.get(LABEL_EXECUTOR, executor),
@@ -69,13 +72,15 @@ def job_from_inspect(data: dict[str, Any], executor: str) -> Job:
     state = data["State"]
     status = state["Status"]
     exit_code = state["ExitCode"] if status in ("exited", "dead") else None
-    return _job(labels, executor, status, exit_code)
+    return job_from_labels(labels, executor, status, exit_code)
 
 
 def job_from_summary(data: dict[str, Any], executor: str) -> Job:
     """A Job from a container list entry (Engine API ContainerSummary): no inspect needed."""
     match = _EXITED.match(data.get("Status", ""))
-    return _job(data["Labels"] or {}, executor, data["State"], int(match[1]) if match else None)
+    return job_from_labels(
+        data["Labels"] or {}, executor, data["State"], int(match[1]) if match else None
+    )
 
 
 def match_job_id(job_id: str, candidates: list[str], executor: str) -> str:

@@ -86,10 +86,13 @@ class EngineReport:
     architecture: str
     gpus: list[str] = field(default_factory=list)
 
+    @property
+    def platform(self) -> str:
+        return f"{self.os}/{self.architecture}"
+
     def summary(self) -> str:
         gpus = f"{len(self.gpus)} GPU(s): {', '.join(self.gpus)}" if self.gpus else "no GPUs"
-        platform = f"{self.os}/{self.architecture}"
-        return f"{self.executor}: Docker {self.server_version} on {platform}, {gpus}"
+        return f"{self.executor}: Docker {self.server_version} on {self.platform}, {gpus}"
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -90,12 +90,26 @@ class LocalExecutor(Executor):
             gpus=gpus,
         )
 
-    def ensure_image(self, request: JobRequest, progress: ProgressCallback) -> str:
-        """The image tag for the request's context, built only if the engine lacks it."""
+    def platform(self) -> str:
+        """The engine's own platform, e.g. linux/amd64."""
+        with docker_errors("asking the engine for its version"):
+            version = self.api.version()
+        return f"{version.get('Os', 'linux')}/{version.get('Arch', 'amd64')}"
+
+    def ensure_image(
+        self, request: JobRequest, progress: ProgressCallback, platform: str | None = None
+    ) -> str:
+        """The image tag for the request's context, built only if the engine lacks it.
+
+        `platform` (e.g. linux/arm64 for a remote executor) builds for another architecture
+        when it differs from this engine's own.
+        """
         import docker.errors
 
         context, dockerfile = images.check_context(request.context, request.dockerfile)
-        tag = images.tag_for_context(context, dockerfile)
+        if platform is not None and platform == self.platform():
+            platform = None
+        tag = images.tag_for_context(context, dockerfile, platform)
         with docker_errors("checking for the image"):
             try:
                 self.api.inspect_image(tag)
@@ -103,8 +117,8 @@ class LocalExecutor(Executor):
                 return tag
             except docker.errors.ImageNotFound:
                 pass
-        progress(f"Building {tag} from {context}")
-        images.build_image(self.api, context, dockerfile, tag, progress)
+        progress(f"Building {tag} from {context}" + (f" for {platform}" if platform else ""))
+        images.build_image(self.api, context, dockerfile, tag, progress, platform)
         return tag
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 from radops.config import LocalExecutorSpec, resolve_setting
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, UsageError
 from radops.executors import _docker_argv as argv_for
-from radops.executors._labels import job_from_inspect, job_from_summary, job_labels, match_job_id
+from radops.executors._labels import (
+    job_from_inspect,
+    job_from_labels,
+    job_from_summary,
+    job_labels,
+    match_job_id,
+)
 from radops.executors.base import (
     EngineReport,
     Executor,
@@ -33,7 +39,10 @@ _AUTH_FAILURE = re.compile(r"unauthorized|denied|authentication required|no basi
 
 
 class SSHExecutor(Executor):
-    """Jobs on a remote engine: images built here, shipped by registry or over SSH, run there."""
+    """Jobs on a remote engine: images built here, shipped by registry or over SSH, run there.
+
+    Every step of a command goes through one SSH connection, opened on first use.
+    """
 
     kind = "ssh"
 
@@ -83,7 +92,7 @@ class SSHExecutor(Executor):
 
     def _docker_error(self, status: int, stderr: bytes, what: str) -> RadopsError:
         text = stderr.decode(errors="replace").strip()
-        line = text.splitlines()[-1] if text else f"exit status {status}"
+        line = argv_for.error_line(text) or f"exit status {status}"
         host = self.conn.target.display
         if status in (126, 127):  # the remote shell could not find or execute it
             return RadopsError(
@@ -127,22 +136,31 @@ class SSHExecutor(Executor):
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
         if any("\n" in v for v in request.env.values()):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
-        image = self.ship_image(request, progress)
+        local_tag = self.local.ensure_image(request, progress, self.spec.platform)
+        image = self._remote_ref(local_tag)
         job_id = new_job_id()
+        labels = job_labels(job_id, self.name, image, request)
         argv = argv_for.run_argv(
             self.spec.docker_path,
             container_name(job_id),
-            job_labels(job_id, self.name, image, request),
+            labels,
             image,
             request.command,
             request.gpus,
             env_from_stdin=bool(request.env),
         )
+        # Tags are content hashes, so a remote that has the tag has this exact image: try to run
+        # first (one round trip) and ship only when the engine says it lacks the image.
         status, _, err = self.conn.run(argv, stdin=argv_for.env_file(request.env))
+        if status != 0 and b"No such image" in err:
+            self._ship(local_tag, image, progress)
+            status, _, err = self.conn.run(argv, stdin=argv_for.env_file(request.env))
+        elif status == 0:
+            progress(f"{self.name} already has {image}; nothing to ship")
         if status != 0:
             raise self._docker_error(status, err, "starting the job")
         progress(f"Started job {job_id} on {self.name}")
-        return self.get(job_id)
+        return job_from_labels(labels, self.name, "running")
 
     def jobs(self) -> list[Job]:
         out = self._docker(*argv_for.ps_argv("")[1:], what="listing jobs")
@@ -205,42 +223,35 @@ class SSHExecutor(Executor):
 
         return self.spec.registry or resolve_setting(ExecutorStore().load().settings, "registry")
 
-    def ship_image(self, request: JobRequest, progress: ProgressCallback) -> str:
-        """Build locally, then make the remote engine hold the same image; return its name there."""
-        from radops.executors import _transfer
-
-        local_tag = self.local.ensure_image(request, progress)
-        local_id = self.local.api.inspect_image(local_tag)["Id"]
+    def _transfer_mode(self) -> tuple[str, str | None]:
         registry = self.registry()
-        transfer = self.transfer
-        if transfer == "auto":
-            transfer = "registry" if registry else "ssh"
+        transfer = self.transfer if self.transfer != "auto" else "registry" if registry else "ssh"
         if transfer == "registry" and not registry:
             raise UsageError(
                 "no registry configured for --transfer registry",
                 "Set one: `radops config set registry ghcr.io/OWNER` (or RADOPS_REGISTRY).",
             )
-        remote_ref = (
+        return transfer, registry
+
+    def _remote_ref(self, local_tag: str) -> str:
+        """The image's name on the remote engine: in the registry, or the local tag itself."""
+        transfer, registry = self._transfer_mode()
+        return (
             f"{registry.rstrip('/')}/{local_tag}"
             if transfer == "registry" and registry
             else local_tag
         )
-        if self._remote_image_id(remote_ref) == local_id:
-            progress(f"{self.name} already has {remote_ref}; nothing to ship")
-            return remote_ref
-        if transfer == "registry":
+
+    def _ship(self, local_tag: str, remote_ref: str, progress: ProgressCallback) -> None:
+        """Make the remote engine hold `local_tag` as `remote_ref`."""
+        from radops.executors import _transfer
+
+        if self._transfer_mode()[0] == "registry":
             _transfer.push(self.local.api, local_tag, remote_ref, progress)
             self._pull(remote_ref, progress)
         else:
             progress(f"Sending {local_tag} to {self.name} over SSH")
             _transfer.send_over_ssh(self.local.api, self.conn, self.spec.docker_path, local_tag)
-        return remote_ref
-
-    def _remote_image_id(self, ref: str) -> str | None:
-        status, out, _ = self.conn.run(
-            [self.spec.docker_path, "image", "inspect", "--format", "{{.Id}}", ref]
-        )
-        return out.decode().strip() if status == 0 else None
 
     def _pull(self, ref: str, progress: ProgressCallback) -> None:
         from radops.executors import _transfer
