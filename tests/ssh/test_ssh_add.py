@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 from tests import rig
 from tests.ssh.conftest import CLI
+from tests.terminal import Terminal
 
 
 def _config(cli: CLI) -> dict[str, object]:
@@ -17,18 +19,50 @@ def _config(cli: CLI) -> dict[str, object]:
 
 
 def test_add_by_prompts_through_ssh_config_alias(cli: CLI, trusted: None) -> None:
-    answers = b"box\nrigbox\nroot\n\n"  # name, hostname (an alias), username, docker path default
-    result = cli("executors", "add", input=answers)
-    assert result.returncode == 0, result.stderr.decode()
-    err = result.stderr.decode()
-    assert err.index("Executor name") < err.index("Hostname") < err.index("Username")
-    assert err.index("Username") < err.index(
-        "Path to docker on the remote machine [/usr/bin/docker]"
-    )
-    assert "box: Docker" in err and "linux/amd64" in err
+    term = Terminal([sys.executable, "-m", "radops", "executors", "add"], cli.env)
+    term.expect("Executor name:")
+    term.send("box")
+    term.expect("Hostname:")
+    term.send("rigbox")  # an alias from ~/.ssh/config, on a non-22 port
+    term.expect("Username [root]:")  # the default comes from the alias's User
+    term.send("")
+    term.expect("Path to docker on the remote machine [/usr/bin/docker]:")
+    term.send("")
+    assert term.wait() == 0, term.text
+    assert "box: Docker" in term.text and "linux/amd64" in term.text
     spec = _config(cli)["executors"]["box"]  # type: ignore[index]
     assert spec == {**spec, "kind": "ssh", "hostname": "rigbox", "username": "root"}
     assert spec["docker_path"] == "/usr/bin/docker"
+    assert spec["platform"] == "linux/amd64"
+
+
+def test_add_reads_piped_answers_without_prompting(cli: CLI, trusted: None) -> None:
+    result = cli("executors", "add", "--json", input=b"box\nrigbox\n\n\n")
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["username"] == "root"  # stdout is exactly the JSON
+    assert "Executor name" not in result.stderr.decode()
+
+
+def test_unknown_host_key_is_trusted_after_asking_on_a_terminal(
+    cli: CLI, remote: rig.RemoteHost
+) -> None:
+    argv = [
+        *(sys.executable, "-m", "radops", "executors", "add", "--name", "box"),
+        *("--hostname", "rigbox", "--username", "root", "--docker-path", "/usr/bin/docker"),
+    ]
+    refused = Terminal(argv, cli.env)
+    refused.expect("SHA256:")
+    refused.expect("Trust this key and continue connecting? [y/N]:")
+    refused.send("n")
+    assert refused.wait() == 7
+    assert "box" not in _config(cli)["executors"]  # type: ignore[operator]
+
+    accepted = Terminal(argv, cli.env)
+    accepted.expect("Trust this key and continue connecting? [y/N]:")
+    accepted.send("y")
+    assert accepted.wait() == 0, accepted.text
+    known = (Path(cli.env["RADOPS_CONFIG_DIR"]) / "known_hosts").read_text()
+    assert known.split()[1:3] == remote.known_hosts_line().split()[1:3]
 
 
 def test_add_by_flags_accepting_an_unknown_host_key(cli: CLI, remote: rig.RemoteHost) -> None:

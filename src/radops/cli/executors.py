@@ -110,23 +110,22 @@ def remove(name: str = EXECUTOR_ARG) -> None:
 
 
 def _ask(value: str | None, prompt: str, flag: str, default: str | None = None) -> str:
-    """The flag's value, else the answer to a prompt (read from stdin when it is not a terminal).
+    """The flag's value, else the answer to a prompt.
 
-    When stdin ends before an answer, the prompt's default is the answer, if it has one.
+    On a terminal the prompt is shown; answers piped in by a script are read a line each with
+    no prompt mixed into the output. An empty answer, or none, takes the default if there is one.
     """
     from radops.errors import UsageError
 
     if value is not None:
         return value
-    try:
+    if sys.stdin.isatty():
         answer: str = typer.prompt(prompt, default=default, err=True)
-    except typer.Abort:
-        if default is not None:
-            return default
-        raise UsageError(
-            f"no answer for {prompt!r} (stdin closed)", f"Give it with {flag}."
-        ) from None
-    return answer.strip()
+        return answer.strip()
+    line = sys.stdin.readline().strip()
+    if line or default is not None:
+        return line or str(default)
+    raise UsageError(f"no answer for {prompt!r} (stdin closed)", f"Give it with {flag}.")
 
 
 @app.command(
@@ -160,6 +159,11 @@ def add(
     no_check: bool = typer.Option(
         False, "--no-check", help="Save without connecting to check SSH and docker."
     ),
+    registry: str | None = typer.Option(
+        None,
+        "--registry",
+        help="Registry for this executor's images (else RADOPS_REGISTRY or `config set registry`).",
+    ),
     json_output: bool = JSON_OPT,
 ) -> None:
     """Register a machine reachable over SSH as an executor.
@@ -175,8 +179,13 @@ def add(
 
     name = valid_name(_ask(name, "Executor name", "--name"))
     store = ExecutorStore()
-    if name in store.load().executors or name == "local":
-        raise UsageError(f"executor {name!r} already exists")
+    if name == "local":
+        raise UsageError("'local' is built in: it cannot be added, replaced or removed")
+    if name in store.load().executors:
+        raise UsageError(
+            f"executor {name!r} already exists",
+            f"Remove it first with `radops executors remove {name}`, or choose another name.",
+        )
     host, port = split_host_port(_ask(hostname, "Hostname", "--hostname"), port)
     from radops.ssh import resolve_target
 
@@ -194,6 +203,7 @@ def add(
             username=user or None,
             docker_path=path,
             identity_file=str(identity_file.expanduser()) if identity_file else None,
+            registry=registry,
         )
     except ValidationError as e:
         raise UsageError(str(e.errors()[0]["msg"]).removeprefix("Value error, ")) from None

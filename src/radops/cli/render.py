@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
@@ -71,10 +72,16 @@ def write_output(chunks: Iterator[tuple[Stream, bytes]]) -> None:
     """Write log chunks to stdout/stderr as raw bytes: no decoding, no markup, no buffering."""
     out, err = sys.stdout.buffer, sys.stderr.buffer
     sys.stdout.flush()
-    for stream, data in chunks:
-        target = err if stream == "stderr" else out
-        target.write(data)
-        target.flush()
+    try:
+        for stream, data in chunks:
+            target = err if stream == "stderr" else out
+            target.write(data)
+            target.flush()
+    except BrokenPipeError:
+        # `radops ... logs | head`: the reader left. Exit quietly, as `cat` would (128 + SIGPIPE).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(141) from None
 
 
 @contextmanager

@@ -92,7 +92,8 @@ def match_job_id(job_id: str, candidates: list[str], executor: str) -> str:
         return found[0]
     if found:
         raise UsageError(
-            f"job id {job_id!r} is ambiguous on {executor!r}: it starts {len(found)} jobs"
+            f"job id {job_id!r} matches {len(found)} jobs on {executor!r}",
+            f"Give more of the id (see `radops executors jobs {executor}`).",
         )
     raise NotFoundError(
         f"no job {job_id!r} on executor {executor!r}",

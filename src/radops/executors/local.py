@@ -10,7 +10,13 @@ from radops import images
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
 from radops.executors._docker_options import parse_gpus
 from radops.executors._frames import demux_frames
-from radops.executors._labels import job_from_inspect, job_from_summary, job_labels, match_job_id
+from radops.executors._labels import (
+    job_from_inspect,
+    job_from_labels,
+    job_from_summary,
+    job_labels,
+    match_job_id,
+)
 from radops.executors.base import (
     LABEL_JOB_ID,
     EngineReport,
@@ -122,24 +128,30 @@ class LocalExecutor(Executor):
         return tag
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
+        host_config: dict[str, Any] = {}
+        if request.gpus:  # parsed before building, so a bad value costs no build
+            host_config["device_requests"] = [_device_request(parse_gpus(request.gpus))]
         image = self.ensure_image(request, progress)
         job_id = new_job_id()
-        host_config: dict[str, Any] = {}
-        if request.gpus:
-            host_config["device_requests"] = [_device_request(parse_gpus(request.gpus))]
+        labels = job_labels(job_id, self.name, image, request)
         with docker_errors("starting the job"):
             container = self.api.create_container(
                 image,
                 command=request.command or None,
                 name=container_name(job_id),
-                labels=job_labels(job_id, self.name, image, request),
+                labels=labels,
                 environment=request.env or None,
                 host_config=self.api.create_host_config(**host_config),
                 detach=True,
             )
-            self.api.start(container["Id"])
+            try:
+                self.api.start(container["Id"])
+            except Exception:
+                # A job that never started is not a job: leave nothing behind in `jobs`.
+                self.api.remove_container(container["Id"], force=True)
+                raise
         progress(f"Started job {job_id}")
-        return self.get(job_id)
+        return job_from_labels(labels, self.name, "running")
 
     def jobs(self) -> list[Job]:
         with docker_errors("listing jobs"):

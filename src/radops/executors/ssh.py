@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from radops.config import LocalExecutorSpec, resolve_setting
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, UsageError
 from radops.executors import _docker_argv as argv_for
+from radops.executors._docker_options import parse_gpus
 from radops.executors._labels import (
     job_from_inspect,
     job_from_labels,
@@ -136,6 +137,8 @@ class SSHExecutor(Executor):
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
         if any("\n" in v for v in request.env.values()):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
+        if request.gpus:
+            parse_gpus(request.gpus)  # docker gets the value as-is, but a typo costs no build
         local_tag = self.local.ensure_image(request, progress, self.spec.platform)
         image = self._remote_ref(local_tag)
         job_id = new_job_id()

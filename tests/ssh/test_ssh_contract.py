@@ -1,0 +1,45 @@
+"""The executor contract, unchanged, against the SSH executor and the rig's remote engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from radops.config import SSHExecutorSpec
+from radops.executors import open_executor
+from radops.executors.base import Executor
+from tests import rig
+from tests.executors.contract import ExecutorContract
+
+
+class TestSSHExecutor(ExecutorContract):
+    @pytest.fixture
+    def executor(
+        self,
+        remote: rig.RemoteHost,
+        docker_client: Any,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> Iterator[Executor]:
+        monkeypatch.setenv("HOME", str(tmp_path))  # no personal ssh config or known hosts
+        spec = SSHExecutorSpec(
+            name="contract",
+            hostname="127.0.0.1",
+            port=remote.ssh_port,
+            username="root",
+            identity_file=str(remote.client_key),
+        )
+        with open_executor(spec) as executor:
+            executor.trust_new_host_key = True
+            executor.transfer = "ssh"  # type: ignore[attr-defined]
+            yield executor
+
+    @pytest.fixture
+    def remove_job(self, remote: rig.RemoteHost) -> Callable[[str], None]:
+        def remove(job_id: str) -> None:
+            remote.docker("rm", "--force", f"radops-{job_id}")
+
+        return remove
