@@ -15,6 +15,8 @@ install_debian_packages() {
   [ -x /bin/busybox ] && file_is_static /bin/busybox || missing+=(busybox-static)
   command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     sudo_ apt-get update -qq
