@@ -203,7 +203,9 @@ class LocalExecutor(Executor):
             api._raise_for_status(response)
         try:
             with docker_errors(f"reading the logs of job {job_id}"):
-                yield from demux_frames(response.raw.read1)
+                # Following: hand over whatever has arrived. Otherwise fill whole 64 KiB blocks:
+                # the engine sends each line as its own chunk, and a read per line is slow.
+                yield from demux_frames(response.raw.read1 if follow else response.raw.read)
         finally:
             response.close()
 
