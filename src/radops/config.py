@@ -104,6 +104,8 @@ class GCPExecutorSpec(SSHExecutorSpec):
     project: str
     zone: str
     instance: str
+    # Pinned when radops created the VM: a restarted VM (new IP, same key) is still recognised.
+    host_key_fingerprint: str | None = None
 
 
 ExecutorSpec = Annotated[SSHExecutorSpec | GCPExecutorSpec, Field(discriminator="kind")]
@@ -119,12 +121,22 @@ class Settings(_Spec):
     gcp_api_endpoint: str | None = None
 
 
+class PendingVM(_Spec):
+    """A VM being created: recorded before insert so an interrupted create can be cleaned up."""
+
+    project: str
+    zone: str
+    instance: str
+    created_at: datetime = Field(default_factory=_utcnow)
+
+
 class ConfigFile(_Spec):
     """The whole config file."""
 
     schema_version: int = SCHEMA_VERSION
     settings: Settings = Field(default_factory=Settings)
     executors: dict[str, ExecutorSpec] = Field(default_factory=dict)
+    gcp_pending: dict[str, PendingVM] = Field(default_factory=dict)
 
 
 def setting_names() -> list[str]:

@@ -6,7 +6,8 @@ RadopsError                 exit 1  something went wrong while doing the work
 ├── ConfigError             exit 4  the config file cannot be read, parsed or written
 ├── EngineUnreachableError  exit 5  no Docker engine answers (local socket, or over SSH)
 ├── BuildError              exit 6  `docker build` failed
-└── HostKeyError            exit 7  an SSH host key is unknown (and not trusted) or has changed
+├── HostKeyError            exit 7  an SSH host key is unknown (and not trusted) or has changed
+└── CloudError              exit 8  Google Cloud refused: quota, zone capacity, API error
 Interrupted (Ctrl-C) exits 130. `run --follow` exits with the job's own exit code.
 """
 
@@ -46,3 +47,7 @@ class BuildError(RadopsError):
 
 class HostKeyError(RadopsError):
     exit_code = 7
+
+
+class CloudError(RadopsError):
+    exit_code = 8

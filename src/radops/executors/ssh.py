@@ -32,7 +32,7 @@ from radops.executors.base import (
 if TYPE_CHECKING:
     from radops.config import SSHExecutorSpec
     from radops.executors.local import LocalExecutor
-    from radops.ssh import SSHConnection
+    from radops.ssh import ConfirmHostKey, SSHConnection
 
 TRANSFERS = ("auto", "registry", "ssh")
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -66,9 +66,29 @@ class SSHExecutor(Executor):
                 self.spec.hostname, self.spec.port, self.spec.username, self.spec.identity_file
             )
             self._conn = SSHConnection(
-                target, config_dir() / "known_hosts", self.confirm_host_key, self.trust_new_host_key
+                target, config_dir() / "known_hosts", self._confirm(), self.trust_new_host_key
             )
         return self._conn
+
+    def _confirm(self) -> ConfirmHostKey | None:
+        """A VM radops created has a pinned key: that key is trusted under any new address."""
+        pinned = getattr(self.spec, "host_key_fingerprint", None)
+        if pinned is None:
+            return self.confirm_host_key
+        ask = self.confirm_host_key
+
+        def confirm(host: str, key_type: str, fingerprint: str) -> bool:
+            return fingerprint == pinned or (ask is not None and ask(host, key_type, fingerprint))
+
+        return confirm
+
+    def host_key_fingerprint(self) -> str:
+        """The SHA256 fingerprint of the host key this connection verified."""
+        from radops.ssh import fingerprint
+
+        transport = self.conn.client.get_transport()
+        assert transport is not None
+        return fingerprint(transport.get_remote_server_key())
 
     @property
     def local(self) -> LocalExecutor:

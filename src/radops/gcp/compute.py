@@ -1,0 +1,289 @@
+"""A thin layer over google-cloud-compute: one client set per command, Google errors made ours."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from radops.errors import CloudError, ConfigError, NotFoundError, RadopsError
+from radops.gcp.settings import GCPTarget
+
+MANAGED_LABEL = "radops-managed"
+EXECUTOR_LABEL = "radops-executor"
+OPERATION_TIMEOUT_S = 600
+_CAPACITY_CODES = ("ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
+
+
+class CapacityError(CloudError):
+    """The zone has no room for this machine type now; another zone may."""
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    url: str
+    region: str | None  # None for a global template
+    machine_type: str
+    gpus: list[tuple[str, int]] = field(default_factory=list)
+    image: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def gpu_text(self) -> str:
+        return ", ".join(f"{kind} x {count}" for kind, count in self.gpus) or "-"
+
+
+@dataclass(frozen=True)
+class VM:
+    name: str
+    zone: str
+    status: str
+    external_ip: str | None
+    labels: dict[str, str]
+    metadata: dict[str, str]
+    fingerprint: str
+
+
+def _last(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+@contextlib.contextmanager
+def google_errors(what: str) -> Iterator[None]:
+    """Turn google.api_core and google.auth errors into RadopsErrors that say what failed."""
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
+    try:
+        yield
+    except RadopsError:
+        raise
+    except auth_exc.DefaultCredentialsError as e:
+        raise ConfigError(
+            "no Google Cloud credentials found",
+            "Run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS).",
+        ) from e
+    except gexc.NotFound as e:
+        raise NotFoundError(f"{what}: {e.message}") from e
+    except gexc.Forbidden as e:
+        reason = (e.errors[0].get("reason") if e.errors else "") or ""
+        if "quota" in reason.lower():
+            raise CloudError(f"quota exceeded while {what}: {e.message}") from e
+        raise CloudError(f"permission denied while {what}: {e.message}") from e
+    except gexc.GoogleAPICallError as e:
+        raise CloudError(f"Google Cloud error while {what}: {e.message}") from e
+    except auth_exc.GoogleAuthError as e:
+        raise ConfigError(f"Google Cloud credentials failed: {e}") from e
+
+
+def _operation_error(op: Any, what: str) -> RadopsError:
+    errors = list(op.error.errors) if op.error else []
+    code = errors[0].code if errors else str(op.http_error_status_code)
+    message = errors[0].message if errors else op.http_error_message
+    if code in _CAPACITY_CODES or code.startswith("ZONE_RESOURCE_POOL_EXHAUSTED"):
+        return CapacityError(f"zone {_last(op.zone)} is out of capacity: {message}")
+    if "QUOTA" in code:
+        return CloudError(f"quota exceeded while {what}: {message}")
+    return CloudError(f"{what} failed ({code}): {message}")
+
+
+class Compute:
+    """The Compute Engine calls radops makes, for one project."""
+
+    def __init__(self, target: GCPTarget) -> None:
+        self.target = target
+        self.project = target.project
+        self._clients: dict[str, Any] = {}
+        self._options: dict[str, Any] | None = None
+
+    def _client(self, name: str) -> Any:
+        if name not in self._clients:
+            from google.cloud import compute_v1
+
+            with google_errors("connecting to Compute Engine"):
+                self._clients[name] = getattr(compute_v1, name)(**self._client_args())
+        return self._clients[name]
+
+    def _client_args(self) -> dict[str, Any]:
+        if self._options is None:
+            from google.api_core.client_options import ClientOptions
+
+            args: dict[str, Any] = {}
+            if self.target.endpoint:
+                args["client_options"] = ClientOptions(api_endpoint=self.target.endpoint)
+            if self.target.anonymous:
+                from google.auth.credentials import AnonymousCredentials
+
+                args["credentials"] = AnonymousCredentials()  # type: ignore[no-untyped-call]
+            else:
+                import google.auth
+
+                # Fails here, with a clear message, rather than on the first call.
+                args["credentials"] = google.auth.default()[0]
+            self._options = args
+        return self._options
+
+    # Templates -----------------------------------------------------------------------------
+
+    def templates(self) -> list[Template]:
+        """Every instance template in the project, global and regional."""
+        found: list[Template] = []
+        with google_errors("listing instance templates"):
+            pager = self._client("InstanceTemplatesClient").aggregated_list(project=self.project)
+            for _scope, scoped in pager:
+                found += [_template(t) for t in scoped.instance_templates]
+        return sorted(found, key=lambda t: (t.name, t.region or ""))
+
+    def template(self, name: str) -> Template:
+        matches = [t for t in self.templates() if t.name == name]
+        if not matches:
+            raise NotFoundError(
+                f"unknown instance template {name!r} in project {self.project}",
+                "List them with `radops executors gcp list-templates`.",
+            )
+        return matches[0]  # global before regional: sorted by region, None first
+
+    def zones_in_region(self, region: str) -> list[str]:
+        with google_errors(f"listing the zones of {region}"):
+            found = self._client("RegionsClient").get(project=self.project, region=region)
+        return sorted(_last(z) for z in found.zones)
+
+    # Instances -----------------------------------------------------------------------------
+
+    def get(self, zone: str, name: str) -> VM | None:
+        from google.api_core import exceptions as gexc
+
+        with google_errors(f"looking up VM {name}"):
+            try:
+                inst = self._client("InstancesClient").get(
+                    project=self.project, zone=zone, instance=name
+                )
+            except gexc.NotFound:
+                return None
+        return _vm(inst)
+
+    def managed(self) -> list[VM]:
+        """Every radops-managed VM in the project, in any zone."""
+        vms: list[VM] = []
+        with google_errors("listing VMs"):
+            pager = self._client("InstancesClient").aggregated_list(
+                project=self.project, filter=f"labels.{MANAGED_LABEL}=true"
+            )
+            for _scope, scoped in pager:
+                vms += [_vm(i) for i in scoped.instances]
+        return sorted(
+            (v for v in vms if v.labels.get(MANAGED_LABEL) == "true"), key=lambda v: v.name
+        )
+
+    def insert(
+        self,
+        zone: str,
+        name: str,
+        template: Template,
+        labels: dict[str, str],
+        metadata: dict[str, str],
+    ) -> None:
+        from google.cloud import compute_v1
+
+        items = [compute_v1.Items(key=k, value=v) for k, v in metadata.items()]
+        request = compute_v1.InsertInstanceRequest(
+            project=self.project,
+            zone=zone,
+            source_instance_template=template.url,
+            instance_resource=compute_v1.Instance(
+                name=name, labels=labels, metadata=compute_v1.Metadata(items=items)
+            ),
+        )
+        with google_errors(f"creating VM {name} in {zone}"):
+            op = self._client("InstancesClient").insert_unary(request=request)
+        self.wait(zone, op, f"creating VM {name}")
+
+    def delete(self, zone: str, name: str) -> bool:
+        """Delete the VM; False if it was already gone."""
+        from google.api_core import exceptions as gexc
+
+        with google_errors(f"deleting VM {name}"):
+            try:
+                op = self._client("InstancesClient").delete_unary(
+                    project=self.project, zone=zone, instance=name
+                )
+            except gexc.NotFound:
+                return False
+        self.wait(zone, op, f"deleting VM {name}")
+        return True
+
+    def stop(self, zone: str, name: str) -> None:
+        with google_errors(f"stopping VM {name}"):
+            op = self._client("InstancesClient").stop_unary(
+                project=self.project, zone=zone, instance=name
+            )
+        self.wait(zone, op, f"stopping VM {name}")
+
+    def start(self, zone: str, name: str) -> None:
+        with google_errors(f"starting VM {name}"):
+            op = self._client("InstancesClient").start_unary(
+                project=self.project, zone=zone, instance=name
+            )
+        self.wait(zone, op, f"starting VM {name}")
+
+    def wait(self, zone: str, op: Any, what: str, timeout: float = OPERATION_TIMEOUT_S) -> None:
+        """Wait for a zone operation to finish; raise its error.
+
+        ExtendedOperation.result() would poll through a client without our endpoint, and
+        `wait` returns (without raising) after about two minutes, so loop it until DONE.
+        """
+        from google.cloud import compute_v1
+
+        client = self._client("ZoneOperationsClient")
+        deadline = time.monotonic() + timeout
+        while op.status != compute_v1.Operation.Status.DONE:
+            if time.monotonic() > deadline:
+                raise CloudError(f"{what} did not finish within {timeout:.0f}s")
+            with google_errors(what):
+                op = client.wait(project=self.project, zone=zone, operation=op.name)
+        if (op.error and op.error.errors) or op.http_error_status_code >= 400:
+            raise _operation_error(op, what)
+
+
+def _template(t: Any) -> Template:
+    props = t.properties
+    boot = [d for d in props.disks if d.boot]
+    image = boot[0].initialize_params.source_image if boot else ""
+    return Template(
+        name=t.name,
+        url=t.self_link,
+        region=_last(t.region) if t.region else None,
+        machine_type=_last(props.machine_type),
+        gpus=[(_last(g.accelerator_type), g.accelerator_count) for g in props.guest_accelerators],
+        image=image,
+        metadata={item.key: item.value for item in props.metadata.items},
+    )
+
+
+def _vm(inst: Any) -> VM:
+    ip = None
+    for nic in inst.network_interfaces:
+        for access in nic.access_configs:
+            ip = ip or access.nat_i_p or None
+    return VM(
+        name=inst.name,
+        zone=_last(inst.zone),
+        status=inst.status,
+        external_ip=ip,
+        labels=dict(inst.labels),
+        metadata={item.key: item.value for item in inst.metadata.items},
+        fingerprint=inst.metadata.fingerprint,
+    )
+
+
+def poll(check: Callable[[], bool], timeout: float, interval: float = 1.0) -> bool:
+    """Call `check` until it is true or `timeout` seconds pass (bounded, never forever)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() + interval > deadline:
+            return False
+        time.sleep(interval)

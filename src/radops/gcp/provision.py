@@ -1,0 +1,309 @@
+"""Create, delete, stop and start radops' GCP VMs, keeping the executor store in step.
+
+A create records a pending entry before it inserts the VM, and deletes the VM again if anything
+after the insert fails or is interrupted (unless asked to keep it), so no VM is left behind by
+accident; an entry left by a killed radops is found by the next `gcp list` or `gcp delete`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from radops.config import GCPExecutorSpec, PendingVM, validate_executor_name
+from radops.errors import CloudError, NotFoundError, RadopsError, UsageError
+from radops.gcp.compute import EXECUTOR_LABEL, MANAGED_LABEL, VM, CapacityError, Compute, poll
+from radops.gcp.keys import ssh_key_pair, with_ssh_key
+from radops.store import ExecutorStore, config_dir
+
+if TYPE_CHECKING:
+    from radops.executors.base import EngineReport, ProgressCallback
+    from radops.gcp.compute import Template
+    from radops.gcp.settings import GCPTarget
+
+READY_TIMEOUT_S = 600
+_VM_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    template: str
+    name: str
+    zones: list[str]
+    username: str | None = None
+    timeout: float = READY_TIMEOUT_S
+    keep_on_failure: bool = False
+
+
+def check_vm_name(name: str) -> str:
+    """GCE instance names: lowercase letters, digits and '-', starting with a letter."""
+    validate_executor_name(name)
+    if not _VM_NAME.match(name):
+        raise UsageError(
+            f"invalid VM name {name!r}: Compute Engine wants lowercase letters, digits and '-', "
+            "starting with a letter"
+        )
+    return name
+
+
+def candidate_zones(
+    compute: Compute, template: Template, zones: list[str], any_zone: bool
+) -> list[str]:
+    """Zones to try in order: the given ones, then (--any-zone) the rest of the region."""
+    if any_zone:
+        region = template.region or (zones[0].rsplit("-", 1)[0] if zones else None)
+        if region is None:
+            raise UsageError("--any-zone needs a regional template or a --zone to name the region")
+        others = [z for z in compute.zones_in_region(region) if z not in zones]
+        zones = [*zones, *others]
+    if not zones:
+        raise UsageError(
+            "no zone given",
+            "Pass --zone, set RADOPS_GCP_ZONE, or `radops config set gcp_zone ZONE`.",
+        )
+    return zones
+
+
+class Provisioner:
+    """The GCP side of radops for one project, and its effects on the executor store."""
+
+    def __init__(self, target: GCPTarget, store: ExecutorStore | None = None) -> None:
+        self.target = target
+        self.compute = Compute(target)
+        self.store = store or ExecutorStore()
+
+    # create --------------------------------------------------------------------------------
+
+    def create(self, request: CreateRequest, progress: ProgressCallback) -> GCPExecutorSpec:
+        name = check_vm_name(request.name)
+        if name in self.store.load().executors:
+            raise UsageError(f"executor {name!r} already exists")
+        template = self.compute.template(request.template)
+        username = request.username or getpass.getuser()
+        key_file, public_key = ssh_key_pair(config_dir())
+        metadata = with_ssh_key(template.metadata, username, public_key)
+        labels = {MANAGED_LABEL: "true", EXECUTOR_LABEL: name}
+        for zone in request.zones:
+            self._remember_pending(name, zone)
+            progress(f"Creating VM {name} from template {template.name} in {zone}")
+            try:
+                self.compute.insert(zone, name, template, labels, metadata)
+            except CapacityError as e:
+                self._forget_pending(name)
+                if zone == request.zones[-1]:
+                    raise
+                progress(f"{e.message}; trying the next zone")
+                continue
+            except BaseException:
+                self._forget_pending(name)
+                raise
+            return self._finish(request, template, zone, username, str(key_file), progress)
+        raise CloudError("no zone to create the VM in")  # unreachable: zones is never empty
+
+    def _finish(
+        self,
+        request: CreateRequest,
+        template: Template,
+        zone: str,
+        username: str,
+        key_file: str,
+        progress: ProgressCallback,
+    ) -> GCPExecutorSpec:
+        """After the insert: boot, SSH, docker, register; on any failure, delete the VM."""
+        try:
+            spec = self._make_ready(request, template, zone, username, key_file, progress)
+            with self.store.edit() as config:
+                config.executors[spec.name] = spec
+                config.gcp_pending.pop(spec.name, None)
+            return spec
+        except BaseException as e:  # Ctrl-C included: nothing half-done stays behind
+            if request.keep_on_failure:
+                progress(f"Keeping VM {request.name} for inspection (--keep-on-failure)")
+                raise
+            why = "interrupted" if isinstance(e, KeyboardInterrupt) else "creation failed"
+            progress(f"Deleting VM {request.name} ({why})")
+            self.compute.delete(zone, request.name)
+            self._forget_pending(request.name)
+            raise
+
+    def _make_ready(
+        self,
+        request: CreateRequest,
+        template: Template,
+        zone: str,
+        username: str,
+        key_file: str,
+        progress: ProgressCallback,
+    ) -> GCPExecutorSpec:
+        progress(f"Booting {request.name}")
+        vm = self._wait_running(zone, request.name, request.timeout)
+        assert vm.external_ip is not None
+        spec = GCPExecutorSpec(
+            name=request.name,
+            hostname=vm.external_ip,
+            username=username,
+            identity_file=key_file,
+            project=self.target.project,
+            zone=zone,
+            instance=request.name,
+        )
+        progress(f"Waiting for SSH on {vm.external_ip}")
+        report, fingerprint = self._wait_for_docker(spec, request.timeout, progress)
+        if template.gpus and not report.gpus:
+            raise RadopsError(
+                f"the template has GPUs ({template.gpu_text()}) but nvidia-smi sees none on the VM",
+                "Use an image with the NVIDIA driver (e.g. a Deep Learning VM image).",
+            )
+        progress(report.summary())
+        spec.platform = report.platform
+        spec.host_key_fingerprint = fingerprint
+        return spec
+
+    def _wait_running(self, zone: str, name: str, timeout: float) -> VM:
+        found: list[VM] = []
+
+        def running() -> bool:
+            vm = self.compute.get(zone, name)
+            if vm is None:
+                raise CloudError(f"VM {name} disappeared while booting")
+            found[:] = [vm]
+            return vm.status == "RUNNING" and vm.external_ip is not None
+
+        if not poll(running, timeout):
+            raise CloudError(f"VM {name} was not running with an external IP within {timeout:.0f}s")
+        return found[0]
+
+    def _wait_for_docker(
+        self, spec: GCPExecutorSpec, timeout: float, progress: ProgressCallback
+    ) -> tuple[EngineReport, str]:
+        """Connect (trusting the new VM's host key on first use) and check docker."""
+        from radops.errors import EngineUnreachableError
+        from radops.executors.ssh import SSHExecutor
+
+        result: list[tuple[EngineReport, str]] = []
+        last_error: list[RadopsError] = []
+
+        def ready() -> bool:
+            executor = SSHExecutor(spec)
+            executor.trust_new_host_key = True  # a VM created moments ago: trust on first use
+            try:
+                result[:] = [(executor.check(), executor.host_key_fingerprint())]
+                return True
+            except (EngineUnreachableError, RadopsError) as e:
+                last_error[:] = [e]
+                return False
+            finally:
+                executor.close()
+
+        if not poll(ready, timeout, interval=2.0):
+            reason = f": {last_error[0].message}" if last_error else ""
+            raise CloudError(
+                f"SSH and docker on {spec.name} were not ready within {timeout:.0f}s{reason}"
+            )
+        return result[0]
+
+    def _remember_pending(self, name: str, zone: str) -> None:
+        with self.store.edit() as config:
+            config.gcp_pending[name] = PendingVM(
+                project=self.target.project, zone=zone, instance=name
+            )
+
+    def _forget_pending(self, name: str) -> None:
+        with self.store.edit() as config:
+            config.gcp_pending.pop(name, None)
+
+    # delete / stop / start -----------------------------------------------------------------
+
+    def _locate(self, name: str) -> tuple[str, GCPExecutorSpec | None]:
+        """The zone of VM `name`: from its executor, a pending entry, or the project's VMs."""
+        config = self.store.load()
+        spec = config.executors.get(name)
+        if spec is not None:
+            if not isinstance(spec, GCPExecutorSpec):
+                raise UsageError(f"executor {name!r} is not a GCP executor (kind {spec.kind})")
+            return spec.zone, spec
+        pending = config.gcp_pending.get(name)
+        if pending is not None:
+            return pending.zone, None
+        for vm in self.compute.managed():
+            if vm.name == name:
+                return vm.zone, None
+        raise NotFoundError(
+            f"no GCP executor or radops VM named {name!r}",
+            "See `radops executors gcp list`.",
+        )
+
+    def delete(self, name: str, progress: ProgressCallback) -> bool:
+        """Delete the VM (already gone is fine) and its executor; True if a VM was deleted."""
+        zone, spec = self._locate(name)
+        progress(f"Deleting VM {name} in {zone}")
+        deleted = self.compute.delete(zone, spec.instance if spec else name)
+        with self.store.edit() as config:
+            config.executors.pop(name, None)
+            config.gcp_pending.pop(name, None)
+        return deleted
+
+    def stop(self, name: str, progress: ProgressCallback) -> None:
+        zone, spec = self._locate(name)
+        progress(f"Stopping VM {name}")
+        self.compute.stop(zone, spec.instance if spec else name)
+
+    def start(self, name: str, progress: ProgressCallback, timeout: float = READY_TIMEOUT_S) -> str:
+        """Start the VM and record its new external IP on the executor; return the IP."""
+        zone, spec = self._locate(name)
+        if spec is None:
+            raise NotFoundError(f"VM {name!r} has no executor to start")
+        progress(f"Starting VM {name}")
+        self.compute.start(zone, spec.instance)
+        vm = self._wait_running(zone, spec.instance, timeout)
+        assert vm.external_ip is not None
+        with self.store.edit() as config:
+            stored = config.executors.get(name)
+            if stored is not None:
+                stored.hostname = vm.external_ip
+        return vm.external_ip
+
+    # list ----------------------------------------------------------------------------------
+
+    def overview(self) -> list[dict[str, str | None]]:
+        """radops' VMs and GCP executors side by side, with what is wrong with each."""
+        config = self.store.load()
+        executors = {
+            n: s for n, s in config.executors.items()
+            if isinstance(s, GCPExecutorSpec) and s.project == self.target.project
+        }  # fmt: skip
+        vms = {vm.name: vm for vm in self.compute.managed()}
+        rows: list[dict[str, str | None]] = []
+        for name in sorted(set(vms) | set(executors)):
+            vm, spec = vms.get(name), executors.get(name)
+            problem = None
+            if vm is None:
+                problem = "VM is gone: `radops executors remove " + name + "`"
+            elif spec is None:
+                why = "interrupted create" if name in config.gcp_pending else "no executor"
+                problem = f"{why}: delete it with `radops executors gcp delete {name}`"
+            rows.append({
+                "name": name,
+                "zone": vm.zone if vm else spec.zone if spec else None,
+                "status": vm.status if vm else "MISSING",
+                "external_ip": vm.external_ip if vm else None,
+                "executor": name if spec else None,
+                "problem": problem,
+            })  # fmt: skip
+        self._drop_stale_pending(set(vms))
+        return rows
+
+    def _drop_stale_pending(self, existing: set[str]) -> None:
+        """Pending entries whose VM was never created (or is gone) need no cleanup."""
+        config = self.store.load()
+        stale = [
+            n
+            for n, p in config.gcp_pending.items()
+            if p.project == self.target.project and n not in existing
+        ]
+        if stale:
+            with self.store.edit() as config:
+                for name in stale:
+                    config.gcp_pending.pop(name, None)

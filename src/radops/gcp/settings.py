@@ -1,0 +1,67 @@
+"""Which project, zone and API endpoint: flags, then RADOPS_GCP_*, then the store, then Google's."""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from radops.config import Settings, resolve_setting
+from radops.errors import UsageError
+
+
+@dataclass(frozen=True)
+class GCPTarget:
+    project: str
+    zone: str | None
+    endpoint: str | None
+
+    @property
+    def anonymous(self) -> bool:
+        """A plain-http endpoint is an emulator or a local fake: no credentials, as Google's
+        storage client does for its emulator variable."""
+        return bool(self.endpoint and self.endpoint.startswith("http://"))
+
+
+def gcloud_property(section: str, key: str) -> str | None:
+    """A value from gcloud's active configuration, if gcloud has been set up here."""
+    root = Path(os.environ.get("CLOUDSDK_CONFIG") or Path("~/.config/gcloud").expanduser())
+    try:
+        active = (root / "active_config").read_text().strip() or "default"
+    except OSError:
+        active = "default"
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(root / "configurations" / f"config_{active}")
+    except configparser.Error:
+        return None
+    value = parser.get(section, key, fallback=None)
+    return value.strip() if value else None
+
+
+def _adc_project() -> str | None:
+    """The project of Application Default Credentials, without failing when there are none."""
+    for env in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "GCLOUD_PROJECT"):
+        if os.environ.get(env):
+            return os.environ[env]
+    return None
+
+
+def resolve_target(
+    settings: Settings, project: str | None = None, zone: str | None = None
+) -> GCPTarget:
+    """Project and zone from flags, RADOPS_GCP_PROJECT/ZONE, the store, then Google's defaults."""
+    project = (
+        resolve_setting(settings, "gcp_project", project)
+        or _adc_project()
+        or gcloud_property("core", "project")
+    )
+    if not project:
+        raise UsageError(
+            "no Google Cloud project given",
+            "Pass --project, set RADOPS_GCP_PROJECT, or `radops config set gcp_project ID`.",
+        )
+    zone = resolve_setting(settings, "gcp_zone", zone) or gcloud_property("compute", "zone")
+    endpoint = resolve_setting(settings, "gcp_api_endpoint")
+    return GCPTarget(project=project, zone=zone, endpoint=endpoint)
