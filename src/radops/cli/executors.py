@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from radops.cli import gcp as gcp_cli
 from radops.cli.render import examples
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ app = typer.Typer(
     help="Register executors (machines that run Docker) and run jobs on them.",
     no_args_is_help=True,
 )
+app.add_typer(gcp_cli.app, name="gcp")
 
 EXECUTOR_ARG = typer.Argument(..., help="Executor name (see `radops executors list`).")
 JOB_ARG = typer.Argument(..., help="Job id printed by `run` (a unique prefix is enough).")
@@ -100,13 +102,41 @@ def show(name: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
 
 
 @app.command("remove", epilog=examples("radops executors remove gpu1"))
-def remove(name: str = EXECUTOR_ARG) -> None:
-    """Unregister an executor. Its jobs keep running on the machine; nothing there is deleted."""
+def remove(
+    name: str = EXECUTOR_ARG,
+    delete_vm: bool | None = typer.Option(
+        None,
+        "--delete-vm/--keep-vm",
+        help="For a GCP executor: also delete its VM [default: ask on a terminal, else keep].",
+    ),
+) -> None:
+    """Unregister an executor. Its jobs keep running on the machine; nothing there is deleted.
+
+    For a GCP executor, radops asks whether to delete the VM too.
+    """
     from radops.cli import render
+    from radops.config import GCPExecutorSpec
     from radops.store import ExecutorStore
 
-    ExecutorStore().remove(name)
+    store = ExecutorStore()
+    spec = store.get(name)
+    is_gcp = isinstance(spec, GCPExecutorSpec)
+    if is_gcp:
+        if delete_vm is None and sys.stdin.isatty():
+            delete_vm = typer.confirm(
+                f"Also delete VM {name}? It costs money while it exists", err=True
+            )
+        if delete_vm:
+            from radops.cli.gcp import delete as delete_gcp_vm
+
+            delete_gcp_vm(name, yes=True, project=getattr(spec, "project", None))
+            return
+    store.remove(name)
     render.print_line(f"Removed executor {name}.", err=True)
+    if is_gcp:
+        render.print_line(
+            f"Its VM still exists; delete it with: radops executors gcp delete {name}", err=True
+        )
 
 
 def _ask(value: str | None, prompt: str, flag: str, default: str | None = None) -> str:
