@@ -224,6 +224,11 @@ class SSHConnection:
             client.close()
             if isinstance(e, RadopsError):
                 raise
+            if "No authentication methods available" in str(e):
+                raise RadopsError(
+                    f"SSH authentication failed for {target.display}: no key to offer",
+                    "Load a key into ssh-agent, pass --identity-file, or set IdentityFile.",
+                ) from e
             raise EngineUnreachableError(
                 f"cannot connect to {target.display}: {_reason(e)}",
                 "Check the host name and port, and that `ssh` reaches it from here.",
@@ -310,6 +315,9 @@ def _drain(channel: paramiko.Channel) -> Iterator[tuple[str, bytes]]:
 
 
 def _reason(e: BaseException) -> str:
+    inner = getattr(e, "errors", None)  # paramiko's NoValidConnectionsError: one per address
+    if isinstance(inner, dict) and inner:
+        return _reason(next(iter(inner.values())))
     if isinstance(e, socket.gaierror):
         return "unknown host name"
     if isinstance(e, ConnectionRefusedError):

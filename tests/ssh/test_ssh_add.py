@@ -134,7 +134,7 @@ def test_unreachable_host_is_not_saved(cli: CLI) -> None:
         "docker",
     )
     assert result.returncode == 5
-    assert "cannot connect to root@127.0.0.1" in result.stderr.decode()
+    assert f"cannot connect to root@127.0.0.1:{port}: connection refused" in result.stderr.decode()
     assert "gone" not in _config(cli)["executors"]  # type: ignore[operator]
 
 

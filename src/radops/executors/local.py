@@ -102,6 +102,10 @@ class LocalExecutor(Executor):
             version = self.api.version()
         return f"{version.get('Os', 'linux')}/{version.get('Arch', 'amd64')}"
 
+    def foreign_platform(self, platform: str | None) -> str | None:
+        """`platform` if it is not this engine's own (then images are built for it), else None."""
+        return None if platform is None or platform == self.platform() else platform
+
     def ensure_image(
         self, request: JobRequest, progress: ProgressCallback, platform: str | None = None
     ) -> str:
@@ -113,8 +117,7 @@ class LocalExecutor(Executor):
         import docker.errors
 
         context, dockerfile = images.check_context(request.context, request.dockerfile)
-        if platform is not None and platform == self.platform():
-            platform = None
+        platform = self.foreign_platform(platform)
         tag = images.tag_for_context(context, dockerfile, platform)
         with docker_errors("checking for the image"):
             try:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from radops import images
 from radops.config import LocalExecutorSpec, resolve_setting
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, UsageError
 from radops.executors import _docker_argv as argv_for
@@ -159,7 +160,9 @@ class SSHExecutor(Executor):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
         if request.gpus:
             parse_gpus(request.gpus)  # docker gets the value as-is, but a typo costs no build
-        local_tag = self.local.ensure_image(request, progress, self.spec.platform)
+        context, dockerfile = images.check_context(request.context, request.dockerfile)
+        platform = self.local.foreign_platform(self.spec.platform)
+        local_tag = images.tag_for_context(context, dockerfile, platform)
         image = self._remote_ref(local_tag)
         job_id = new_job_id()
         labels = job_labels(job_id, self.name, image, request)
@@ -176,6 +179,7 @@ class SSHExecutor(Executor):
         # first (one round trip) and ship only when the engine says it lacks the image.
         status, _, err = self.conn.run(argv, stdin=argv_for.env_file(request.env))
         if status != 0 and b"No such image" in err:
+            self.local.ensure_image(request, progress, self.spec.platform)
             self._ship(local_tag, image, progress)
             status, _, err = self.conn.run(argv, stdin=argv_for.env_file(request.env))
         elif status == 0:
