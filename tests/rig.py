@@ -167,28 +167,26 @@ def _ensure_no_docker_user() -> None:
     subprocess.run(["usermod", "-p", "*", NO_DOCKER_USER], check=True)
 
 
-def _start_sshd(root: Path, docker_host: str) -> tuple[int, Path, Path, subprocess.Popen[bytes]]:
-    sshd = _tool("sshd", "/usr/sbin/sshd")
-    folder = root / "ssh"
-    folder.mkdir(parents=True, exist_ok=True)
-    keygen(folder / "host_key")
-    keygen(folder / "client_key")
-    # Every client key type OpenSSH users have, all accepted for root and the no-docker user.
-    others = [keygen(folder / f"client_key_{t}", t) for t in CLIENT_KEY_TYPES[1:]]
-    public = [Path(f"{k}.pub").read_text() for k in [folder / "client_key", *others]]
-    # sshd reads authorized keys as the user logging in: the no-docker user must reach them too.
+def _world_readable_keys(public: list[str]) -> Path:
+    """An authorized_keys file every user can read: sshd reads it as the user logging in."""
     shared = Path(tempfile.mkdtemp(prefix="radops-rig-keys-"))
     shared.chmod(0o755)
     authorized = shared / "authorized_keys"
     authorized.write_text("".join(public))
     authorized.chmod(0o644)
-    _ensure_no_docker_user()
+    return authorized
+
+
+def _run_sshd(
+    folder: Path, listen: list[tuple[str, int]], authorized: Path, docker_host: str
+) -> subprocess.Popen[bytes]:
+    sshd = _tool("sshd", "/usr/sbin/sshd")
+    keygen(folder / "host_key")
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
-    port = free_port()
     config = folder / "sshd_config"
     config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\n"
-        f"HostKey {folder / 'host_key'}\nAuthorizedKeysFile {authorized}\n"
+        "".join(f"ListenAddress {host}:{port}\n" for host, port in listen)
+        + f"HostKey {folder / 'host_key'}\nAuthorizedKeysFile {authorized}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
         "StrictModes no\nPermitRootLogin prohibit-password\nAllowTcpForwarding yes\n"
         f"PidFile {folder / 'sshd.pid'}\n"
@@ -200,12 +198,63 @@ def _start_sshd(root: Path, docker_host: str) -> tuple[int, Path, Path, subproce
     def answers() -> bool:
         if proc.poll() is not None:
             raise RigError(f"sshd exited; see {folder / 'sshd.log'}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return True
-        return False
+        for address in listen:
+            try:
+                socket.create_connection(address, 1).close()
+            except OSError:
+                return False
+        return True
 
     wait_for(answers, "sshd")
+    return proc
+
+
+def _start_sshd(root: Path, docker_host: str) -> tuple[int, Path, Path, subprocess.Popen[bytes]]:
+    folder = root / "ssh"
+    folder.mkdir(parents=True, exist_ok=True)
+    keygen(folder / "client_key")
+    # Every client key type OpenSSH users have, all accepted for root and the no-docker user.
+    others = [keygen(folder / f"client_key_{t}", t) for t in CLIENT_KEY_TYPES[1:]]
+    public = [Path(f"{k}.pub").read_text() for k in [folder / "client_key", *others]]
+    authorized = _world_readable_keys(public)
+    _ensure_no_docker_user()
+    port = free_port()
+    proc = _run_sshd(folder, [("127.0.0.1", port)], authorized, docker_host)
     return port, folder / "client_key", folder / "host_key.pub", proc
+
+
+@dataclass
+class CloudVMs:
+    """What the fake Compute Engine hands out as VMs: sshd on port 22 of other loopback
+    addresses, whose authorized keys are exactly what the VMs' `ssh-keys` metadata says."""
+
+    ips: list[str]
+    authorized_keys: Path
+    host_key_pub: Path
+    process: subprocess.Popen[bytes]
+
+    def set_ssh_keys(self, instance: str, value: str) -> None:
+        """The fake's `on_ssh_keys` hook: `user:key` lines, as the GCE guest agent reads them."""
+        keys = [line.split(":", 1)[1] for line in value.splitlines() if ":" in line]
+        self.authorized_keys.write_text("".join(k.strip() + "\n" for k in keys))
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def cloud_vms(root: Path, remote: RemoteHost, ips: list[str]) -> Iterator[CloudVMs]:
+    folder = root / "vm-ssh"
+    folder.mkdir(parents=True, exist_ok=True)
+    authorized = _world_readable_keys([])
+    proc = _run_sshd(folder, [(ip, 22) for ip in ips], authorized, remote.docker_host)
+    vms = CloudVMs(ips, authorized, folder / "host_key.pub", proc)
+    try:
+        yield vms
+    finally:
+        vms.stop()
 
 
 @contextlib.contextmanager

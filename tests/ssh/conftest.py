@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +14,6 @@ import pytest
 from tests import rig
 
 ARGS_SCRIPT = 'for a in "$@"; do printf "<%s>\\n" "$a"; done\n'
-
-
-@pytest.fixture(scope="session")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rig.RemoteHost]:
-    with rig.remote_host(tmp_path_factory.mktemp("rig")) as host:
-        yield host
 
 
 @dataclass

@@ -168,9 +168,12 @@ class Compute:
         """Every radops-managed VM in the project, in any zone."""
         vms: list[VM] = []
         with google_errors("listing VMs"):
-            pager = self._client("InstancesClient").aggregated_list(
-                project=self.project, filter=f"labels.{MANAGED_LABEL}=true"
+            from google.cloud import compute_v1
+
+            request = compute_v1.AggregatedListInstancesRequest(
+                project=self.project, filter=f"labels.{MANAGED_LABEL} = true"
             )
+            pager = self._client("InstancesClient").aggregated_list(request=request)
             for _scope, scoped in pager:
                 vms += [_vm(i) for i in scoped.instances]
         return sorted(

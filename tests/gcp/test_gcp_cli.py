@@ -1,0 +1,281 @@
+"""`radops executors gcp ...` end to end: the real google-cloud-compute client, a fake Compute
+Engine, and VMs that are real sshd + Docker on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.gce_fake import FakeGCE
+from tests.ssh.conftest import CLI
+
+
+def _config(cli: CLI) -> dict[str, dict[str, object]]:
+    path = Path(cli.env["RADOPS_CONFIG_DIR"]) / "config.json"
+    return json.loads(path.read_text()) if path.exists() else {"executors": {}, "gcp_pending": {}}
+
+
+def _ok(result: object) -> None:
+    assert result.returncode == 0, result.stderr.decode()  # type: ignore[attr-defined]
+
+
+def _nothing_left(cli: CLI, fake: FakeGCE, name: str) -> None:
+    config = _config(cli)
+    assert name not in config["executors"]
+    assert name not in config.get("gcp_pending", {})
+    assert name not in fake.instances()
+
+
+def test_list_templates_shows_global_and_regional(gcli: CLI) -> None:
+    table = gcli("executors", "gcp", "list-templates")
+    _ok(table)
+    lines = table.stdout.decode().splitlines()
+    a100 = next(line for line in lines if line.startswith("a100-1g"))
+    assert a100.split() == [
+        "a100-1g",
+        "a2-highgpu-1g",
+        "nvidia-tesla-a100",
+        "x",
+        "1",
+        "common-cu121",
+        "us-central1",
+    ]
+    assert next(line for line in lines if line.startswith("cpu-small")).split()[-1] == "global"
+    as_json = json.loads(gcli("executors", "gcp", "list-templates", "--json").stdout)
+    assert {t["name"]: t["gpus"] for t in as_json} == {
+        "a100-1g": [["nvidia-tesla-a100", 1]],
+        "cpu-small": [],
+    }
+
+
+def test_create_run_logs_stop_start_delete(gcli: CLI, fake: FakeGCE, job_context: Path) -> None:
+    created = gcli("executors", "gcp", "create", "cpu-small", "vm1", "--json", timeout=180)
+    _ok(created)
+    spec = json.loads(created.stdout)
+    assert (
+        spec["kind"] == "gcp"
+        and spec["hostname"] == "127.0.0.22"
+        and spec["zone"] == "us-central1-a"
+    )
+    assert spec["project"] == "test-project" and spec["instance"] == "vm1"
+    assert spec["host_key_fingerprint"].startswith("SHA256:")
+    err = created.stderr.decode()
+    for step in ("Creating VM vm1", "Booting vm1", "Waiting for SSH on 127.0.0.22", "vm1: Docker"):
+        assert step in err
+    vm = fake.instances()["vm1"]
+    assert vm["labels"] == {**vm["labels"], "radops-managed": "true", "radops-executor": "vm1"}
+    # No key in ~/.ssh: radops made a dedicated key pair, private part 0600.
+    key = Path(gcli.env["RADOPS_CONFIG_DIR"]) / "gcp_ed25519"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert Path(f"{key}.pub").read_text().split()[1] in vm["metadata"]["items"][-1]["value"]
+
+    job = gcli("executors", "run", "--quiet", "vm1", str(job_context), "sh /job/args.sh on-gcp")
+    _ok(job)
+    logs = gcli("executors", "logs", "vm1", job.stdout.decode().strip(), "--follow")
+    assert logs.stdout == b"<on-gcp>\n"
+
+    _ok(gcli("executors", "gcp", "stop", "vm1"))
+    assert fake.instances()["vm1"]["status"] in ("STOPPING", "TERMINATED")
+    started = gcli("executors", "gcp", "start", "vm1")
+    _ok(started)
+    assert "127.0.0.23" in started.stdout.decode()
+    assert _config(gcli)["executors"]["vm1"]["hostname"] == "127.0.0.23"
+    # A new address, the same pinned host key: trusted without asking, jobs run again.
+    again = gcli("executors", "run", "--quiet", "vm1", str(job_context), "sh /job/args.sh back")
+    _ok(again)
+
+    deleted = gcli("executors", "gcp", "delete", "vm1", "--yes")
+    _ok(deleted)
+    _nothing_left(gcli, fake, "vm1")
+
+
+def test_unknown_template_creates_nothing(gcli: CLI, fake: FakeGCE) -> None:
+    result = gcli("executors", "gcp", "create", "no-such-template", "vm2")
+    assert result.returncode == 3
+    assert "unknown instance template 'no-such-template'" in result.stderr.decode()
+    assert not any(method == "POST" for method, _ in fake.requests())
+    _nothing_left(gcli, fake, "vm2")
+
+
+@pytest.mark.parametrize("kind", ["quota", "quota_operation"])
+def test_quota_exceeded_leaves_nothing(gcli: CLI, fake: FakeGCE, kind: str) -> None:
+    fake.fail_insert("us-central1-a", kind)
+    result = gcli("executors", "gcp", "create", "a100-1g", "vm3")
+    assert result.returncode == 8
+    err = result.stderr.decode()
+    assert "quota" in err.lower() and "Traceback" not in err
+    time.sleep(0.5)  # a failed insert's VM vanishes when its operation ends
+    _nothing_left(gcli, fake, "vm3")
+
+
+def test_capacity_moves_on_to_the_next_zone(gcli: CLI, fake: FakeGCE) -> None:
+    fake.fail_insert("us-central1-a", "capacity")
+    result = gcli(
+        "executors",
+        "gcp",
+        "create",
+        "cpu-small",
+        "vm4",
+        "--zones",
+        "us-central1-a,us-central1-b",
+        "--json",
+        timeout=180,
+    )
+    _ok(result)
+    assert (
+        "out of capacity" in result.stderr.decode()
+        and "trying the next zone" in result.stderr.decode()
+    )
+    assert json.loads(result.stdout)["zone"] == "us-central1-b"
+    _ok(gcli("executors", "gcp", "delete", "vm4", "--yes"))
+
+
+def test_capacity_in_the_only_zone_is_an_error(gcli: CLI, fake: FakeGCE) -> None:
+    fake.fail_insert("us-central1-a", "capacity")
+    result = gcli("executors", "gcp", "create", "cpu-small", "vm5")
+    assert result.returncode == 8
+    assert "zone us-central1-a is out of capacity" in result.stderr.decode()
+    time.sleep(0.5)
+    _nothing_left(gcli, fake, "vm5")
+
+
+def test_vm_that_never_gets_ready_is_deleted(gcli: CLI, fake: FakeGCE) -> None:
+    # The rig's VMs accept no key for this user, so SSH never becomes ready.
+    result = gcli(
+        "executors",
+        "gcp",
+        "create",
+        "cpu-small",
+        "vm6",
+        "--username",
+        "nobody-here",
+        "--timeout",
+        "6",
+        timeout=120,
+    )
+    assert result.returncode == 8
+    err = result.stderr.decode()
+    assert "were not ready within 6s" in err and "Deleting VM vm6 (creation failed)" in err
+    _nothing_left(gcli, fake, "vm6")
+
+
+def test_keep_on_failure_keeps_the_vm_but_registers_nothing(gcli: CLI, fake: FakeGCE) -> None:
+    result = gcli(
+        "executors",
+        "gcp",
+        "create",
+        "cpu-small",
+        "vm7",
+        "--username",
+        "nobody-here",
+        "--timeout",
+        "4",
+        "--keep-on-failure",
+        timeout=120,
+    )
+    assert result.returncode == 8
+    assert "vm7" in fake.instances()
+    assert "vm7" not in _config(gcli)["executors"]
+    listed = gcli("executors", "gcp", "list", "--json")
+    _ok(listed)
+    row = next(r for r in json.loads(listed.stdout) if r["name"] == "vm7")
+    assert row["executor"] is None and "delete it with" in row["problem"]
+    _ok(gcli("executors", "gcp", "delete", "vm7", "--yes"))
+    time.sleep(0.5)
+    assert "vm7" not in fake.instances()
+
+
+def test_gpu_template_without_visible_gpus_is_refused(gcli: CLI, fake: FakeGCE) -> None:
+    result = gcli("executors", "gcp", "create", "a100-1g", "vm8", timeout=180)
+    assert result.returncode == 1
+    assert "nvidia-smi sees none" in result.stderr.decode()
+    _nothing_left(gcli, fake, "vm8")
+
+
+def test_ctrl_c_while_waiting_for_ssh_deletes_the_vm(gcli: CLI, fake: FakeGCE) -> None:
+    proc = gcli.popen(
+        "executors",
+        "gcp",
+        "create",
+        "cpu-small",
+        "vm9",
+        "--username",
+        "nobody-here",
+        "--timeout",
+        "120",
+    )
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline and fake.instances().get("vm9", {}).get("status") != "RUNNING"
+    ):
+        time.sleep(0.2)
+    time.sleep(1.5)  # now inside the SSH wait
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert "Deleting VM vm9 (interrupted)" in err.decode()
+    _nothing_left(gcli, fake, "vm9")
+
+
+def test_list_flags_an_executor_whose_vm_is_gone(gcli: CLI, fake: FakeGCE) -> None:
+    _ok(gcli("executors", "gcp", "create", "cpu-small", "vm10", timeout=180))
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import compute_v1
+
+    client = compute_v1.InstancesClient(
+        credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=fake.endpoint)
+    )
+    client.delete_unary(project="test-project", zone="us-central1-a", instance="vm10")
+    time.sleep(0.6)
+    listed = gcli("executors", "gcp", "list")
+    _ok(listed)
+    assert "warning: vm10: VM is gone" in listed.stderr.decode()
+    # Deleting a VM that is already gone is not an error; the executor goes too.
+    deleted = gcli("executors", "gcp", "delete", "vm10", "--yes")
+    _ok(deleted)
+    assert "already gone" in deleted.stdout.decode()
+    assert "vm10" not in _config(gcli)["executors"]
+
+
+def test_delete_without_terminal_or_yes_refuses(gcli: CLI, fake: FakeGCE) -> None:
+    result = gcli("executors", "gcp", "delete", "anything")
+    assert result.returncode == 2
+    assert "Pass --yes" in result.stderr.decode()
+
+
+def test_remove_with_delete_vm_deletes_it(gcli: CLI, fake: FakeGCE) -> None:
+    _ok(gcli("executors", "gcp", "create", "cpu-small", "vm11", timeout=180))
+    _ok(gcli("executors", "remove", "vm11", "--delete-vm"))
+    time.sleep(0.5)
+    _nothing_left(gcli, fake, "vm11")
+
+
+def test_no_credentials_is_a_clear_error(gcli: CLI, tmp_path: Path) -> None:
+    del gcli.env["RADOPS_GCP_API_ENDPOINT"]
+    gcli.env["CLOUDSDK_CONFIG"] = str(tmp_path / "no-gcloud")
+    gcli.env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+    result = gcli("executors", "gcp", "list-templates")
+    assert result.returncode == 4
+    err = result.stderr.decode()
+    assert "no Google Cloud credentials" in err and "gcloud auth application-default login" in err
+
+
+def test_help_stays_fast_and_light(gcli: CLI) -> None:
+    result = gcli("executors", "gcp", "--help")
+    _ok(result)
+    assert "list-templates" in result.stdout.decode()
+    probe = gcli.env | {"PYTHONPROFILEIMPORTTIME": "1"}
+    import subprocess
+    import sys
+
+    traced = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "radops", "executors", "gcp", "--help"],
+        env=probe,
+        capture_output=True,
+    )
+    assert b"google" not in traced.stderr and b"paramiko" not in traced.stderr
