@@ -187,7 +187,8 @@ class Compute:
         template: Template,
         labels: dict[str, str],
         metadata: dict[str, str],
-    ) -> None:
+    ) -> Any:
+        """Ask for VM `name` from `template`; return the operation (not yet waited on)."""
         from google.cloud import compute_v1
 
         items = [compute_v1.Items(key=k, value=v) for k, v in metadata.items()]
@@ -200,8 +201,7 @@ class Compute:
             ),
         )
         with google_errors(f"creating VM {name} in {zone}"):
-            op = self._client("InstancesClient").insert_unary(request=request)
-        self.wait(zone, op, f"creating VM {name}")
+            return self._client("InstancesClient").insert_unary(request=request)
 
     def delete(self, zone: str, name: str) -> bool:
         """Delete the VM; False if it was already gone."""

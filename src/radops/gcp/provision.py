@@ -89,15 +89,24 @@ class Provisioner:
             self._remember_pending(name, zone)
             progress(f"Creating VM {name} from template {template.name} in {zone}")
             try:
-                self.compute.insert(zone, name, template, labels, metadata)
-            except CapacityError as e:
+                op = self.compute.insert(zone, name, template, labels, metadata)
+            except KeyboardInterrupt:
+                raise  # the insert may have gone through: the pending entry stays for `gcp list`
+            except BaseException:
+                self._forget_pending(name)
+                raise
+            try:
+                self.compute.wait(zone, op, f"creating VM {name}")
+            except CapacityError as e:  # no VM was made in this zone
                 self._forget_pending(name)
                 if zone == request.zones[-1]:
                     raise
                 progress(f"{e.message}; trying the next zone")
                 continue
             except BaseException:
-                self._forget_pending(name)
+                self._clean_up(
+                    request.name, zone, "creation failed", request.keep_on_failure, progress
+                )
                 raise
             return self._finish(request, template, zone, username, str(key_file), progress)
         raise CloudError("no zone to create the VM in")  # unreachable: zones is never empty
@@ -119,14 +128,19 @@ class Provisioner:
                 config.gcp_pending.pop(spec.name, None)
             return spec
         except BaseException as e:  # Ctrl-C included: nothing half-done stays behind
-            if request.keep_on_failure:
-                progress(f"Keeping VM {request.name} for inspection (--keep-on-failure)")
-                raise
             why = "interrupted" if isinstance(e, KeyboardInterrupt) else "creation failed"
-            progress(f"Deleting VM {request.name} ({why})")
-            self.compute.delete(zone, request.name)
-            self._forget_pending(request.name)
+            self._clean_up(request.name, zone, why, request.keep_on_failure, progress)
             raise
+
+    def _clean_up(
+        self, name: str, zone: str, why: str, keep: bool, progress: ProgressCallback
+    ) -> None:
+        if keep:
+            progress(f"Keeping VM {name} for inspection (--keep-on-failure)")
+            return
+        progress(f"Deleting VM {name} ({why})")
+        self.compute.delete(zone, name)
+        self._forget_pending(name)
 
     def _make_ready(
         self,
