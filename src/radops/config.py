@@ -27,7 +27,7 @@ SETTINGS_ENV = {
 
 def validate_executor_name(name: str) -> str:
     """Return `name` if it is a valid executor name, else raise UsageError saying why."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(
             f"invalid executor name {name!r}: use letters, digits, '-' and '_' (1 to 63 characters)"
         )
@@ -75,7 +75,7 @@ class SSHExecutorSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v) or v == LOCAL_EXECUTOR_NAME:
+        if not NAME_RE.fullmatch(v) or v == LOCAL_EXECUTOR_NAME:
             raise ValueError(f"invalid executor name {v!r}")
         return v
 

@@ -7,6 +7,7 @@ take an argv list and quote it once, here, with `shlex.join`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import hashlib
 import os
@@ -132,17 +133,34 @@ class HostKeyPolicy:
         self._remember(hostname, key)
 
     def _remember(self, hostname: str, key: paramiko.PKey) -> None:
-        import paramiko
-        from filelock import FileLock
-
-        self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with FileLock(str(self.known_hosts) + ".lock", timeout=30, mode=0o600):
-            keys = paramiko.HostKeys()
-            if self.known_hosts.exists():
-                keys.load(str(self.known_hosts))
+        with _edit_known_hosts(self.known_hosts) as keys:
             keys.add(hostname, key.get_name(), key)
-            os.close(os.open(self.known_hosts, os.O_WRONLY | os.O_CREAT, 0o600))
-            keys.save(str(self.known_hosts))
+
+
+@contextlib.contextmanager
+def _edit_known_hosts(path: Path) -> Iterator[paramiko.HostKeys]:
+    """Change radops' own known-hosts file under its lock; it stays 0600."""
+    import paramiko
+    from filelock import FileLock
+
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=30, mode=0o600):
+        keys = paramiko.HostKeys()
+        if path.exists():
+            keys.load(str(path))
+        yield keys
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        keys.save(str(path))
+
+
+def forget_host(known_hosts: Path, hostname: str, port: int = 22) -> None:
+    """Drop radops' trusted keys for an address (its machine is gone; a new one may get it)."""
+    if not known_hosts.exists():
+        return
+    with _edit_known_hosts(known_hosts) as keys:
+        for name in {hostname, _known_host_name(hostname, port)}:
+            if name in keys:
+                del keys[name]
 
 
 class SSHConnection:
@@ -190,6 +208,7 @@ class SSHConnection:
     def _connect_one(self, target: SSHTarget, sock: Any) -> paramiko.SSHClient:
         import paramiko
 
+        _quiet_paramiko()
         client = paramiko.SSHClient()
         client.load_system_host_keys()
         if self.policy.known_hosts.exists():
@@ -293,6 +312,15 @@ class SSHConnection:
             channel.shutdown_write()
             output = b"".join(data for _, data in _drain(channel))
             return channel.recv_exit_status(), output
+
+
+def _quiet_paramiko() -> None:
+    """paramiko logs failed handshakes as tracebacks; radops reports them as one line instead."""
+    import logging
+
+    log = logging.getLogger("paramiko")
+    if not log.handlers and not os.environ.get("RADOPS_DEBUG"):
+        log.addHandler(logging.NullHandler())
 
 
 def _drain(channel: paramiko.Channel) -> Iterator[tuple[str, bytes]]:

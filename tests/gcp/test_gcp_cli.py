@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import rig
 from tests.gce_fake import FakeGCE
 from tests.ssh.conftest import CLI
 
@@ -190,8 +191,8 @@ def test_keep_on_failure_keeps_the_vm_but_registers_nothing(gcli: CLI, fake: Fak
 
 
 def test_gpu_template_without_visible_gpus_is_refused(gcli: CLI, fake: FakeGCE) -> None:
-    result = gcli("executors", "gcp", "create", "a100-1g", "vm8", timeout=180)
-    assert result.returncode == 1
+    result = gcli("executors", "gcp", "create", "a100-1g", "vm8", "--timeout", "5", timeout=180)
+    assert result.returncode == 8
     assert "nvidia-smi sees none" in result.stderr.decode()
     _nothing_left(gcli, fake, "vm8")
 
@@ -248,11 +249,23 @@ def test_delete_without_terminal_or_yes_refuses(gcli: CLI, fake: FakeGCE) -> Non
     assert "Pass --yes" in result.stderr.decode()
 
 
-def test_remove_with_delete_vm_deletes_it(gcli: CLI, fake: FakeGCE) -> None:
-    _ok(gcli("executors", "gcp", "create", "cpu-small", "vm11", timeout=180))
+def test_remove_with_delete_vm_deletes_it(gcli: CLI, fake: FakeGCE, tmp_path: Path) -> None:
+    # A key radops once trusted at these addresses belonged to an earlier VM: a new VM there
+    # must not be refused as a "changed" host key.
+    other = rig.keygen(tmp_path / "old_vm_key")
+    key_type, key = Path(f"{other}.pub").read_text().split()[:2]
+    known = Path(gcli.env["RADOPS_CONFIG_DIR"]) / "known_hosts"
+    known.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    known.write_text("".join(f"{ip} {key_type} {key}\n" for ip in ("127.0.0.22", "127.0.0.23")))
+    created = gcli("executors", "gcp", "create", "cpu-small", "vm11", "--json", timeout=180)
+    _ok(created)
+    ip = json.loads(created.stdout)["hostname"]
     _ok(gcli("executors", "remove", "vm11", "--delete-vm"))
     time.sleep(0.5)
     _nothing_left(gcli, fake, "vm11")
+    # The deleted VM's address is forgotten; the other address's entry is none of its business.
+    remaining = [line.split()[0] for line in known.read_text().splitlines()]
+    assert ip not in remaining and len(remaining) == 1
 
 
 def test_no_credentials_is_a_clear_error(gcli: CLI, tmp_path: Path) -> None:

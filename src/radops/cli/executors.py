@@ -107,7 +107,7 @@ def remove(
     delete_vm: bool | None = typer.Option(
         None,
         "--delete-vm/--keep-vm",
-        help="For a GCP executor: also delete its VM [default: ask on a terminal, else keep].",
+        help="For a GCP executor: also delete its VM \\[default: ask on a terminal, else keep].",
     ),
 ) -> None:
     """Unregister an executor. Its jobs keep running on the machine; nothing there is deleted.

@@ -18,10 +18,14 @@ app = typer.Typer(
 )
 
 PROJECT_OPT = typer.Option(
-    None, "--project", help="GCP project [else RADOPS_GCP_PROJECT, config, gcloud]."
+    None,
+    "--project",
+    help="GCP project \\[else RADOPS_GCP_PROJECT, `config set gcp_project`, gcloud].",
 )
 ZONE_OPT = typer.Option(
-    None, "--zone", help="Zone, e.g. us-central1-a [else RADOPS_GCP_ZONE, ...]."
+    None,
+    "--zone",
+    help="Zone, e.g. us-central1-a \\[else RADOPS_GCP_ZONE, `config set gcp_zone`, gcloud].",
 )
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
 NAME_ARG = typer.Argument(..., help="The GCP executor (and VM) name.")
@@ -69,7 +73,9 @@ def list_templates(project: str | None = PROJECT_OPT, json_output: bool = JSON_O
 )
 def create(
     template: str = typer.Argument(..., help="Instance template name (see list-templates)."),
-    name: str | None = typer.Argument(None, help="Executor and VM name [default: generated]."),
+    name: str | None = typer.Argument(
+        None, help="Executor and VM name \\[default: radops-<6 hex>]."
+    ),
     project: str | None = PROJECT_OPT,
     zone: str | None = ZONE_OPT,
     zones: str | None = typer.Option(
@@ -79,7 +85,7 @@ def create(
         False, "--any-zone", help="Also try the other zones of the template's region."
     ),
     username: str | None = typer.Option(
-        None, "--username", help="User to log in as [default: your local user name]."
+        None, "--username", help="User to log in as \\[default: your local user name]."
     ),
     timeout: float = typer.Option(
         600, "--timeout", min=1, help="Seconds to wait for boot, SSH and docker."

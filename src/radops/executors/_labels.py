@@ -95,7 +95,11 @@ def match_job_id(job_id: str, candidates: list[str], executor: str) -> str:
             f"job id {job_id!r} matches {len(found)} jobs on {executor!r}",
             f"Give more of the id (see `radops executors jobs {executor}`).",
         )
-    raise NotFoundError(
+    raise job_not_found(job_id, executor)
+
+
+def job_not_found(job_id: str, executor: str) -> NotFoundError:
+    return NotFoundError(
         f"no job {job_id!r} on executor {executor!r}",
         f"List its jobs with `radops executors jobs {executor}`.",
     )

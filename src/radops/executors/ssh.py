@@ -17,6 +17,7 @@ from radops.executors._labels import (
     job_from_labels,
     job_from_summary,
     job_labels,
+    job_not_found,
     match_job_id,
 )
 from radops.executors.base import (
@@ -197,17 +198,12 @@ class SSHExecutor(Executor):
         )
 
     def _inspect(self, job_id: str) -> dict[str, Any]:
-        if not _JOB_ID.match(job_id):
+        if not _JOB_ID.fullmatch(job_id):
             job_id = match_job_id(job_id, [j.id for j in self.jobs()], self.name)
         status, out, err = self.conn.run([self.spec.docker_path, "inspect", container_name(job_id)])
         if status != 0:
             error = self._docker_error(status, err, "looking up the job")
-            if isinstance(error, NotFoundError):
-                raise NotFoundError(
-                    f"no job {job_id!r} on executor {self.name!r}",
-                    f"List its jobs with `radops executors jobs {self.name}`.",
-                )
-            raise error
+            raise job_not_found(job_id, self.name) if isinstance(error, NotFoundError) else error
         data: dict[str, Any] = json.loads(out)[0]
         return data
 

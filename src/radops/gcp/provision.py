@@ -16,6 +16,7 @@ from radops.config import GCPExecutorSpec, PendingVM, validate_executor_name
 from radops.errors import CloudError, NotFoundError, RadopsError, UsageError
 from radops.gcp.compute import EXECUTOR_LABEL, MANAGED_LABEL, VM, CapacityError, Compute, poll
 from radops.gcp.keys import ssh_key_pair, with_ssh_key
+from radops.ssh import forget_host
 from radops.store import ExecutorStore, config_dir
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class CreateRequest:
 def check_vm_name(name: str) -> str:
     """GCE instance names: lowercase letters, digits and '-', starting with a letter."""
     validate_executor_name(name)
-    if not _VM_NAME.match(name):
+    if not _VM_NAME.fullmatch(name):
         raise UsageError(
             f"invalid VM name {name!r}: Compute Engine wants lowercase letters, digits and '-', "
             "starting with a letter"
@@ -64,6 +65,10 @@ def candidate_zones(
             "Pass --zone, set RADOPS_GCP_ZONE, or `radops config set gcp_zone ZONE`.",
         )
     return zones
+
+
+def _why(e: BaseException) -> str:
+    return "interrupted" if isinstance(e, KeyboardInterrupt) else "creation failed"
 
 
 class Provisioner:
@@ -103,10 +108,8 @@ class Provisioner:
                     raise
                 progress(f"{e.message}; trying the next zone")
                 continue
-            except BaseException:
-                self._clean_up(
-                    request.name, zone, "creation failed", request.keep_on_failure, progress
-                )
+            except BaseException as e:
+                self._clean_up(request.name, zone, _why(e), request.keep_on_failure, progress)
                 raise
             return self._finish(request, template, zone, username, str(key_file), progress)
         raise CloudError("no zone to create the VM in")  # unreachable: zones is never empty
@@ -128,8 +131,7 @@ class Provisioner:
                 config.gcp_pending.pop(spec.name, None)
             return spec
         except BaseException as e:  # Ctrl-C included: nothing half-done stays behind
-            why = "interrupted" if isinstance(e, KeyboardInterrupt) else "creation failed"
-            self._clean_up(request.name, zone, why, request.keep_on_failure, progress)
+            self._clean_up(request.name, zone, _why(e), request.keep_on_failure, progress)
             raise
 
     def _clean_up(
@@ -163,13 +165,10 @@ class Provisioner:
             zone=zone,
             instance=request.name,
         )
+        # A new VM at this address: a key radops trusted here before belonged to another machine.
+        forget_host(config_dir() / "known_hosts", vm.external_ip)
         progress(f"Waiting for SSH on {vm.external_ip}")
-        report, fingerprint = self._wait_for_docker(spec, request.timeout, progress)
-        if template.gpus and not report.gpus:
-            raise RadopsError(
-                f"the template has GPUs ({template.gpu_text()}) but nvidia-smi sees none on the VM",
-                "Use an image with the NVIDIA driver (e.g. a Deep Learning VM image).",
-            )
+        report, fingerprint = self._wait_for_docker(spec, template, request.timeout)
         progress(report.summary())
         spec.platform = report.platform
         spec.host_key_fingerprint = fingerprint
@@ -190,9 +189,10 @@ class Provisioner:
         return found[0]
 
     def _wait_for_docker(
-        self, spec: GCPExecutorSpec, timeout: float, progress: ProgressCallback
+        self, spec: GCPExecutorSpec, template: Template, timeout: float
     ) -> tuple[EngineReport, str]:
-        """Connect (trusting the new VM's host key on first use) and check docker."""
+        """Connect (trusting the new VM's host key on first use) and check docker, and GPUs
+        when the template has them (drivers may still be installing on first boot)."""
         from radops.errors import EngineUnreachableError
         from radops.executors.ssh import SSHExecutor
 
@@ -203,7 +203,13 @@ class Provisioner:
             executor = SSHExecutor(spec)
             executor.trust_new_host_key = True  # a VM created moments ago: trust on first use
             try:
-                result[:] = [(executor.check(), executor.host_key_fingerprint())]
+                report = executor.check()
+                if template.gpus and not report.gpus:
+                    raise RadopsError(
+                        f"the template has GPUs ({template.gpu_text()}) but nvidia-smi sees none",
+                        "Use an image with the NVIDIA driver (e.g. a Deep Learning VM image).",
+                    )
+                result[:] = [(report, executor.host_key_fingerprint())]
                 return True
             except (EngineUnreachableError, RadopsError) as e:
                 last_error[:] = [e]
@@ -214,7 +220,8 @@ class Provisioner:
         if not poll(ready, timeout, interval=2.0):
             reason = f": {last_error[0].message}" if last_error else ""
             raise CloudError(
-                f"SSH and docker on {spec.name} were not ready within {timeout:.0f}s{reason}"
+                f"SSH and docker on {spec.name} were not ready within {timeout:.0f}s{reason}",
+                last_error[0].hint if last_error else None,
             )
         return result[0]
 
@@ -254,6 +261,8 @@ class Provisioner:
         zone, spec = self._locate(name)
         progress(f"Deleting VM {name} in {zone}")
         deleted = self.compute.delete(zone, spec.instance if spec else name)
+        if spec is not None:
+            forget_host(config_dir() / "known_hosts", spec.hostname)
         with self.store.edit() as config:
             config.executors.pop(name, None)
             config.gcp_pending.pop(name, None)

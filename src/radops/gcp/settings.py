@@ -41,27 +41,30 @@ def gcloud_property(section: str, key: str) -> str | None:
 
 
 def _adc_project() -> str | None:
-    """The project of Application Default Credentials, without failing when there are none."""
-    for env in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "GCLOUD_PROJECT"):
-        if os.environ.get(env):
-            return os.environ[env]
-    return None
+    """The project of Application Default Credentials (a service-account key file's own, or
+    GOOGLE_CLOUD_PROJECT), without failing when there are none."""
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        project: str | None = google.auth.default()[1]
+    except DefaultCredentialsError:
+        return None
+    return project
 
 
 def resolve_target(
     settings: Settings, project: str | None = None, zone: str | None = None
 ) -> GCPTarget:
     """Project and zone from flags, RADOPS_GCP_PROJECT/ZONE, the store, then Google's defaults."""
-    project = (
-        resolve_setting(settings, "gcp_project", project)
-        or _adc_project()
-        or gcloud_property("core", "project")
-    )
+    endpoint = resolve_setting(settings, "gcp_api_endpoint")
+    project = resolve_setting(settings, "gcp_project", project)
+    if not project and not (endpoint and endpoint.startswith("http://")):
+        project = _adc_project() or gcloud_property("core", "project")
     if not project:
         raise UsageError(
             "no Google Cloud project given",
             "Pass --project, set RADOPS_GCP_PROJECT, or `radops config set gcp_project ID`.",
         )
     zone = resolve_setting(settings, "gcp_zone", zone) or gcloud_property("compute", "zone")
-    endpoint = resolve_setting(settings, "gcp_api_endpoint")
     return GCPTarget(project=project, zone=zone, endpoint=endpoint)
