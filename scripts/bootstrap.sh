@@ -16,6 +16,7 @@ install_debian_packages() {
   command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+  command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"

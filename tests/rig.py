@@ -90,6 +90,26 @@ def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+RIG_BRIDGE = "radopsrig0"
+# TEST-NET-1 (RFC 5737): documentation addresses, never routed; the rig's containers need none.
+RIG_BRIDGE_ADDRESS = "192.0.2.1/24"
+
+
+def _ensure_bridge() -> str:
+    """The rig engine's own bridge (created once; left in place for the next session)."""
+    ip = _tool("ip", "/usr/sbin/ip", "/sbin/ip")
+    if subprocess.run([ip, "link", "show", RIG_BRIDGE], capture_output=True).returncode != 0:
+        for argv in (
+            [ip, "link", "add", "name", RIG_BRIDGE, "type", "bridge"],
+            [ip, "addr", "add", RIG_BRIDGE_ADDRESS, "dev", RIG_BRIDGE],
+            [ip, "link", "set", RIG_BRIDGE, "up"],
+        ):
+            result = subprocess.run(argv, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RigError(f"cannot create the rig's bridge: {result.stderr.strip()}")
+    return RIG_BRIDGE
+
+
 def _start_engine(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
     dockerd = _tool("dockerd", "/usr/sbin/dockerd", "/usr/bin/dockerd")
     engine = root / "engine"
@@ -103,7 +123,10 @@ def _start_engine(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
             "--data-root", str(engine / "data"),
             "--exec-root", str(engine / "exec"),
             "--pidfile", str(engine / "docker.pid"),
-            "--bridge=none",
+            # Not --bridge=none: a dockerd started with it deletes the host's docker0, which
+            # breaks the local engine. The rig's engine gets a bridge of its own instead.
+            f"--bridge={_ensure_bridge()}",
+            "--ip-forward=false",
             "--iptables=false",
         ],
         engine / "dockerd.log",

@@ -11,6 +11,8 @@ from radops.executors.base import (
     LABEL_IMAGE,
     LABEL_JOB_ID,
     LABEL_NAME,
+    LOG_DRIVER,
+    LOG_OPTIONS,
 )
 
 # One JSON object per job, shaped like the Engine API's container list entries.
@@ -43,6 +45,9 @@ def run_argv(
     """`docker run -d`: labels and options first, then the image, then the job's own arguments."""
     # --pull never: a missing image is reported, and radops ships it (never a silent pull).
     argv = [docker, "run", "--detach", "--pull", "never", "--name", name]
+    argv += ["--log-driver", LOG_DRIVER]
+    for key, value in LOG_OPTIONS.items():
+        argv += ["--log-opt", f"{key}={value}"]
     for key, value in labels.items():
         argv += ["--label", f"{key}={value}"]
     if env_from_stdin:

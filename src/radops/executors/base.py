@@ -24,6 +24,10 @@ LABEL_IMAGE = LABEL_PREFIX + "image"
 LABEL_CREATED_AT = LABEL_PREFIX + "created-at"
 LABEL_NAME = LABEL_PREFIX + "name"
 CONTAINER_PREFIX = "radops-"
+# Docker's `local` log driver keeps output byte for byte (json-file turns bytes that are not
+# UTF-8 into U+FFFD) and compresses it; the options cap a job's log at 1 GiB on disk.
+LOG_DRIVER = "local"
+LOG_OPTIONS = {"max-size": "64m", "max-file": "16"}
 
 Stream = Literal["stdout", "stderr"]
 ProgressCallback = Callable[[str], None]

@@ -19,6 +19,8 @@ from radops.executors._labels import (
 )
 from radops.executors.base import (
     LABEL_JOB_ID,
+    LOG_DRIVER,
+    LOG_OPTIONS,
     EngineReport,
     Executor,
     Job,
@@ -131,7 +133,7 @@ class LocalExecutor(Executor):
         return tag
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
-        host_config: dict[str, Any] = {}
+        host_config: dict[str, Any] = {"log_config": {"Type": LOG_DRIVER, "Config": LOG_OPTIONS}}
         if request.gpus:  # parsed before building, so a bad value costs no build
             host_config["device_requests"] = [_device_request(parse_gpus(request.gpus))]
         image = self.ensure_image(request, progress)

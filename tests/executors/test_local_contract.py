@@ -1,0 +1,25 @@
+"""The executor contract against the local Docker engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from radops.config import LocalExecutorSpec
+from radops.executors import open_executor
+from radops.executors.base import Executor
+from tests.conftest import remove_job_container
+from tests.executors.contract import ExecutorContract
+
+
+class TestLocalExecutor(ExecutorContract):
+    @pytest.fixture
+    def executor(self, docker_client: Any) -> Iterator[Executor]:
+        with open_executor(LocalExecutorSpec()) as executor:
+            yield executor
+
+    @pytest.fixture
+    def remove_job(self, docker_client: Any) -> Callable[[str], None]:
+        return lambda job_id: remove_job_container(docker_client, job_id)
