@@ -60,6 +60,10 @@ class RemoteHost:
     host_key_pub: Path
     docker_host: str
     processes: list[subprocess.Popen[bytes]]
+    # A second registry that wants a password (AUTH_USER / AUTH_PASSWORD).
+    auth_registry: str = ""
+    # The remote user's docker config folder (where `docker login` there stores credentials).
+    docker_config: Path | None = None
 
     def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run docker against the remote engine directly (for assertions, not via radops)."""
@@ -142,16 +146,29 @@ def _start_engine(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
     return host, proc
 
 
-def _start_registry(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
+AUTH_USER = "rig-user"
+AUTH_PASSWORD = "rig-s3cret-Pa55"
+
+
+def _start_registry(root: Path, auth: bool = False) -> tuple[str, subprocess.Popen[bytes]]:
     registry = _tool("docker-registry", "/usr/bin/docker-registry")
     port = free_port()
-    folder = root / "registry"
+    folder = root / ("auth-registry" if auth else "registry")
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "config.yml"
+    auth_section = ""
+    if auth:
+        import bcrypt
+
+        hashed = bcrypt.hashpw(AUTH_PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+        (folder / "htpasswd").write_text(f"{AUTH_USER}:{hashed}\n")
+        auth_section = (
+            f"auth:\n  htpasswd:\n    realm: radops-rig\n    path: {folder / 'htpasswd'}\n"
+        )
     config.write_text(
         "version: 0.1\n"
         f"storage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + auth_section
     )
     proc = _spawn([registry, "serve", str(config)], folder / "registry.log")
 
@@ -201,7 +218,11 @@ def _world_readable_keys(public: list[str]) -> Path:
 
 
 def _run_sshd(
-    folder: Path, listen: list[tuple[str, int]], authorized: Path, docker_host: str
+    folder: Path,
+    listen: list[tuple[str, int]],
+    authorized: Path,
+    docker_host: str,
+    docker_config: Path,
 ) -> subprocess.Popen[bytes]:
     sshd = _tool("sshd", "/usr/sbin/sshd")
     keygen(folder / "host_key")
@@ -214,7 +235,8 @@ def _run_sshd(
         "StrictModes no\nPermitRootLogin prohibit-password\nAllowTcpForwarding yes\n"
         f"PidFile {folder / 'sshd.pid'}\n"
         # Every SSH session's docker talks to the rig's second engine, as on a real remote host.
-        f"SetEnv DOCKER_HOST={docker_host}\n"
+        # DOCKER_CONFIG keeps a `docker login` there out of this machine's own ~/.docker.
+        f"SetEnv DOCKER_HOST={docker_host} DOCKER_CONFIG={docker_config}\n"
     )
     proc = _spawn([sshd, "-D", "-e", "-f", str(config)], folder / "sshd.log")
 
@@ -232,7 +254,9 @@ def _run_sshd(
     return proc
 
 
-def _start_sshd(root: Path, docker_host: str) -> tuple[int, Path, Path, subprocess.Popen[bytes]]:
+def _start_sshd(
+    root: Path, docker_host: str, docker_config: Path
+) -> tuple[int, Path, Path, subprocess.Popen[bytes]]:
     folder = root / "ssh"
     folder.mkdir(parents=True, exist_ok=True)
     keygen(folder / "client_key")
@@ -242,7 +266,7 @@ def _start_sshd(root: Path, docker_host: str) -> tuple[int, Path, Path, subproce
     authorized = _world_readable_keys(public)
     _ensure_no_docker_user()
     port = free_port()
-    proc = _run_sshd(folder, [("127.0.0.1", port)], authorized, docker_host)
+    proc = _run_sshd(folder, [("127.0.0.1", port)], authorized, docker_host, docker_config)
     return port, folder / "client_key", folder / "host_key.pub", proc
 
 
@@ -272,7 +296,9 @@ def cloud_vms(root: Path, remote: RemoteHost, ips: list[str]) -> Iterator[CloudV
     folder = root / "vm-ssh"
     folder.mkdir(parents=True, exist_ok=True)
     authorized = _world_readable_keys([])
-    proc = _run_sshd(folder, [(ip, 22) for ip in ips], authorized, remote.docker_host)
+    assert remote.docker_config is not None
+    listen = [(ip, 22) for ip in ips]
+    proc = _run_sshd(folder, listen, authorized, remote.docker_host, remote.docker_config)
     vms = CloudVMs(ips, authorized, folder / "host_key.pub", proc)
     try:
         yield vms
@@ -290,9 +316,16 @@ def remote_host(root: Path) -> Iterator[RemoteHost]:
         processes.append(engine)
         registry, reg = _start_registry(root)
         processes.append(reg)
-        port, client_key, host_key_pub, sshd = _start_sshd(root, docker_host)
+        auth_registry, auth_reg = _start_registry(root, auth=True)
+        processes.append(auth_reg)
+        docker_config = root / "remote-docker-config"
+        docker_config.mkdir(mode=0o700, exist_ok=True)
+        port, client_key, host_key_pub, sshd = _start_sshd(root, docker_host, docker_config)
         processes.append(sshd)
-        host = RemoteHost(root, port, registry, client_key, host_key_pub, docker_host, processes)
+        host = RemoteHost(
+            root, port, registry, client_key, host_key_pub, docker_host, processes,
+            auth_registry, docker_config,
+        )  # fmt: skip
         yield host
     finally:
         if host is not None:
