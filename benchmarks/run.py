@@ -1,6 +1,6 @@
 """Run every benchmark and write docs/performance.md.
 
-    python benchmarks/run.py            # full: about 2 minutes on 2 cores
+    python benchmarks/run.py            # full: about 8 minutes on 2 cores
     python benchmarks/run.py --quick    # fewer repetitions
     python benchmarks/run.py --only logs --output /tmp/perf.md
 
@@ -25,7 +25,10 @@ from pathlib import Path
 from _timing import Result, Row
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("startup", "logs")  # modules bench_<name>.py, in the order they run and print
+# Modules bench_<name>.py, in the order they run and print. The remote ones share one test rig
+# (_remote.py: a second Docker engine behind a loopback sshd, and a registry), started on first
+# use and stopped when the suite ends.
+BENCHMARKS = ("startup", "logs", "remote_submit", "remote_logs", "scale")
 
 WHY_FAST = """\
 ## Why radops is fast
@@ -38,6 +41,16 @@ WHY_FAST = """\
 - **Content-hash image tags.** `run` tags the image `radops/<folder>:<sha256 of the build context>`
   (honouring `.dockerignore`). If the engine already has that tag, nothing is built: re-running
   an unchanged folder costs one hash of the folder and one `inspect` call.
+- **One SSH connection per command.** Every step of an SSH executor's command (run, ship, pull,
+  logs) goes through one paramiko connection, opened on first use and reused; no second
+  handshake, no `ssh` process per step. The submit benchmark traces this (connections and
+  remote commands per radops command).
+- **One round trip to re-submit.** Because the tag is a content hash, a remote engine that has
+  the tag has this exact image. So `run` on an SSH executor first sends
+  `docker run --pull never ...` and ships the image (build if missing, push and remote pull,
+  or `docker save | docker load` over the same connection) only when the engine answers
+  "No such image": re-submitting an unchanged folder is one SSH connection and one remote
+  command, with no build, push or pull.
 - **Streaming logs.** `logs` reads Docker's multiplexed log stream straight from the engine's
   HTTP response (reads of up to 64 KiB), splits the 8-byte frame headers itself, joins
   consecutive payloads of the same stream within one read, and writes the raw bytes to stdout
@@ -49,6 +62,8 @@ WHY_FAST = """\
 ```sh
 python -m cProfile -s tottime -m radops executors logs local JOB > /dev/null
 python -X importtime -m radops executors logs local JOB 2>&1 >/dev/null | sort -t'|' -k2 -n
+# SSH connections, remote commands and where the time went (as in the notes above), on stderr:
+python benchmarks/_trace.py /tmp/trace.json executors run gpu1 ./folder true -q
 ```
 """
 
@@ -136,7 +151,9 @@ def render(results: list[Result], quick: bool, started: datetime, seconds: float
         "```",
         "",
         "It needs radops installed in that Python (`pip install -e .`), a Docker engine that",
-        f"answers and the image `busybox:1.36`. This run: `{_this_command()}`.",
+        "answers and the image `busybox:1.36`; the remote benchmarks also need root and the",
+        "test rig's tools (`scripts/bootstrap.sh`: openssh-server, docker-registry), and are",
+        f"skipped with the reason in the table otherwise. This run: `{_this_command()}`.",
         "",
         "What is timed (radops and its baseline run the same way: `python -m MODULE` with the",
         "same interpreter):",
@@ -148,6 +165,26 @@ def render(results: list[Result], quick: bool, started: datetime, seconds: float
         "- Logs: a local job runs `awk` printing 300,000 63-byte lines and exits; then",
         "  `python -m radops executors logs local JOB > file` against",
         "  `docker logs radops-JOB > file`. Peak memory is the child's own max RSS (`wait4`).",
+        "- Remote (the test rig, `tests/rig.py`: a second Docker engine reachable only through a",
+        "  real sshd on a loopback port, and a real registry; registered as executor `bench` in an",
+        "  isolated config folder and HOME; the baselines use OpenSSH with the same key):",
+        "  - re-submit of an unchanged folder: `radops executors run bench CTX true -q` (registry",
+        "    transport) against `docker build -q -t REG/x:tag CTX && docker push REG/x:tag &&",
+        "    ssh host 'docker pull REG/x:tag && docker run -d REG/x:tag true'`;",
+        "  - first submit (a new nonce file in each side's folder before every run): the same",
+        "    pair, and `--transfer ssh` against `docker build -q -t IMG CTX && docker save IMG |",
+        "    ssh host docker load && ssh host docker run -d IMG true`;",
+        "  - logs of the 300,000-line job: `radops executors logs bench JOB > file` against",
+        "    `ssh host docker logs radops-JOB > file`.",
+        "- Local submit: `radops executors run local CTX true -q` against `docker build -q -t X",
+        "  CTX && docker run -d X true`, unchanged and after a one-file change.",
+        "- Scale: `radops executors jobs local` with 1,000 jobs on the rig's engine against",
+        "  `docker ps -a --filter label=dev.radops.job-id`; `radops executors list` with 1,000",
+        "  executors against `radops --version`; one submit to 8 executors at once",
+        "  (`for e in ...; do radops executors run $e ... -q & done; wait`) against the same loop",
+        "  without `&`.",
+        "- The notes quote a traced radops run (`benchmarks/_trace.py`): SSH connections, remote",
+        "  commands, and the wall-clock time of its main steps.",
         "",
     ]
     for result in results:
@@ -172,13 +209,17 @@ def main() -> int:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     results = []
-    for name in args.only or BENCHMARKS:
-        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        module = importlib.import_module(f"bench_{name}")
-        result: Result = module.run(args.quick)
-        results.append(result)
-        for line in table(result.rows)[2:]:
-            print(line, flush=True)
+    try:
+        for name in args.only or BENCHMARKS:
+            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+            module = importlib.import_module(f"bench_{name}")
+            result: Result = module.run(args.quick)
+            results.append(result)
+            for line in table(result.rows)[2:]:
+                print(line, flush=True)
+    finally:
+        if "_remote" in sys.modules:  # a remote benchmark started the rig: stop it
+            sys.modules["_remote"].close()
     text = render(results, args.quick, started, time.perf_counter() - t0)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
