@@ -48,10 +48,23 @@ def read_dockerignore(context: Path) -> list[str]:
 
 def context_files(context: Path, dockerfile: str) -> list[str]:
     """The relative paths that a build sends, after .dockerignore, sorted."""
+    patterns = read_dockerignore(context)
+    if not patterns:
+        # Everything is sent: list it without loading docker-py (a quarter of a second).
+        return sorted(_walk(context))
     from docker.utils.build import exclude_paths
 
-    patterns = read_dockerignore(context)
     return sorted(exclude_paths(str(context), patterns, dockerfile=dockerfile))
+
+
+def _walk(context: Path) -> list[str]:
+    """Every file and folder below `context`, relative, as docker-py lists them (no symlinks
+    followed)."""
+    found: list[str] = []
+    for folder, dirs, files in os.walk(context):
+        rel = os.path.relpath(folder, context)
+        found += [name if rel == "." else f"{rel}/{name}" for name in (*dirs, *files)]
+    return found
 
 
 def hash_context(

@@ -14,6 +14,7 @@ import os
 import select
 import shlex
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ ConfirmHostKey = Callable[[str, str, str], bool]
 CONNECT_TIMEOUT_S = 15
 KEEPALIVE_S = 30
 _CHUNK = 1 << 16
+_COALESCE_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -327,19 +329,25 @@ def _drain(channel: paramiko.Channel) -> Iterator[tuple[str, bytes]]:
     """Yield stdout and stderr chunks as they arrive, until the remote command closes both."""
     fd = channel.fileno()  # readable when either stream has data
     while True:
-        got = False
+        got = 0
         while channel.recv_ready():
-            got = True
-            yield "stdout", channel.recv(_CHUNK)
+            data = channel.recv(_CHUNK)
+            got += len(data)
+            yield "stdout", data
         while channel.recv_stderr_ready():
-            got = True
-            yield "stderr", channel.recv_stderr(_CHUNK)
+            data = channel.recv_stderr(_CHUNK)
+            got += len(data)
+            yield "stderr", data
         if channel.eof_received and not channel.recv_ready() and not channel.recv_stderr_ready():
             return
         if channel.closed:
             return
         if not got:
             select.select([fd], [], [], 1.0)
+        elif got < _CHUNK // 4:
+            # Output is arriving in small SSH packets: let a few more land before the next
+            # read, so a big log costs thousands of reads and writes, not hundreds of thousands.
+            time.sleep(_COALESCE_S)
 
 
 def _reason(e: BaseException) -> str:

@@ -42,16 +42,14 @@ def print_line(text: str = "", *, err: bool = False) -> None:
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
-    _console().print(table)
+    """Aligned columns, like `docker ps`: plain text, so 1,000 rows print in milliseconds
+    (a rich Table takes most of a second to lay them out), and cells are never reinterpreted."""
+    widths = [max(len(cell) for cell in col) for col in zip(columns, *rows, strict=True)]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += [
+        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def print_fields(fields: Sequence[tuple[str, str]]) -> None:
@@ -106,8 +104,9 @@ def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
         yield update
 
 
-def command_text(argv: Sequence[str]) -> str:
-    return shlex.join(argv) if argv else "(image default)"
+def command_text(argv: Sequence[str], width: int | None = None) -> str:
+    text = shlex.join(argv) if argv else "(image default)"
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
 def age(created: datetime | None, now: datetime | None = None) -> str:
@@ -130,7 +129,7 @@ def jobs_table(jobs: Sequence[Job]) -> None:
             job.status,
             "" if job.exit_code is None else str(job.exit_code),
             age(job.created_at, now),
-            command_text(job.command),
+            command_text(job.command, width=60),  # `--json` has it whole
             job.image,
         )
         for job in jobs

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,9 @@ from radops.executors.base import (
 
 if TYPE_CHECKING:
     from radops.config import LocalExecutorSpec
+
+# `uname -m` -> Docker's architecture names.
+_DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le"}
 
 ENGINE_HINT = (
     "Start Docker (`sudo systemctl start docker`, or run `dockerd`), or point DOCKER_HOST at it."
@@ -100,6 +105,11 @@ class LocalExecutor(Executor):
 
     def platform(self) -> str:
         """The engine's own platform, e.g. linux/amd64."""
+        # The engine on this machine (no DOCKER_HOST) runs on this machine's platform:
+        # no need to load docker-py and ask it, which is most of an SSH re-submit's cost.
+        arch = _DOCKER_ARCH.get(os.uname().machine)
+        if arch is not None and not os.environ.get("DOCKER_HOST") and sys.platform == "linux":
+            return f"linux/{arch}"
         with docker_errors("asking the engine for its version"):
             version = self.api.version()
         return f"{version.get('Os', 'linux')}/{version.get('Arch', 'amd64')}"
