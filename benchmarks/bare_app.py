@@ -35,8 +35,13 @@ config = typer.Typer(
     help="Show and change radops settings (registry, GCP project, zone, endpoint).",
     no_args_is_help=True,
 )
+gcp = typer.Typer(
+    help="Create GPU VMs on Google Cloud from instance templates and use them as executors.",
+    no_args_is_help=True,
+)
 app.add_typer(executors, name="executors")
 app.add_typer(config, name="config")
+executors.add_typer(gcp, name="gcp")
 
 EXECUTOR_ARG = typer.Argument(..., help="Executor name (see `radops executors list`).")
 JOB_ARG = typer.Argument(..., help="Job id printed by `run` (a unique prefix is enough).")
@@ -81,8 +86,18 @@ def show(name: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
 
 
 @executors.command("remove", epilog=examples("radops executors remove gpu1"))
-def remove(name: str = EXECUTOR_ARG) -> None:
-    """Unregister an executor. Its jobs keep running on the machine; nothing there is deleted."""
+def remove(
+    name: str = EXECUTOR_ARG,
+    delete_vm: bool | None = typer.Option(
+        None,
+        "--delete-vm/--keep-vm",
+        help="For a GCP executor: also delete its VM \\[default: ask on a terminal, else keep].",
+    ),
+) -> None:
+    """Unregister an executor. Its jobs keep running on the machine; nothing there is deleted.
+
+    For a GCP executor, radops asks whether to delete the VM too.
+    """
 
 
 @executors.command(
@@ -251,6 +266,94 @@ def config_set(
 @config.command("unset", epilog=examples("radops config unset registry"))
 def config_unset(key: str = typer.Argument(..., help=KEY_HELP)) -> None:
     """Remove a setting from the config file."""
+
+
+PROJECT_OPT = typer.Option(
+    None,
+    "--project",
+    help="GCP project \\[else RADOPS_GCP_PROJECT, `config set gcp_project`, gcloud].",
+)
+ZONE_OPT = typer.Option(
+    None,
+    "--zone",
+    help="Zone, e.g. us-central1-a \\[else RADOPS_GCP_ZONE, `config set gcp_zone`, gcloud].",
+)
+NAME_ARG = typer.Argument(..., help="The GCP executor (and VM) name.")
+
+
+@gcp.command(
+    "list-templates",
+    epilog=examples(
+        "radops executors gcp list-templates", "radops executors gcp list-templates --json"
+    ),
+)
+def gcp_list_templates(project: str | None = PROJECT_OPT, json_output: bool = JSON_OPT) -> None:
+    """List the project's instance templates (global and regional): the VM types you can create."""
+
+
+@gcp.command(
+    "create",
+    epilog=examples(
+        "radops executors gcp create a100-template gpu-a100",
+        "radops executors gcp create a100-template gpu-a100 --zones us-central1-a,us-central1-c",
+        "radops executors gcp create a100-template --any-zone --zone us-central1-a",
+    ),
+)
+def gcp_create(
+    template: str = typer.Argument(..., help="Instance template name (see list-templates)."),
+    name: str | None = typer.Argument(
+        None, help="Executor and VM name \\[default: radops-<6 hex>]."
+    ),
+    project: str | None = PROJECT_OPT,
+    zone: str | None = ZONE_OPT,
+    zones: str | None = typer.Option(
+        None, "--zones", help="Zones to try in order when one is out of capacity: a,b,c."
+    ),
+    any_zone: bool = typer.Option(
+        False, "--any-zone", help="Also try the other zones of the template's region."
+    ),
+    username: str | None = typer.Option(
+        None, "--username", help="User to log in as \\[default: your local user name]."
+    ),
+    timeout: float = typer.Option(
+        600, "--timeout", min=1, help="Seconds to wait for boot, SSH and docker."
+    ),
+    keep_on_failure: bool = typer.Option(
+        False, "--keep-on-failure", help="Keep the VM if it never becomes ready (to debug it)."
+    ),
+    json_output: bool = JSON_OPT,
+) -> None:
+    """Create a VM from an instance template and register it as an executor.
+
+    Waits for it to boot, adds your SSH key, checks docker (and GPUs when the template has
+    them), then saves executor NAME. If anything fails, or you press Ctrl-C, the VM is deleted.
+    """
+
+
+@gcp.command("delete", epilog=examples("radops executors gcp delete gpu-a100 --yes"))
+def gcp_delete(
+    name: str = NAME_ARG,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    project: str | None = PROJECT_OPT,
+) -> None:
+    """Delete the VM and its executor (a VM that is already gone is not an error)."""
+
+
+@gcp.command("stop", epilog=examples("radops executors gcp stop gpu-a100"))
+def gcp_stop(name: str = NAME_ARG, project: str | None = PROJECT_OPT) -> None:
+    """Stop the VM (no compute charges; disks are still billed). Jobs on it end."""
+
+
+@gcp.command("start", epilog=examples("radops executors gcp start gpu-a100"))
+def gcp_start(name: str = NAME_ARG, project: str | None = PROJECT_OPT) -> None:
+    """Start a stopped VM and update the executor's address (the external IP changes)."""
+
+
+@gcp.command(
+    "list", epilog=examples("radops executors gcp list", "radops executors gcp list --json")
+)
+def gcp_list(project: str | None = PROJECT_OPT, json_output: bool = JSON_OPT) -> None:
+    """List radops' VMs with their status; flag VMs without executors and executors without VMs."""
 
 
 if __name__ == "__main__":
