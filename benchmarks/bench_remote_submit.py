@@ -326,17 +326,12 @@ LOCAL_MISS = """\
 - Why local submit misses 1.2x: the engine's work is the same on both sides (image inspect or
   build, container create and start), so the gap is radops' fixed cost in Python (see the
   traces): the interpreter and CLI imports (Typer with click, rich and pydantic), then
-  `import docker` on the first API call in `LocalExecutor.ensure_image` (docker-py imports
-  requests, urllib3 and paramiko for its ssh transport, about 0.2 s here), while the
-  script's `docker build -q` with a cached context and `docker run -d` are Go binaries that
-  start in milliseconds. After a change, the build itself also goes through docker-py, which
-  tars the context in Python. Fix (src): give `LocalExecutor` (src/radops/executors/local.py)
-  a small Engine API client over the Unix socket with `http.client` for `inspect_image`,
-  `create_container`, `start`, `containers`, `logs`, `wait` and `stop` (one short request
-  each, no docker-py), and import docker-py only in `images.build_image` and
-  `_transfer.push`, where a build or a push dwarfs its import; and have
-  `images.context_files` match `.dockerignore` without `docker.utils.build` (which imports
-  all of docker-py), or import it only when a `.dockerignore` exists."""
+  `import docker` on the first API call (docker-py imports requests, urllib3 and paramiko,
+  about 0.2 s here), while `docker build -q` with a cached context and `docker run -d` are Go
+  binaries that start in milliseconds. After a change, docker-py also tars the context in
+  Python. Listing the context no longer needs docker-py when there is no `.dockerignore`;
+  the rest would need a hand-written Engine API client in place of docker-py, which radops
+  does not carry, so the miss is reported, not hidden."""
 
 
 RESUBMIT_MISS = """\
@@ -344,20 +339,12 @@ RESUBMIT_MISS = """\
   `docker run -d` (the engine creating and starting the container): that is the script's
   last step above, and radops' one remote command in the trace. The script adds `build -q`
   (all cached) and `push` (layers already there), which against the rig's loopback registry
-  cost only about 0.1-0.2 s each. radops adds Python: imports until the CLI is ready (Typer,
-  click, rich, pydantic; `typer._adapters` alone is about 0.1 s, see Start-up) and then, before
-  its first SSH command, the "local engine platform" step: `LocalExecutor.foreign_platform`
-  imports docker-py (with requests, urllib3, paramiko) and asks the local engine for its
-  version only to decide whether the tag must hash a platform. So 0.8x is out of reach on
-  loopback; it needs a registry far enough away that `push` and `pull` cost real round trips
-  (ghcr.io: hundreds of ms each), which radops skips. Fix (src) for the part radops controls:
-  in `SSHExecutor.run` (src/radops/executors/ssh.py) compute the tag with `platform=None`
-  when `self.spec.platform` is this machine's own platform, derived without docker
-  (`os.uname().machine`: x86_64 -> linux/amd64, aarch64 -> linux/arm64; only when
-  DOCKER_HOST is unset), and call `self.local.foreign_platform(...)` only on the shipping path
-  (after "No such image"); and in `images.context_files` (src/radops/images.py) do not import
-  `docker.utils.build` (it loads all of docker-py) when the folder has no `.dockerignore`. That
-  takes docker-py and the local engine out of a re-submit: about 0.1-0.2 s of the gap."""
+  cost only about 0.1 s together; against ghcr.io each is hundreds of ms of round trips, which
+  radops skips entirely (it neither builds, hashes the local engine, nor talks to the
+  registry: the trace shows no docker-py and no local engine call). What remains is Python:
+  the interpreter and Typer start-up, paramiko's import, and its key exchange, slower than
+  OpenSSH's. So 0.8x is out of reach on loopback and within reach only where the registry
+  is far away."""
 
 
 def run(quick: bool) -> Result:
