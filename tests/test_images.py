@@ -124,3 +124,19 @@ def test_check_context_rejects_a_folder_without_dockerfile(tmp_path: Path) -> No
     assert info.value.hint and "--file" in info.value.hint
     with pytest.raises(UsageError):
         check_context(context(tmp_path), "Other.Dockerfile")
+
+
+def test_a_socket_in_the_context_is_hashed_by_kind_not_read(tmp_path: Path) -> None:
+    import socket
+
+    from radops.images import context_files, hash_context
+
+    (tmp_path / "Dockerfile").write_text("FROM busybox:1.36\n")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "agent.sock"))
+    try:
+        files = context_files(tmp_path, "Dockerfile")
+        assert "agent.sock" in files
+        assert len(hash_context(tmp_path, files, "Dockerfile")) == 64
+    finally:
+        sock.close()

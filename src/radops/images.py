@@ -87,11 +87,17 @@ def hash_context(
             h.update(b"L" + os.readlink(path).encode("utf-8", "surrogateescape"))
         elif stat.S_ISDIR(st.st_mode):
             h.update(b"D")
-        else:
+        elif stat.S_ISREG(st.st_mode):
             h.update(b"X" if st.st_mode & 0o111 else b"F")
-            with path.open("rb") as f:
-                while chunk := f.read(_CHUNK):
-                    h.update(chunk)
+            try:
+                with path.open("rb") as f:
+                    while chunk := f.read(_CHUNK):
+                        h.update(chunk)
+            except OSError as e:
+                message = f"cannot read {str(path)!r} in the build context: {e.strerror}"
+                raise UsageError(message) from e
+        else:  # a socket, FIFO or device: docker sends only its header, so hash only its kind
+            h.update(b"S%o" % stat.S_IFMT(st.st_mode))
         h.update(b"\0")
     return h.hexdigest()
 

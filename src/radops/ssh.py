@@ -50,9 +50,13 @@ class SSHTarget:
         port = "" if self.port == 22 else f":{self.port}"
         return f"{self.username}@{self.hostname}{port}"
 
-    def ssh_argv(self) -> list[str]:
-        """The OpenSSH command line that reaches the same place (for `connect`)."""
+    def ssh_argv(self, known_hosts: Path | None = None) -> list[str]:
+        """The OpenSSH command line that reaches the same place (for `connect`), trusting the
+        host keys radops trusts (`known_hosts`, radops' own file) as well as the user's."""
         argv = ["ssh", "-p", str(self.port)]
+        if known_hosts is not None:
+            files = f"{Path('~/.ssh/known_hosts').expanduser()} {known_hosts}"
+            argv += ["-o", f"UserKnownHostsFile={files}"]
         for key in self.key_files:
             argv += ["-i", key]
         if self.proxy_jump:
@@ -78,7 +82,8 @@ def resolve_target(
         except (OSError, paramiko.SSHException) as e:
             raise RadopsError(f"cannot read SSH config {path}: {e}") from e
     keys = [os.path.expanduser(identity)] if identity else []
-    keys += [k for k in options.get("identityfile", []) if os.path.exists(k)]
+    keys += options.get("identityfile", [])
+    keys = [k for k in keys if os.path.exists(k)]  # as OpenSSH: a missing key file is skipped
     jump = options.get("proxyjump")
     return SSHTarget(
         alias=host,
@@ -227,6 +232,9 @@ class SSHConnection:
                 auth_timeout=CONNECT_TIMEOUT_S,
                 sock=sock,
             )
+        except RadopsError:  # from the host-key policy, raised inside connect()
+            client.close()
+            raise
         except paramiko.BadHostKeyException as e:
             client.close()
             raise HostKeyError(
@@ -243,8 +251,6 @@ class SSHConnection:
             ) from e
         except (OSError, paramiko.SSHException, EOFError) as e:
             client.close()
-            if isinstance(e, RadopsError):
-                raise
             if "No authentication methods available" in str(e):
                 raise RadopsError(
                     f"SSH authentication failed for {target.display}: no key to offer",
@@ -291,8 +297,17 @@ class SSHConnection:
             channel.shutdown_write()
             for stream, data in _drain(channel):
                 (err if stream == "stderr" else out).append(data)
-            status = channel.recv_exit_status()
+            status = self._exit_status(channel)
         return status, b"".join(out), b"".join(err)
+
+    def _exit_status(self, channel: paramiko.Channel) -> int:
+        status = channel.recv_exit_status()
+        if status == -1:  # the channel closed without one: the connection dropped
+            raise EngineUnreachableError(
+                f"lost the SSH connection to {self.target.display}",
+                "The job, if it started, keeps running there; see `radops executors jobs`.",
+            )
+        return status
 
     def stream(self, argv: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         """Yield ("stdout"|"stderr", bytes) as they arrive, then ("exit", b"<exit status>")."""
@@ -300,7 +315,7 @@ class SSHConnection:
         with channel:
             channel.shutdown_write()
             yield from _drain(channel)
-            yield "exit", str(channel.recv_exit_status()).encode()
+            yield "exit", str(self._exit_status(channel)).encode()
 
     def run_with_input(self, argv: Sequence[str], chunks: Iterable[bytes]) -> tuple[int, bytes]:
         """Run argv with `chunks` streamed to its stdin; return (exit status, stderr + stdout)."""
@@ -313,7 +328,7 @@ class SSHConnection:
                 raise EngineUnreachableError(f"lost the SSH connection: {_reason(e)}") from e
             channel.shutdown_write()
             output = b"".join(data for _, data in _drain(channel))
-            return channel.recv_exit_status(), output
+            return self._exit_status(channel), output
 
 
 def _quiet_paramiko() -> None:

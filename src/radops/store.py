@@ -91,6 +91,11 @@ class ExecutorStore:
                 f"config file {self.path} stayed locked for {LOCK_TIMEOUT_S}s",
                 "Another radops command is changing it; try again.",
             ) from e
+        except OSError as e:  # the lock file cannot be made: another owner, read-only folder
+            raise ConfigError(
+                f"cannot lock config file {self.path}: {e.strerror or e}",
+                f"Check that you own {self.directory}.",
+            ) from e
 
     def _ensure_directory(self) -> None:
         try:
@@ -103,7 +108,12 @@ class ExecutorStore:
     def _write(self, config: ConfigFile) -> None:
         data = config.model_dump_json(indent=2, exclude_none=True) + "\n"
         # mkstemp creates the file 0600; os.replace makes the new file appear whole or not at all.
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".config.", suffix=".tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".config.", suffix=".tmp")
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write in config folder {self.directory}: {e.strerror}"
+            ) from e
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(data)

@@ -292,3 +292,13 @@ def test_help_stays_fast_and_light(gcli: CLI) -> None:
         capture_output=True,
     )
     assert b"google" not in traced.stderr and b"paramiko" not in traced.stderr
+
+
+def test_delete_uses_the_executors_own_project(gcli: CLI, fake: FakeGCE) -> None:
+    _ok(gcli("executors", "gcp", "create", "cpu-small", "vm12", timeout=180))
+    gcli.env["RADOPS_GCP_PROJECT"] = "some-other-project"
+    deleted = gcli("executors", "gcp", "delete", "vm12", "--yes")
+    _ok(deleted)
+    assert "already gone" not in deleted.stdout.decode()
+    time.sleep(0.5)
+    _nothing_left(gcli, fake, "vm12")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import stat
 import subprocess
 import sys
@@ -185,11 +186,23 @@ def test_add_no_check_saves_without_connecting(cli: CLI) -> None:
     assert _config(cli)["executors"]["later"]["hostname"] == "192.0.2.1"  # type: ignore[index]
 
 
-def test_connect_print_shows_the_resolved_ssh_command(
-    cli: CLI, box: str, remote: rig.RemoteHost
-) -> None:
-    result = cli("executors", "connect", box, "--print")
+def test_connect_print_shows_a_working_ssh_command(cli: CLI, remote: rig.RemoteHost) -> None:
+    # Trusted through radops only (--accept-host-key): OpenSSH must trust it too.
+    added = cli(
+        "executors", "add", "--name", "box", "--hostname", "rigbox",
+        "--docker-path", "/usr/bin/docker", "--accept-host-key",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr.decode()
+    result = cli("executors", "connect", "box", "--print")
     assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout.decode().split() == [
-        "ssh", "-p", str(remote.ssh_port), "-i", str(remote.client_key), "root@127.0.0.1",
+    argv = shlex.split(result.stdout.decode())
+    known = f"{cli.home}/.ssh/known_hosts {cli.env['RADOPS_CONFIG_DIR']}/known_hosts"
+    assert argv == [
+        "ssh", "-p", str(remote.ssh_port), "-o", f"UserKnownHostsFile={known}",
+        "-i", str(remote.client_key), "root@127.0.0.1",
     ]  # fmt: skip
+    ran = subprocess.run(
+        [*argv[:-1], "-o", "BatchMode=yes", argv[-1], "echo", "connected"],
+        env=cli.env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert ran.stdout == "connected\n", ran.stderr

@@ -150,3 +150,16 @@ def test_unknown_job_on_ssh_executor(cli: CLI, box: str) -> None:
     result = cli("executors", "logs", box, "0123456789ab")
     assert result.returncode == 3
     assert "no job '0123456789ab' on executor 'box'" in result.stderr.decode()
+
+
+def test_a_job_that_cannot_start_is_reported_and_left_nowhere(
+    cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost
+) -> None:
+    result = cli("executors", "run", box, str(job_context), "no-such-program --flag")
+    assert result.returncode == 1
+    err = result.stderr.decode()
+    assert "starting the job on box" in err and "docker not found" not in err
+    listed = remote.docker(
+        "ps", "--all", "--filter", "label=dev.radops.job-id", "--format", "{{.Command}}"
+    )
+    assert "no-such-program" not in listed.stdout

@@ -225,6 +225,8 @@ def add(
     )
     from pydantic import ValidationError
 
+    if identity_file is not None and not identity_file.expanduser().is_file():
+        raise UsageError(f"no key file at {str(identity_file)!r} (--identity-file)")
     try:
         spec = SSHExecutorSpec(
             name=name,
@@ -289,14 +291,14 @@ def connect(
     from radops.cli import render
     from radops.errors import UsageError
     from radops.ssh import resolve_target
-    from radops.store import ExecutorStore
+    from radops.store import ExecutorStore, config_dir
 
     spec = ExecutorStore().get(name)
     hostname = getattr(spec, "hostname", None)
     if hostname is None:
         raise UsageError(f"executor {name!r} is this machine; there is nothing to connect to")
     target = resolve_target(hostname, spec.port, spec.username, spec.identity_file)  # type: ignore[union-attr]
-    argv = target.ssh_argv()
+    argv = target.ssh_argv(config_dir() / "known_hosts")
     if print_only:
         render.print_line(shlex.join(argv))
         return
@@ -382,6 +384,7 @@ def run(
     with _open(executor) as ex:
         if hasattr(ex, "transfer"):
             ex.transfer = transfer
+        ex.connect()  # before the live status line, which would hide a host-key question
         with render.progress_reporter(quiet) as progress:
             job = ex.run(request, progress)
         if json_output:

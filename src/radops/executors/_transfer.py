@@ -71,5 +71,7 @@ def send_over_ssh(api: Any, conn: SSHConnection, docker_path: str, local_tag: st
     except (APIError, DockerException) as e:
         raise RadopsError(f"cannot export {local_tag} from the local engine: {e}") from e
     if status != 0:
-        text = output.decode(errors="replace").strip()
-        raise RadopsError(f"`docker load` on the remote machine failed: {text.splitlines()[-1:]}")
+        from radops.executors._docker_argv import error_line
+
+        reason = error_line(output.decode(errors="replace")) or f"exit status {status}"
+        raise RadopsError(f"`docker load` on the remote machine failed: {reason}")

@@ -171,6 +171,10 @@ class Executor(abc.ABC):
     def stop(self, job_id: str, timeout: int = 10) -> Job:
         """Stop the job (SIGTERM, then SIGKILL after `timeout` seconds); return its new state."""
 
+    def connect(self) -> None:  # noqa: B027 - optional hook, for executors with a connection
+        """Open the connection now (it is otherwise opened on first use): a question about an
+        unknown host key is then asked before any progress display starts."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, not every executor holds a connection
         """Release the connection; the executor must not be used afterwards."""
 

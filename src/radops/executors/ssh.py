@@ -84,6 +84,9 @@ class SSHExecutor(Executor):
 
         return confirm
 
+    def connect(self) -> None:
+        self.conn.client  # noqa: B018 - opening it is the point
+
     def host_key_fingerprint(self) -> str:
         """The SHA256 fingerprint of the host key this connection verified."""
         from radops.ssh import fingerprint
@@ -117,7 +120,9 @@ class SSHExecutor(Executor):
         text = stderr.decode(errors="replace").strip()
         line = argv_for.error_line(text) or f"exit status {status}"
         host = self.conn.target.display
-        if status in (126, 127):  # the remote shell could not find or execute it
+        if status in (126, 127) and "Error response from daemon" not in text:
+            # The remote shell could not find or run docker (docker itself also exits 126/127
+            # when the job's command cannot be run, but then the daemon says so).
             return RadopsError(
                 f"docker not found at {self.spec.docker_path} on {host}",
                 "Give the right path with --docker-path (`which docker` on the machine).",
@@ -186,6 +191,9 @@ class SSHExecutor(Executor):
         elif status == 0:
             progress(f"{self.name} already has {image}; nothing to ship")
         if status != 0:
+            # docker leaves a Created container when the start fails: a job that never ran
+            # must not show up in `jobs`.
+            self.conn.run([self.spec.docker_path, "rm", "--force", container_name(job_id)])
             raise self._docker_error(status, err, "starting the job")
         progress(f"Started job {job_id} on {self.name}")
         return job_from_labels(labels, self.name, "running")
@@ -277,24 +285,40 @@ class SSHExecutor(Executor):
             _transfer.send_over_ssh(self.local.api, self.conn, self.spec.docker_path, local_tag)
 
     def _pull(self, ref: str, progress: ProgressCallback) -> None:
-        from radops.executors import _transfer
-
         progress(f"Pulling {ref} on {self.name}")
         status, _, err = self.conn.run([self.spec.docker_path, "pull", "--quiet", ref])
         if status != 0 and _AUTH_FAILURE.search(err.decode(errors="replace")):
-            login = _transfer.registry_login(self.local.api, ref)
-            if login is not None:
-                server, username, secret = login
-                progress(f"Logging {self.name} in to {server}")
-                self._docker(
-                    "login",
-                    server,
-                    "--username",
-                    username,
-                    "--password-stdin",
-                    stdin=secret.encode(),
-                    what=f"docker login {server}",
-                )
-                status, _, err = self.conn.run([self.spec.docker_path, "pull", "--quiet", ref])
+            status, err = self._pull_with_login(ref, progress) or (status, err)
         if status != 0:
             raise self._docker_error(status, err, f"pulling {ref}")
+
+    def _pull_with_login(self, ref: str, progress: ProgressCallback) -> tuple[int, bytes] | None:
+        """Pull with this machine's registry credentials, logged in through stdin into a
+        throw-away docker config, so no token stays behind on the remote machine."""
+        from radops.executors import _transfer
+
+        login = _transfer.registry_login(self.local.api, ref)
+        if login is None:
+            return None
+        server, username, secret = login
+        progress(f"Logging {self.name} in to {server} for this pull")
+        folder = self._docker_tmpdir()
+        docker = [self.spec.docker_path, "--config", folder]
+        try:
+            login_argv = [*docker, "login", server, "--username", username, "--password-stdin"]
+            status, _, err = self.conn.run(login_argv, stdin=secret.encode())
+            if status != 0:
+                raise self._docker_error(status, err, f"docker login {server}")
+            status, _, err = self.conn.run([*docker, "pull", "--quiet", ref])
+            return status, err
+        finally:
+            self.conn.run(["rm", "-rf", "--", folder])
+
+    def _docker_tmpdir(self) -> str:
+        status, out, err = self.conn.run(["mktemp", "-d", "-t", "radops-docker.XXXXXXXX"])
+        folder = out.decode().strip()
+        if status != 0 or not folder.startswith("/"):
+            raise RadopsError(
+                f"cannot make a temporary folder on {self.name}: {err.decode().strip()}"
+            )
+        return folder

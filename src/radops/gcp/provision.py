@@ -7,13 +7,15 @@ accident; an entry left by a killed radops is found by the next `gcp list` or `g
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import re
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from radops.config import GCPExecutorSpec, PendingVM, validate_executor_name
-from radops.errors import CloudError, NotFoundError, RadopsError, UsageError
+from radops.errors import CloudError, HostKeyError, NotFoundError, RadopsError, UsageError
 from radops.gcp.compute import EXECUTOR_LABEL, MANAGED_LABEL, VM, CapacityError, Compute, poll
 from radops.gcp.keys import ssh_key_pair, with_ssh_key
 from radops.ssh import forget_host
@@ -153,6 +155,7 @@ class Provisioner:
         key_file: str,
         progress: ProgressCallback,
     ) -> GCPExecutorSpec:
+        deadline = time.monotonic() + request.timeout  # one budget for boot, SSH and docker
         progress(f"Booting {request.name}")
         vm = self._wait_running(zone, request.name, request.timeout)
         assert vm.external_ip is not None
@@ -168,7 +171,8 @@ class Provisioner:
         # A new VM at this address: a key radops trusted here before belonged to another machine.
         forget_host(config_dir() / "known_hosts", vm.external_ip)
         progress(f"Waiting for SSH on {vm.external_ip}")
-        report, fingerprint = self._wait_for_docker(spec, template, request.timeout)
+        remaining = max(deadline - time.monotonic(), 1.0)
+        report, fingerprint = self._wait_for_docker(spec, template, remaining, request.timeout)
         progress(report.summary())
         spec.platform = report.platform
         spec.host_key_fingerprint = fingerprint
@@ -189,11 +193,10 @@ class Provisioner:
         return found[0]
 
     def _wait_for_docker(
-        self, spec: GCPExecutorSpec, template: Template, timeout: float
+        self, spec: GCPExecutorSpec, template: Template, timeout: float, budget: float
     ) -> tuple[EngineReport, str]:
         """Connect (trusting the new VM's host key on first use) and check docker, and GPUs
         when the template has them (drivers may still be installing on first boot)."""
-        from radops.errors import EngineUnreachableError
         from radops.executors.ssh import SSHExecutor
 
         result: list[tuple[EngineReport, str]] = []
@@ -211,7 +214,9 @@ class Provisioner:
                     )
                 result[:] = [(report, executor.host_key_fingerprint())]
                 return True
-            except (EngineUnreachableError, RadopsError) as e:
+            except (HostKeyError, UsageError):
+                raise  # waiting will not change these
+            except RadopsError as e:
                 last_error[:] = [e]
                 return False
             finally:
@@ -220,7 +225,7 @@ class Provisioner:
         if not poll(ready, timeout, interval=2.0):
             reason = f": {last_error[0].message}" if last_error else ""
             raise CloudError(
-                f"SSH and docker on {spec.name} were not ready within {timeout:.0f}s{reason}",
+                f"SSH and docker on {spec.name} were not ready within {budget:.0f}s{reason}",
                 last_error[0].hint if last_error else None,
             )
         return result[0]
@@ -244,6 +249,10 @@ class Provisioner:
         if spec is not None:
             if not isinstance(spec, GCPExecutorSpec):
                 raise UsageError(f"executor {name!r} is not a GCP executor (kind {spec.kind})")
+            if spec.project != self.target.project:
+                # The executor's VM lives in its own project, whatever the current default is.
+                self.target = dataclasses.replace(self.target, project=spec.project)
+                self.compute = Compute(self.target)
             return spec.zone, spec
         pending = config.gcp_pending.get(name)
         if pending is not None:
