@@ -225,7 +225,7 @@ def add(
     )
     from pydantic import ValidationError
 
-    if identity_file is not None and not identity_file.expanduser().is_file():
+    if identity_file is not None and not no_check and not identity_file.expanduser().is_file():
         raise UsageError(f"no key file at {str(identity_file)!r} (--identity-file)")
     try:
         spec = SSHExecutorSpec(
