@@ -83,6 +83,10 @@ def job_from_summary(data: dict[str, Any], executor: str) -> Job:
     )
 
 
+def newest_first(jobs: list[Job]) -> list[Job]:
+    return sorted(jobs, key=lambda j: j.created_at.timestamp() if j.created_at else 0, reverse=True)
+
+
 def match_job_id(job_id: str, candidates: list[str], executor: str) -> str:
     """The candidate equal to `job_id`, else the only one starting with it."""
     if job_id in candidates:

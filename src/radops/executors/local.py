@@ -6,7 +6,8 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from radops import images
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
@@ -18,6 +19,7 @@ from radops.executors._labels import (
     job_from_summary,
     job_labels,
     match_job_id,
+    newest_first,
 )
 from radops.executors.base import (
     LABEL_JOB_ID,
@@ -66,6 +68,15 @@ def docker_errors(what: str) -> Iterator[None]:
 
 def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+class ImagePlan(NamedTuple):
+    """What to build, and the content-hash tag it gets."""
+
+    context: Path
+    dockerfile: str
+    platform: str | None  # None: this engine's own
+    tag: str
 
 
 class LocalExecutor(Executor):
@@ -118,19 +129,22 @@ class LocalExecutor(Executor):
         """`platform` if it is not this engine's own (then images are built for it), else None."""
         return None if platform is None or platform == self.platform() else platform
 
-    def ensure_image(
-        self, request: JobRequest, progress: ProgressCallback, platform: str | None = None
-    ) -> str:
-        """The image tag for the request's context, built only if the engine lacks it.
+    def plan_image(self, request: JobRequest, platform: str | None = None) -> ImagePlan:
+        """Check the request's context and hash it into its tag; touches no engine.
 
         `platform` (e.g. linux/arm64 for a remote executor) builds for another architecture
         when it differs from this engine's own.
         """
-        import docker.errors
-
         context, dockerfile = images.check_context(request.context, request.dockerfile)
         platform = self.foreign_platform(platform)
         tag = images.tag_for_context(context, dockerfile, platform)
+        return ImagePlan(context, dockerfile, platform, tag)
+
+    def ensure_image(self, plan: ImagePlan, progress: ProgressCallback) -> str:
+        """The planned image's tag, built only if the engine lacks it."""
+        import docker.errors
+
+        context, dockerfile, platform, tag = plan
         with docker_errors("checking for the image"):
             try:
                 self.api.inspect_image(tag)
@@ -146,7 +160,7 @@ class LocalExecutor(Executor):
         host_config: dict[str, Any] = {"log_config": {"Type": LOG_DRIVER, "Config": LOG_OPTIONS}}
         if request.gpus:  # parsed before building, so a bad value costs no build
             host_config["device_requests"] = [_device_request(parse_gpus(request.gpus))]
-        image = self.ensure_image(request, progress)
+        image = self.ensure_image(self.plan_image(request), progress)
         job_id = new_job_id()
         labels = job_labels(job_id, self.name, image, request)
         with docker_errors("starting the job"):
@@ -172,9 +186,7 @@ class LocalExecutor(Executor):
         with docker_errors("listing jobs"):
             rows = self.api.containers(all=True, filters={"label": LABEL_JOB_ID})
         jobs = [job_from_summary(row, self.name) for row in rows]
-        return sorted(
-            jobs, key=lambda j: j.created_at.timestamp() if j.created_at else 0, reverse=True
-        )
+        return newest_first(jobs)
 
     def _container(self, job_id: str) -> dict[str, Any]:
         import docker.errors

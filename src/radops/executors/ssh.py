@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from radops import images
 from radops.config import LocalExecutorSpec, resolve_setting
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, UsageError
 from radops.executors import _docker_argv as argv_for
@@ -19,6 +18,7 @@ from radops.executors._labels import (
     job_labels,
     job_not_found,
     match_job_id,
+    newest_first,
 )
 from radops.executors.base import (
     EngineReport,
@@ -166,10 +166,13 @@ class SSHExecutor(Executor):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
         if request.gpus:
             parse_gpus(request.gpus)  # docker gets the value as-is, but a typo costs no build
-        context, dockerfile = images.check_context(request.context, request.dockerfile)
-        platform = self.local.foreign_platform(self.spec.platform)
-        local_tag = images.tag_for_context(context, dockerfile, platform)
-        image = self._remote_ref(local_tag)
+        plan = self.local.plan_image(request, self.spec.platform)
+        transfer, registry = self._transfer_mode()
+        image = (
+            f"{registry.rstrip('/')}/{plan.tag}"
+            if transfer == "registry" and registry
+            else plan.tag
+        )
         job_id = new_job_id()
         labels = job_labels(job_id, self.name, image, request)
         argv = argv_for.run_argv(
@@ -185,8 +188,8 @@ class SSHExecutor(Executor):
         # first (one round trip) and ship only when the engine says it lacks the image.
         status, _, err = self.conn.run(argv, stdin=argv_for.env_file(request.env))
         if status != 0 and b"No such image" in err:
-            self.local.ensure_image(request, progress, self.spec.platform)
-            self._ship(local_tag, image, progress)
+            self.local.ensure_image(plan, progress)
+            self._ship(plan.tag, image, transfer, progress)
             status, _, err = self.conn.run(argv, stdin=argv_for.env_file(request.env))
         elif status == 0:
             progress(f"{self.name} already has {image}; nothing to ship")
@@ -201,9 +204,7 @@ class SSHExecutor(Executor):
     def jobs(self) -> list[Job]:
         out = self._docker(*argv_for.ps_argv("")[1:], what="listing jobs")
         jobs = [job_from_summary(row, self.name) for row in argv_for.parse_ps(out)]
-        return sorted(
-            jobs, key=lambda j: j.created_at.timestamp() if j.created_at else 0, reverse=True
-        )
+        return newest_first(jobs)
 
     def _inspect(self, job_id: str) -> dict[str, Any]:
         if not _JOB_ID.fullmatch(job_id):
@@ -264,20 +265,13 @@ class SSHExecutor(Executor):
             )
         return transfer, registry
 
-    def _remote_ref(self, local_tag: str) -> str:
-        """The image's name on the remote engine: in the registry, or the local tag itself."""
-        transfer, registry = self._transfer_mode()
-        return (
-            f"{registry.rstrip('/')}/{local_tag}"
-            if transfer == "registry" and registry
-            else local_tag
-        )
-
-    def _ship(self, local_tag: str, remote_ref: str, progress: ProgressCallback) -> None:
+    def _ship(
+        self, local_tag: str, remote_ref: str, transfer: str, progress: ProgressCallback
+    ) -> None:
         """Make the remote engine hold `local_tag` as `remote_ref`."""
         from radops.executors import _transfer
 
-        if self._transfer_mode()[0] == "registry":
+        if transfer == "registry":
             _transfer.push(self.local.api, local_tag, remote_ref, progress)
             self._pull(remote_ref, progress)
         else:

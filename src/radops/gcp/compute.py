@@ -97,6 +97,7 @@ class Compute:
         self.project = target.project
         self._clients: dict[str, Any] = {}
         self._options: dict[str, Any] | None = None
+        self._templates: list[Template] | None = None
 
     def _client(self, name: str) -> Any:
         if name not in self._clients:
@@ -128,7 +129,13 @@ class Compute:
     # Templates -----------------------------------------------------------------------------
 
     def templates(self) -> list[Template]:
-        """Every instance template in the project, global and regional."""
+        """Every instance template in the project, global and regional (listed once per
+        command: `gcp create` looks a template up more than once)."""
+        if self._templates is None:
+            self._templates = self._list_templates()
+        return self._templates
+
+    def _list_templates(self) -> list[Template]:
         found: list[Template] = []
         with google_errors("listing instance templates"):
             pager = self._client("InstanceTemplatesClient").aggregated_list(project=self.project)
