@@ -1,5 +1,5 @@
 """Entry point for `python -m radops`."""
 
-from radops.cli import main
+from radops.cli import entry
 
-main()
+entry()

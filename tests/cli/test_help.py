@@ -92,7 +92,7 @@ try:
     main(sys.argv[1:])
 except SystemExit:
     pass
-heavy = sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})
+heavy = sorted(m for m, mod in sys.modules.items() if mod and m.split('.')[0] in {heavy!r})
 sys.stderr.write('\\nLOADED=' + json.dumps(heavy) + '\\n')
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -78,6 +79,27 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = 70
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def entry() -> None:
+    """The `radops` command: `main()`, then exit without tearing the interpreter down.
+
+    By then every command has closed what it opened (config lock, engine and SSH
+    connections, files). What a normal exit would add is Python freeing its ~500 modules
+    one by one: about 45 ms, some 6% of a local `run`. Output is flushed first.
+    """
+    try:
+        main()
+        code: Any = 0
+    except SystemExit as e:
+        code = e.code
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # `radops ... | true`: the reader left before the last write
+        code = code or 141
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 def _debug_traceback() -> None:

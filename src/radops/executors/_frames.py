@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from radops.executors.base import Stream
 
 _HEADER = struct.Struct(">BxxxL")
-_STREAMS: dict[int, Stream] = {0: "stdout", 1: "stdout", 2: "stderr"}
 
 
 def demux_frames(
@@ -20,6 +19,7 @@ def demux_frames(
     Consecutive payloads of the same stream in one read are joined, so a log of short lines
     costs one write per read, not one per line.
     """
+    unpack_from, header_size = _HEADER.unpack_from, _HEADER.size  # hot loop: local names
     buf = b""
     while True:
         data = read(chunk_size)
@@ -29,17 +29,18 @@ def demux_frames(
         pos, end = 0, len(buf)
         current: Stream | None = None
         parts: list[bytes] = []
-        while end - pos >= _HEADER.size:
-            stream_id, length = _HEADER.unpack_from(buf, pos)
-            if end - pos - _HEADER.size < length:
+        while end - pos >= header_size:
+            stream_id, length = unpack_from(buf, pos)
+            stop = pos + header_size + length
+            if stop > end:
                 break
-            stream = _STREAMS.get(stream_id, "stdout")
+            stream: Stream = "stderr" if stream_id == 2 else "stdout"  # 0 (stdin) and 1
             if stream != current and parts:
                 yield current, b"".join(parts)  # type: ignore[misc]
                 parts = []
             current = stream
-            parts.append(buf[pos + _HEADER.size : pos + _HEADER.size + length])
-            pos += _HEADER.size + length
+            parts.append(buf[pos + header_size : stop])
+            pos = stop
         if parts:
             yield current, b"".join(parts)  # type: ignore[misc]
         buf = buf[pos:]

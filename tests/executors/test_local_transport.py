@@ -1,0 +1,192 @@
+"""How the local executor reaches the engine, against the real local engine.
+
+On a unix socket, `logs` asks for HTTP/1.0 so the engine sends one raw stream instead of one
+HTTP chunk per line; on any other DOCKER_HOST (here tcp:// through a forwarder to the same
+engine) it goes through docker-py. Both must give the same bytes. And docker-py's ssh://
+transport (paramiko) is loaded only when DOCKER_HOST is ssh://.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import pytest
+
+from radops.config import LocalExecutorSpec
+from radops.executors import open_executor
+from radops.executors.local import _engine_socket_path, _get_unchunked
+
+StartJob = Callable[..., str]
+WaitJob = Callable[[str], int]
+
+LINES = 3000
+JOB_SCRIPT = (
+    f'i=0; while [ $i -lt {LINES} ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; '
+    "printf 'no newline'"
+)
+
+
+class _Forwarder(socketserver.ThreadingTCPServer):
+    """127.0.0.1:PORT -> the engine's unix socket, byte for byte, both ways."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, unix_path: str) -> None:
+        self.unix_path = unix_path
+        super().__init__(("127.0.0.1", 0), _Pump)
+
+
+class _Pump(socketserver.BaseRequestHandler):
+    server: _Forwarder
+
+    def handle(self) -> None:
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(self.server.unix_path)
+        back = threading.Thread(target=_copy, args=(upstream, self.request), daemon=True)
+        back.start()
+        _copy(self.request, upstream)
+        back.join(timeout=60)
+        upstream.close()
+
+
+def _copy(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+        target.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def tcp_engine(docker_client: Any) -> Iterator[str]:
+    """A tcp:// DOCKER_HOST for the local engine."""
+    unix_path = _engine_socket_path()
+    assert unix_path is not None, "the tests' local engine must be on a unix socket"
+    server = _Forwarder(unix_path)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"tcp://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _lines(chunks: Iterator[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """(stream, line) pairs: the same whatever sizes the reads happened to have."""
+    return [(stream, line) for stream, data in chunks for line in data.splitlines(keepends=True)]
+
+
+def test_logs_are_identical_over_the_unix_socket_and_over_tcp(
+    tools_context: Path,
+    start_job: StartJob,
+    wait_job: WaitJob,
+    tcp_engine: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job_id = start_job(tools_context, "sh", "-c", JOB_SCRIPT)
+    assert wait_job(job_id) == 0
+    with open_executor(LocalExecutorSpec()) as executor:
+        over_unix = _lines(executor.logs(job_id))
+        tail_over_unix = _lines(executor.logs(job_id, tail=2))
+
+    monkeypatch.setenv("DOCKER_HOST", tcp_engine)
+    assert _engine_socket_path() is None
+    with open_executor(LocalExecutorSpec()) as executor:
+        over_tcp = _lines(executor.logs(job_id))
+        tail_over_tcp = _lines(executor.logs(job_id, tail=2))
+
+    out = [line for stream, line in over_unix if stream == "stdout"]
+    err = [line for stream, line in over_unix if stream == "stderr"]
+    assert out == [f"out {i}\n".encode() for i in range(LINES)] + [b"no newline"]
+    assert err == [f"err {i}\n".encode() for i in range(LINES)]
+    assert over_tcp == over_unix
+    assert tail_over_tcp == tail_over_unix
+    assert tail_over_unix[-1] == ("stdout", b"no newline") and len(tail_over_unix) <= 4
+
+
+def test_an_engine_error_on_the_raw_stream_is_docker_pys_error(docker_client: Any) -> None:
+    unix_path = _engine_socket_path()
+    assert unix_path is not None
+    version = docker_client.api.api_version
+    path = f"/v{version}/containers/radops-doesnotexist0/logs"
+    with pytest.raises(docker.errors.NotFound, match="No such container"):
+        _get_unchunked(unix_path, path, {"stdout": 1, "stderr": 1})
+
+
+LOADED = """
+import json, sys
+from radops.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+loaded = sorted(name for name, module in sys.modules.items() if module is not None)
+sys.stderr.write('\\nLOADED=' + json.dumps([code, loaded]) + '\\n')
+"""
+
+
+def _modules_after(args: list[str], env: dict[str, str] | None = None) -> tuple[int, set[str]]:
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=120,
+    )
+    code, modules = json.loads(result.stderr.rsplit("LOADED=", 1)[1])
+    return code, set(modules)
+
+
+def test_local_commands_do_not_load_paramiko(
+    tools_context: Path, start_job: StartJob, wait_job: WaitJob
+) -> None:
+    job_id = start_job(tools_context, "sh", "-c", "echo hi")
+    wait_job(job_id)
+    for args in (["executors", "jobs", "local"], ["executors", "logs", "local", job_id]):
+        code, modules = _modules_after(args)
+        assert code == 0, args
+        assert "docker" in modules, args
+        assert "paramiko" not in modules and "docker.transport.sshconn" not in modules, args
+
+
+def test_docker_host_over_ssh_keeps_docker_pys_ssh_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code = (
+        "import radops, sys, docker; from docker.transport import SSHHTTPAdapter; "
+        "print('paramiko' in sys.modules)"
+    )
+    env = {"DOCKER_HOST": "ssh://nobody@127.0.0.1:1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "True"), result.stderr
+
+
+def test_the_console_script_flushes_output_and_keeps_exit_codes() -> None:
+    # `radops` (the installed command) leaves through os._exit: output and codes must survive.
+    beside = Path(sys.executable).with_name("radops")
+    command = str(beside) if beside.exists() else shutil.which("radops")
+    assert command, "the `radops` command is not installed"
+    listed = subprocess.run(
+        [command, "executors", "list", "--json"], capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [e["name"] for e in json.loads(listed.stdout)] == ["local"]
+    missing = subprocess.run(
+        [command, "executors", "jobs", "nope"], capture_output=True, text=True, check=False
+    )
+    assert missing.returncode == 3
+    assert missing.stderr.startswith("radops: error: unknown executor 'nope'")
