@@ -11,9 +11,11 @@ import contextlib
 import getpass
 import hashlib
 import os
+import re
 import select
 import shlex
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -68,10 +70,38 @@ def ssh_config_path() -> Path:
     return Path("~/.ssh/config").expanduser()
 
 
+_MATCH_EXEC = re.compile(rb"^[ \t]*match\b.*\bexec\b", re.IGNORECASE | re.MULTILINE)
+
+
+def _lean_paramiko_import() -> None:
+    """Let paramiko load without invoke unless the user's SSH config needs it.
+
+    paramiko imports invoke (with asyncio, unittest.mock and a YAML parser: ~80 ms, a tenth
+    of an SSH re-submit) only to evaluate `Match exec` lines in an SSH config. Without such a
+    line, that import is refused while paramiko loads; with one, paramiko loads as usual.
+    """
+    if "paramiko" in sys.modules or "invoke" in sys.modules:
+        return
+    try:
+        needs_invoke = bool(_MATCH_EXEC.search(ssh_config_path().read_bytes()))
+    except FileNotFoundError:
+        needs_invoke = False
+    except OSError:
+        needs_invoke = True  # let paramiko read it and report what is wrong
+    if needs_invoke:
+        return
+    sys.modules["invoke"] = None  # type: ignore[assignment]
+    try:
+        import paramiko  # noqa: F401
+    finally:
+        del sys.modules["invoke"]
+
+
 def resolve_target(
     host: str, port: int | None = None, username: str | None = None, identity: str | None = None
 ) -> SSHTarget:
     """Apply ~/.ssh/config (Host aliases, HostName, User, Port, IdentityFile, ProxyJump)."""
+    _lean_paramiko_import()
     import paramiko
 
     path = ssh_config_path()
@@ -147,6 +177,7 @@ class HostKeyPolicy:
 @contextlib.contextmanager
 def _edit_known_hosts(path: Path) -> Iterator[paramiko.HostKeys]:
     """Change radops' own known-hosts file under its lock; it stays 0600."""
+    _lean_paramiko_import()
     import paramiko
     from filelock import FileLock
 
@@ -213,6 +244,7 @@ class SSHConnection:
         return chain
 
     def _connect_one(self, target: SSHTarget, sock: Any) -> paramiko.SSHClient:
+        _lean_paramiko_import()
         import paramiko
 
         _quiet_paramiko()
