@@ -32,7 +32,7 @@ executors = typer.Typer(
     no_args_is_help=True,
 )
 config = typer.Typer(
-    help="Show and change radops settings (registry, GCP project, zone, endpoint).",
+    help="Show and change radops settings (registry, GCP project, zone, endpoint, SSH).",
     no_args_is_help=True,
 )
 gcp = typer.Typer(
@@ -49,7 +49,7 @@ JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
 ACCEPT_OPT = typer.Option(
     False, "--accept-host-key", help="Trust the machine's SSH host key without asking."
 )
-KEY_HELP = "Setting name: registry, gcp_project, gcp_zone or gcp_api_endpoint."
+KEY_HELP = "Setting name: registry, gcp_project, gcp_zone, gcp_api_endpoint or ssh_persist."
 
 
 def _version(value: bool) -> None:

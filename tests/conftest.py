@@ -52,6 +52,8 @@ def isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     for name in (*SETTINGS_ENV, "RADOPS_DEBUG"):
         monkeypatch.delenv(name, raising=False)
+    # No shared SSH connections outliving a test, unless the test asks for them.
+    monkeypatch.setenv("RADOPS_SSH_PERSIST", "0")
     return config
 
 

@@ -22,6 +22,7 @@ SETTINGS_ENV = {
     "gcp_project": "RADOPS_GCP_PROJECT",
     "gcp_zone": "RADOPS_GCP_ZONE",
     "gcp_api_endpoint": "RADOPS_GCP_API_ENDPOINT",
+    "ssh_persist": "RADOPS_SSH_PERSIST",
 }
 
 
@@ -127,6 +128,7 @@ class Settings(_Spec):
     gcp_project: str | None = None
     gcp_zone: str | None = None
     gcp_api_endpoint: str | None = None
+    ssh_persist: str | None = None  # seconds an idle shared SSH connection stays open
 
 
 class PendingVM(_Spec):

@@ -132,6 +132,28 @@ def _parse_hop(hop: str) -> SSHTarget:
     return resolve_target(host, int(port) if port.isdigit() else None, user or None)
 
 
+@dataclass(frozen=True)
+class HostSpec:
+    """A host as an executor names it, resolved through ~/.ssh/config only when needed."""
+
+    host: str
+    port: int | None = None
+    username: str | None = None
+    identity: str | None = None
+
+    def resolve(self) -> SSHTarget:
+        return resolve_target(self.host, self.port, self.username, self.identity)
+
+    def shared_identity(self) -> list[Any]:
+        """What decides where this host's connection goes, without loading paramiko: the
+        names as given plus a hash of the SSH config that resolves them."""
+        try:
+            config = hashlib.sha256(ssh_config_path().read_bytes()).hexdigest()
+        except OSError:
+            config = None
+        return [self.host, self.port, self.username, self.identity, config]
+
+
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's SHA256 fingerprint of a host key."""
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -206,14 +228,34 @@ class SSHConnection:
 
     def __init__(
         self,
-        target: SSHTarget,
+        target: SSHTarget | HostSpec,
         known_hosts: Path,
         confirm: ConfirmHostKey | None = None,
         trust_new_host_key: bool = False,
+        persist: int = 0,
     ) -> None:
-        self.target = target
+        self._host = target if isinstance(target, HostSpec) else None
+        self._target = target if isinstance(target, SSHTarget) else None
+        self.label = target.host if isinstance(target, HostSpec) else target.alias
         self.policy = HostKeyPolicy(known_hosts, confirm, trust_new_host_key)
         self._clients: list[paramiko.SSHClient] = []
+        # persist > 0 (for a HostSpec): commands go through a shared connection (radops.ssh_mux)
+        # if one serves this host, and a direct connection starts one for later commands.
+        self.persist = persist
+        self._shared: Path | None = None
+        if persist > 0 and self._host is not None:
+            from radops import ssh_mux
+
+            self._shared = ssh_mux.socket_path(self._host.shared_identity(), known_hosts)
+        self._shared_live: bool | None = None  # None: not tried yet
+
+    @property
+    def target(self) -> SSHTarget:
+        """Where this connects, ~/.ssh/config applied (resolved on first use)."""
+        if self._target is None:
+            assert self._host is not None
+            self._target = self._host.resolve()
+        return self._target
 
     @property
     def client(self) -> paramiko.SSHClient:
@@ -297,10 +339,29 @@ class SSHConnection:
             transport.set_keepalive(KEEPALIVE_S)
         return client
 
+    def open(self) -> None:
+        """Make sure commands can run: a live shared connection, else connect now."""
+        if self._clients:
+            return
+        if self._shared is not None and self._shared_live is None:
+            from radops import ssh_mux
+
+            self._shared_live = ssh_mux.probe(self._shared)
+            if self._shared_live:
+                return
+        self.client  # noqa: B018 - opening it is the point
+
     def close(self) -> None:
+        connected = bool(self._clients)
         for client in reversed(self._clients):
             client.close()
         self._clients = []
+        if connected and self._shared is not None:
+            from radops import ssh_mux
+
+            if not ssh_mux.probe(self._shared):
+                assert self._host is not None
+                ssh_mux.spawn(self._host, self.policy.known_hosts, self._shared, self.persist)
 
     def _channel(self, argv: Sequence[str]) -> paramiko.Channel:
         import paramiko
@@ -318,19 +379,47 @@ class SSHConnection:
             ) from e
         return channel
 
+    def _remote(
+        self, argv: Sequence[str], stdin: Iterable[bytes] | None
+    ) -> Iterator[tuple[str, bytes]]:
+        """Run argv with `stdin` sent to it: ("stdout"|"stderr", bytes)..., ("exit", b"N")."""
+        if self._shared is not None and self._shared_live is not False and not self._clients:
+            from radops import ssh_mux
+
+            try:
+                command = ssh_mux.MuxCommand(self._shared, list(argv), self.label)
+            except ssh_mux.MuxUnavailable:
+                self._shared_live = False  # gone or broken: connect directly from now on
+            else:
+                self._shared_live = True
+                return command.output(stdin)
+        return self._direct(argv, stdin)
+
+    def _direct(
+        self, argv: Sequence[str], stdin: Iterable[bytes] | None
+    ) -> Iterator[tuple[str, bytes]]:
+        channel = self._channel(argv)
+        with channel:
+            try:
+                for chunk in stdin or ():
+                    channel.sendall(chunk)
+            except OSError as e:
+                raise EngineUnreachableError(f"lost the SSH connection: {_reason(e)}") from e
+            channel.shutdown_write()
+            yield from _drain(channel)
+            yield "exit", str(self._exit_status(channel)).encode()
+
     def run(self, argv: Sequence[str], stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
         """Run argv on the remote host; return (exit status, stdout, stderr). For small outputs."""
         out: list[bytes] = []
         err: list[bytes] = []
-        channel = self._channel(argv)
-        with channel:
-            if stdin is not None:
-                channel.sendall(stdin)
-            channel.shutdown_write()
-            for stream, data in _drain(channel):
+        status = b""
+        for stream, data in self._remote(argv, None if stdin is None else [stdin]):
+            if stream == "exit":
+                status = data
+            else:
                 (err if stream == "stderr" else out).append(data)
-            status = self._exit_status(channel)
-        return status, b"".join(out), b"".join(err)
+        return int(status), b"".join(out), b"".join(err)
 
     def _exit_status(self, channel: paramiko.Channel) -> int:
         status = channel.recv_exit_status()
@@ -343,24 +432,18 @@ class SSHConnection:
 
     def stream(self, argv: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         """Yield ("stdout"|"stderr", bytes) as they arrive, then ("exit", b"<exit status>")."""
-        channel = self._channel(argv)
-        with channel:
-            channel.shutdown_write()
-            yield from _drain(channel)
-            yield "exit", str(self._exit_status(channel)).encode()
+        yield from self._remote(argv, None)
 
     def run_with_input(self, argv: Sequence[str], chunks: Iterable[bytes]) -> tuple[int, bytes]:
         """Run argv with `chunks` streamed to its stdin; return (exit status, stderr + stdout)."""
-        channel = self._channel(argv)
-        with channel:
-            try:
-                for chunk in chunks:
-                    channel.sendall(chunk)
-            except OSError as e:
-                raise EngineUnreachableError(f"lost the SSH connection: {_reason(e)}") from e
-            channel.shutdown_write()
-            output = b"".join(data for _, data in _drain(channel))
-            return self._exit_status(channel), output
+        output: list[bytes] = []
+        status = b""
+        for stream, data in self._remote(argv, chunks):
+            if stream == "exit":
+                status = data
+            else:
+                output.append(data)
+        return int(status), b"".join(output)
 
 
 def _quiet_paramiko() -> None:

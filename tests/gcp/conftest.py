@@ -49,6 +49,7 @@ def gcli(tmp_path: Path, fake: FakeGCE) -> CLI:
     env.update(
         HOME=str(home),
         RADOPS_CONFIG_DIR=str(tmp_path / "config"),
+        RADOPS_SSH_PERSIST="0",  # tests that want shared connections say so
         RADOPS_GCP_API_ENDPOINT=fake.endpoint,
         RADOPS_GCP_PROJECT=PROJECT,
         RADOPS_GCP_ZONE="us-central1-a",

@@ -64,6 +64,7 @@ def cli(tmp_path: Path, ssh_home: Path, remote: rig.RemoteHost) -> CLI:
     env.update(
         HOME=str(ssh_home),
         RADOPS_CONFIG_DIR=str(tmp_path / "config"),
+        RADOPS_SSH_PERSIST="0",  # tests that want shared connections say so
         RADOPS_REGISTRY=remote.registry,
         PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"),
     )

@@ -9,11 +9,11 @@ import typer
 from radops.cli.render import examples
 
 app = typer.Typer(
-    help="Show and change radops settings (registry, GCP project, zone, endpoint).",
+    help="Show and change radops settings (registry, GCP project, zone, endpoint, SSH).",
     no_args_is_help=True,
 )
 
-KEY_HELP = "Setting name: registry, gcp_project, gcp_zone or gcp_api_endpoint."
+KEY_HELP = "Setting name: registry, gcp_project, gcp_zone, gcp_api_endpoint or ssh_persist."
 
 
 def _check_key(key: str) -> str:
@@ -57,6 +57,10 @@ def set_(
     from radops.store import ExecutorStore
 
     _check_key(key)
+    if key == "ssh_persist":
+        from radops.ssh_mux import parse_persist
+
+        parse_persist(value)
     with ExecutorStore().edit() as config:
         setattr(config.settings, key, value)
 

@@ -61,14 +61,19 @@ class SSHExecutor(Executor):
     @property
     def conn(self) -> SSHConnection:
         if self._conn is None:
-            from radops.ssh import SSHConnection, resolve_target
+            from radops.ssh import HostSpec, SSHConnection
+            from radops.ssh_mux import persist_seconds
             from radops.store import config_dir
 
-            target = resolve_target(
+            host = HostSpec(
                 self.spec.hostname, self.spec.port, self.spec.username, self.spec.identity_file
             )
             self._conn = SSHConnection(
-                target, config_dir() / "known_hosts", self._confirm(), self.trust_new_host_key
+                host,
+                config_dir() / "known_hosts",
+                self._confirm(),
+                self.trust_new_host_key,
+                persist=persist_seconds(),
             )
         return self._conn
 
@@ -85,7 +90,7 @@ class SSHExecutor(Executor):
         return confirm
 
     def connect(self) -> None:
-        self.conn.client  # noqa: B018 - opening it is the point
+        self.conn.open()
 
     def host_key_fingerprint(self) -> str:
         """The SHA256 fingerprint of the host key this connection verified."""
