@@ -13,6 +13,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -152,9 +153,16 @@ def get() -> Remote:
         env = {
             k: v for k, v in os.environ.items() if not k.startswith(("RADOPS_", "SSH_AUTH", "XDG_"))
         }
+        # Shared SSH connections (radops' default, ssh_persist 300 s) get their own short
+        # socket folder, so close() can end them.
+        runtime = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rb", dir="/tmp")))
         env.update(
-            HOME=str(home), RADOPS_CONFIG_DIR=str(tmp / "config"), RADOPS_REGISTRY=host.registry
+            HOME=str(home),
+            RADOPS_CONFIG_DIR=str(tmp / "config"),
+            RADOPS_REGISTRY=host.registry,
+            XDG_RUNTIME_DIR=str(runtime),
         )
+        stack.callback(end_shared_connections, runtime)
         remote = Remote(host, tmp, env, known_hosts)
         add_executor(remote, EXECUTOR, check=True)
         remote.load_base_image()
@@ -183,6 +191,22 @@ def add_executor(remote: Remote, name: str, check: bool = False) -> None:
         check=True,
         timeout=120,
     )  # fmt: skip
+
+
+def end_shared_connections(runtime: Path) -> None:
+    """SIGTERM every `python -m radops.ssh_mux` serving a socket under `runtime`."""
+    marker = f"XDG_RUNTIME_DIR={runtime}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"radops.ssh_mux" in cmdline and marker in environ:
+            with contextlib.suppress(OSError):
+                os.kill(int(entry.name), signal.SIGTERM)
 
 
 def close() -> None:

@@ -28,6 +28,7 @@ T0 = time.perf_counter()
 _spans: list[tuple[str, float, float]] = []
 _commands: list[list[str]] = []
 _connections = 0
+_shared = 0  # remote commands sent through a shared connection
 
 # (module, attribute path, label): the steps worth seeing in a breakdown.
 WRAPPED = (
@@ -88,18 +89,22 @@ def _wrap(module_name: str, path: str, label: str) -> None:
 
 
 def _record_channel() -> None:
-    """Every remote command line radops sends (SSHConnection._channel is the one place)."""
+    """Every remote command radops runs (SSHConnection._remote is the one place), and whether
+    it went through a shared connection (radops.ssh_mux) rather than one of its own."""
     try:
         from radops.ssh import SSHConnection
     except ImportError:
         return
-    original = SSHConnection._channel
+    original = SSHConnection._remote
 
-    def channel(self: Any, argv: Any) -> Any:
+    def remote(self: Any, argv: Any, stdin: Any) -> Any:
+        global _shared
         _commands.append([str(a) for a in argv])
-        return original(self, argv)
+        result = original(self, argv, stdin)
+        _shared += bool(getattr(self, "_shared_live", False) and not self._clients)
+        return result
 
-    SSHConnection._channel = channel  # type: ignore[method-assign]
+    SSHConnection._remote = remote  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -114,6 +119,7 @@ def main() -> None:
     def dump() -> None:
         data = {
             "connections": _connections,
+            "shared": _shared,
             "commands": _commands,
             "spans": _spans,
             "cli_start": cli_start,
@@ -182,8 +188,10 @@ def describe(data: Mapping[str, Any]) -> str:
     ]
     cli_start, end = float(data.get("cli_start", 0)), float(data.get("end", 0))
     other = end - cli_start - sum(e - s for _, s, e, _ in top)
+    shared = int(data.get("shared", 0))
     ssh = (
-        f"{data.get('connections', 0)} SSH connection(s), {len(commands)} remote command(s)"
+        f"{data.get('connections', 0)} SSH connection(s) of its own, {len(commands)} remote "
+        f"command(s){f' ({shared} through the shared connection)' if shared else ''}"
         + (f" ({', '.join(f'`{c}`' for c in commands)})" if commands else "")
         + "; "
         if data.get("connections") or commands

@@ -233,9 +233,9 @@ def _parallel_row(ours: Stats, base: Stats) -> Row:
 
 JOBS_MISS = """\
 - Why `jobs` can miss +1 s with 1,000 jobs (see the trace above): "list containers" is one API
-  call, but it pays `import docker` first (docker-py imports requests, urllib3 and paramiko,
-  about 0.2 s) and then builds 1,000 `Job`s; the table itself is plain text and takes a few
-  ms. The import is docker-py's, which radops keeps for the Engine API."""
+  call, but it pays `import docker` first (docker-py imports requests and urllib3, about
+  0.15 s) and then builds 1,000 `Job`s; the table itself is plain text and takes a few ms.
+  The import is docker-py's, which radops keeps for the Engine API."""
 
 
 LIST_MISS = """\

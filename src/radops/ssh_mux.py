@@ -51,6 +51,8 @@ PERSIST_ENV = "RADOPS_SSH_PERSIST"
 _FRAME = struct.Struct(">BI")
 _CHUNK = 1 << 16
 _ACCEPT_POLL_S = 1.0
+# Longer than the server's own wait to open a session (radops.ssh.CONNECT_TIMEOUT_S).
+START_TIMEOUT_S = 30.0
 
 
 class MuxUnavailable(Exception):
@@ -150,9 +152,23 @@ class MuxCommand:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.sock.connect(str(path))
+        except OSError as e:  # no server (gone, or never started): nothing was sent
+            self.sock.close()
+            raise MuxUnavailable(str(e)) from e
+        try:
+            self.sock.settimeout(START_TIMEOUT_S)
             _send(self.sock, b"R", json.dumps(argv).encode())
             self.reader = self.sock.makefile("rb")
             answer = _read_frame(self.reader)
+            self.sock.settimeout(None)  # then output may take hours (logs --follow)
+        except TimeoutError as e:
+            # The server took the request but did not say whether the command started: running
+            # it again could start a job twice, so this is an error, not a fallback.
+            self.sock.close()
+            raise EngineUnreachableError(
+                f"the shared SSH connection to {display} did not answer",
+                "Run the command again; `pkill -f radops.ssh_mux` ends stuck shared connections.",
+            ) from e
         except OSError as e:
             self.sock.close()
             raise MuxUnavailable(str(e)) from e
@@ -205,6 +221,7 @@ def spawn(host: HostSpec, known_hosts: Path, path: Path, seconds: int) -> None:
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # not killed with this command's process group (Ctrl-C)
             close_fds=True,
+            cwd="/",  # hold no directory of the user's busy
         )
         assert process.stdin is not None
         process.stdin.write(json.dumps(settings).encode())

@@ -20,10 +20,13 @@ from typing import Any
 
 import pytest
 
+from radops import ssh_mux
 from radops.config import SSHExecutorSpec
+from radops.errors import EngineUnreachableError
 from radops.executors import open_executor
 from radops.executors.base import Executor
 from radops.ssh_mux import socket_dir
+from radops.store import ExecutorStore
 from tests import rig
 from tests.ssh import test_ssh_contract
 from tests.ssh.conftest import CLI
@@ -59,6 +62,12 @@ def _servers(runtime: Path) -> list[int]:
 
 def _sockets(runtime: Path) -> list[Path]:
     return sorted((runtime / "radops").glob("*.sock"))
+
+
+def _answering(runtime: Path) -> bool:
+    """One shared connection's socket under `runtime`, and a server answering on it."""
+    sockets = _sockets(runtime)
+    return len(sockets) == 1 and ssh_mux.probe(sockets[0])
 
 
 def _wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -105,7 +114,7 @@ def test_later_commands_go_through_the_shared_connection(
 ) -> None:
     first = shared_cli("executors", "run", box, str(job_context), "-q", "--", "true")
     assert first.returncode == 0, first.stderr.decode()
-    _wait_for(lambda: len(_sockets(runtime_dir)) == 1, "the shared connection's socket")
+    _wait_for(lambda: _answering(runtime_dir), "the shared connection")
     sock = _sockets(runtime_dir)[0]
     assert sock.stat().st_mode & 0o777 == 0o600
     assert (runtime_dir / "radops").stat().st_mode & 0o777 == 0o700
@@ -142,7 +151,7 @@ def test_a_dead_shared_connection_is_replaced_and_no_command_fails(
     shared_cli.env["RADOPS_SSH_PERSIST"] = "60"
     assert shared_cli("executors", "jobs", box).returncode == 0
     _wait_for(lambda: len(_servers(runtime_dir)) == 1, "the shared connection")
-    _wait_for(lambda: len(_sockets(runtime_dir)) == 1, "its socket")
+    _wait_for(lambda: _answering(runtime_dir), "its socket")
     (dead,) = _servers(runtime_dir)
     os.kill(dead, signal.SIGKILL)
     _wait_for(lambda: dead not in _servers(runtime_dir), "the server to die")
@@ -153,9 +162,35 @@ def test_a_dead_shared_connection_is_replaced_and_no_command_fails(
     _wait_for(lambda: len(_servers(runtime_dir)) == 1, "a new shared connection")
     (new,) = _servers(runtime_dir)
     assert new != dead
+    _wait_for(lambda: _answering(runtime_dir), "it to answer")
     _, marker = _in_process(shared_cli, "executors", "jobs", box)
     assert marker == "PARAMIKO=False CODE=0"
     os.kill(new, signal.SIGTERM)
+
+
+def test_a_stuck_shared_connection_is_an_error_not_a_second_run(
+    shared_cli: CLI, box: str, runtime_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared_cli.env["RADOPS_SSH_PERSIST"] = "60"
+    assert shared_cli("executors", "jobs", box).returncode == 0
+    _wait_for(lambda: len(_servers(runtime_dir)) == 1, "the shared connection")
+    _wait_for(lambda: _answering(runtime_dir), "its socket")
+    (stuck,) = _servers(runtime_dir)
+    for key in ("HOME", "RADOPS_CONFIG_DIR", "XDG_RUNTIME_DIR", "RADOPS_SSH_PERSIST"):
+        monkeypatch.setenv(key, shared_cli.env[key])
+    monkeypatch.setattr(ssh_mux, "START_TIMEOUT_S", 1.0)
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        spec = ExecutorStore().load().executors[box]
+        # The request may have reached the server: radops must not run it a second time.
+        with (
+            open_executor(spec) as executor,
+            pytest.raises(EngineUnreachableError, match="did not answer"),
+        ):
+            executor.jobs()
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+        os.kill(stuck, signal.SIGTERM)
 
 
 def test_an_idle_shared_connection_ends_itself(
@@ -200,7 +235,7 @@ def shared_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     runtime = Path(tempfile.mkdtemp(prefix="rx", dir="/tmp"))
     env = {
         "XDG_RUNTIME_DIR": str(runtime),
-        "RADOPS_SSH_PERSIST": "30",
+        "RADOPS_SSH_PERSIST": "120",
         # One config (known_hosts) and HOME for the class, so every test shares a socket.
         "RADOPS_CONFIG_DIR": str(tmp_path_factory.mktemp("shared-config")),
         "HOME": str(tmp_path_factory.mktemp("shared-home")),
@@ -236,7 +271,7 @@ class TestSSHExecutorThroughASharedConnection(test_ssh_contract.TestSSHExecutor)
             with open_executor(spec) as executor:
                 executor.trust_new_host_key = True
                 executor.connect()
-            _wait_for(lambda: len(_sockets(runtime)) == 1, "the shared connection's socket")
+            _wait_for(lambda: _answering(runtime), "the shared connection")
         with open_executor(spec) as executor:
             executor.transfer = "ssh"  # type: ignore[attr-defined]
             executor.connect()

@@ -149,6 +149,9 @@ class SSHExecutor(Executor):
     # Contract ----------------------------------------------------------------------------------
 
     def check(self) -> EngineReport:
+        # A check connects itself (host key, login), never through a shared connection that
+        # logged in minutes ago.
+        self.conn.client  # noqa: B018 - opening it is the point
         out = self._docker("version", "--format", "{{json .Server}}", what="docker version")
         try:
             server: dict[str, Any] = json.loads(out)
