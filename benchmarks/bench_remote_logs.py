@@ -117,20 +117,15 @@ MISS_DIAGNOSIS = """\
   its own `write()`, and sshd forwards what the pipe holds when it wakes, so 18.9 MB arrives in
   small SSH packets (a plain paramiko client on this rig needed 11,000-30,000 `recv` calls of
   0.6-1.6 KB on average). OpenSSH handles each in C; paramiko decrypts and dispatches each in
-  Python in its transport thread, and radops' `_drain` loop then does a `select`, a `recv`, a
-  `write` and a `flush` per packet: the client CPU above. On this 2-CPU machine that CPU is taken
-  from the "remote" engine and sshd, which run here too. Measured with that paramiko client:
-  block-buffering the remote output (`docker logs NAME | dd bs=256k iflag=fullblock`) cut the
-  client's CPU from 1.8-3.6 s to 0.15 s for the same bytes (its wall time did not drop there: dd's
-  serial read-then-write slowed the remote side, so measure both before adopting it). Fix (src):
-  in `SSHExecutor.logs` (src/radops/executors/ssh.py), without `--follow`, run the remote command
-  through a block buffer per stream (one `sh -c` argv, still quoted once by `shlex.join`: stdout
-  and stderr each piped through `dd bs=256k iflag=fullblock`), and in `_drain` (src/radops/ssh.py)
-  join everything `recv_ready` offers (up to 256 KiB) into one chunk per stream before yielding.
-  The fixed cost (the 1-line row) is two remote commands, `docker inspect` then `docker logs`,
-  each a new SSH session (about 0.15-0.3 s here): when the id is a full 12-hex id, `logs` can run
-  `docker logs radops-ID` at once and map "No such container" to the not-found error, keeping
-  `inspect` for id prefixes."""
+  Python, in the shared connection's background process (whose CPU time is not in the client
+  figure above) or, without one, in radops itself. On this 2-CPU machine that CPU is taken from
+  the "remote" engine and sshd, which run here too, so the ratio moves with the machine's load
+  from run to run. Not adopted: block-buffering the remote output (`docker logs NAME | dd
+  bs=256k iflag=fullblock`) cut a paramiko client's CPU from 1.8-3.6 s to 0.15 s for the same
+  bytes, but dd's serial read-then-write slowed the remote side as much, so its wall time did
+  not drop. The fixed cost (the 1-line row) is one remote command (a small `sh` script looks the
+  job up, then execs `docker logs`: one SSH session, where there were two) plus Python's
+  start-up."""
 
 
 def run(quick: bool) -> Result:

@@ -144,15 +144,16 @@ class ExecutorContract:
         job = started(tools_context, ["true"])
         assert executor.get(job.id[:8]).id == job.id
 
-    def test_unknown_job_is_not_found(self, executor: Executor) -> None:
+    @pytest.mark.parametrize("job_id", ["no-such-job", "0123456789ab"])  # a prefix; a full id
+    def test_unknown_job_is_not_found(self, executor: Executor, job_id: str) -> None:
         with pytest.raises(NotFoundError):
-            executor.get("no-such-job")
+            executor.get(job_id)
         with pytest.raises(NotFoundError):
-            collect(executor.logs("no-such-job"))
+            collect(executor.logs(job_id))
         with pytest.raises(NotFoundError):
-            executor.wait("no-such-job")
+            executor.wait(job_id)
         with pytest.raises(NotFoundError):
-            executor.stop("no-such-job")
+            executor.stop(job_id)
 
     def test_jobs_lists_started_jobs_newest_first(
         self, executor: Executor, started: Callable[..., Job], tools_context: Path

@@ -163,3 +163,17 @@ def test_a_job_that_cannot_start_is_reported_and_left_nowhere(
         "ps", "--all", "--filter", "label=dev.radops.job-id", "--format", "{{.Command}}"
     )
     assert "no-such-program" not in listed.stdout
+
+
+def test_logs_with_a_wrong_docker_path_say_so(cli: CLI, trusted: None) -> None:
+    added = cli(
+        *("executors", "add", "--name", "bad", "--hostname", "rigbox", "--no-check"),
+        *("--docker-path", "/opt/nowhere/docker"),
+    )
+    assert added.returncode == 0, added.stderr.decode()
+    result = cli("executors", "logs", "bad", "0123456789ab")
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert result.stderr.decode().startswith(
+        "radops: error: docker not found at /opt/nowhere/docker"
+    )

@@ -108,3 +108,25 @@ def logs_argv(
     if timestamps:
         argv.append("--timestamps")
     return [*argv, name]
+
+
+# `logs` in one remote command: look the container up, then exec `docker logs` (a second SSH
+# session would cost 0.15-0.3 s). A header line on stdout says which happened, so docker's own
+# error text never reaches the job's stderr: `radops:ok`, or `radops:error STATUS` followed by
+# what `docker container inspect` wrote to stderr.
+LOGS_SCRIPT = (
+    'd=$1 n=$2; shift 2; err=$("$d" container inspect --format "{{.Id}}" "$n" 2>&1 >/dev/null); '
+    "status=$?; "
+    'if [ "$status" -eq 0 ]; then printf "radops:ok\\n"; exec "$d" "$@"; fi; '
+    'printf "radops:error %d\\n%s\\n" "$status" "$err"'
+)
+LOGS_OK = b"radops:ok"
+LOGS_ERROR = b"radops:error "
+
+
+def checked_logs_argv(
+    docker: str, name: str, follow: bool, tail: int | None, timestamps: bool
+) -> list[str]:
+    """`sh -c LOGS_SCRIPT` running `docker logs ...` for container `name` once it exists."""
+    logs = logs_argv(docker, name, follow, tail, timestamps)
+    return ["sh", "-c", LOGS_SCRIPT, "radops-logs", docker, name, *logs[1:]]

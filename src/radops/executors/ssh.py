@@ -235,16 +235,45 @@ class SSHExecutor(Executor):
         tail: int | None = None,
         timestamps: bool = False,
     ) -> Iterator[tuple[Stream, bytes]]:
-        name = self._inspect(job_id)["Name"].lstrip("/")
-        argv = argv_for.logs_argv(self.spec.docker_path, name, follow, tail, timestamps)
+        if not _JOB_ID.fullmatch(job_id):
+            job_id = match_job_id(job_id, [j.id for j in self.jobs()], self.name)
+        argv = argv_for.checked_logs_argv(
+            self.spec.docker_path, container_name(job_id), follow, tail, timestamps
+        )
+        header: bytes | None = b""  # None once the script's header line has been read
+        held: list[bytes] = []  # the job's stderr that overtook the header
         for stream, data in self.conn.stream(argv):
             if stream == "exit":
+                if header is not None:  # the script itself failed
+                    status = int(data) if data.isdigit() else 1
+                    raise self._docker_error(status, b"".join(held), "reading the logs")
                 if data != b"0":
                     raise RadopsError(
                         f"`docker logs` on {self.name} exited with status {data.decode()}"
                     )
                 return
-            yield ("stderr" if stream == "stderr" else "stdout"), data
+            if header is None:
+                yield ("stderr" if stream == "stderr" else "stdout"), data
+            elif stream == "stderr":
+                held.append(data)
+            else:
+                header += data
+                found = _logs_header(header)
+                if found is None:
+                    continue
+                line, rest = found
+                if line.startswith(argv_for.LOGS_ERROR):
+                    code = line[len(argv_for.LOGS_ERROR) :].strip()
+                    status = int(code) if code.isdigit() else 1
+                    error = self._docker_error(status, rest, "looking up the job")
+                    if isinstance(error, NotFoundError):
+                        raise job_not_found(job_id, self.name)
+                    raise error
+                header = None
+                for chunk in held:
+                    yield "stderr", chunk
+                if rest:
+                    yield "stdout", rest
 
     def wait(self, job_id: str) -> int:
         name = self._inspect(job_id)["Name"].lstrip("/")
@@ -324,3 +353,17 @@ class SSHExecutor(Executor):
                 f"cannot make a temporary folder on {self.name}: {err.decode().strip()}"
             )
         return folder
+
+
+def _logs_header(received: bytes) -> tuple[bytes, bytes] | None:
+    """(header line, what follows it) once the logs script's header has arrived, else None.
+
+    Lines before it (a login shell that prints a banner) are dropped.
+    """
+    start = 0
+    while (end := received.find(b"\n", start)) != -1:
+        line = received[start:end]
+        if line == argv_for.LOGS_OK or line.startswith(argv_for.LOGS_ERROR):
+            return line, received[end + 1 :]
+        start = end + 1
+    return None
