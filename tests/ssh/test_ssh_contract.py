@@ -15,6 +15,17 @@ from tests import rig
 from tests.executors.contract import ExecutorContract
 
 
+def contract_spec(remote: rig.RemoteHost) -> SSHExecutorSpec:
+    """The rig host as an SSH executor, by address, user and key (no ssh config)."""
+    return SSHExecutorSpec(
+        name="contract",
+        hostname="127.0.0.1",
+        port=remote.ssh_port,
+        username="root",
+        identity_file=str(remote.client_key),
+    )
+
+
 class TestSSHExecutor(ExecutorContract):
     @pytest.fixture
     def executor(
@@ -25,14 +36,7 @@ class TestSSHExecutor(ExecutorContract):
         monkeypatch: pytest.MonkeyPatch,
     ) -> Iterator[Executor]:
         monkeypatch.setenv("HOME", str(tmp_path))  # no personal ssh config or known hosts
-        spec = SSHExecutorSpec(
-            name="contract",
-            hostname="127.0.0.1",
-            port=remote.ssh_port,
-            username="root",
-            identity_file=str(remote.client_key),
-        )
-        with open_executor(spec) as executor:
+        with open_executor(contract_spec(remote)) as executor:
             executor.trust_new_host_key = True
             executor.transfer = "ssh"  # type: ignore[attr-defined]
             yield executor

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from radops import ssh_mux
-from radops.config import SSHExecutorSpec
 from radops.errors import EngineUnreachableError
 from radops.executors import open_executor
 from radops.executors.base import Executor
@@ -145,14 +144,21 @@ def test_later_commands_go_through_the_shared_connection(
     assert _sockets(runtime_dir) == [sock]  # one connection served all of them
 
 
+def _start_server(cli: CLI, box: str, runtime: Path) -> int:
+    """One command to `box` (it connects itself), then the pid of the shared connection it
+    leaves behind, once that answers; it lives 60 s idle."""
+    cli.env["RADOPS_SSH_PERSIST"] = "60"
+    assert cli("executors", "jobs", box).returncode == 0
+    _wait_for(lambda: len(_servers(runtime)) == 1, "the shared connection")
+    _wait_for(lambda: _answering(runtime), "its socket")
+    (pid,) = _servers(runtime)
+    return pid
+
+
 def test_a_dead_shared_connection_is_replaced_and_no_command_fails(
     shared_cli: CLI, box: str, job_context: Path, runtime_dir: Path
 ) -> None:
-    shared_cli.env["RADOPS_SSH_PERSIST"] = "60"
-    assert shared_cli("executors", "jobs", box).returncode == 0
-    _wait_for(lambda: len(_servers(runtime_dir)) == 1, "the shared connection")
-    _wait_for(lambda: _answering(runtime_dir), "its socket")
-    (dead,) = _servers(runtime_dir)
+    dead = _start_server(shared_cli, box, runtime_dir)
     os.kill(dead, signal.SIGKILL)
     _wait_for(lambda: dead not in _servers(runtime_dir), "the server to die")
     assert len(_sockets(runtime_dir)) == 1  # left behind: a stale socket
@@ -171,11 +177,7 @@ def test_a_dead_shared_connection_is_replaced_and_no_command_fails(
 def test_a_stuck_shared_connection_is_an_error_not_a_second_run(
     shared_cli: CLI, box: str, runtime_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shared_cli.env["RADOPS_SSH_PERSIST"] = "60"
-    assert shared_cli("executors", "jobs", box).returncode == 0
-    _wait_for(lambda: len(_servers(runtime_dir)) == 1, "the shared connection")
-    _wait_for(lambda: _answering(runtime_dir), "its socket")
-    (stuck,) = _servers(runtime_dir)
+    stuck = _start_server(shared_cli, box, runtime_dir)
     for key in ("HOME", "RADOPS_CONFIG_DIR", "XDG_RUNTIME_DIR", "RADOPS_SSH_PERSIST"):
         monkeypatch.setenv(key, shared_cli.env[key])
     monkeypatch.setattr(ssh_mux, "START_TIMEOUT_S", 1.0)
@@ -259,13 +261,7 @@ class TestSSHExecutorThroughASharedConnection(test_ssh_contract.TestSSHExecutor)
     ) -> Iterator[Executor]:
         for key, value in shared_env.items():
             monkeypatch.setenv(key, value)
-        spec = SSHExecutorSpec(
-            name="contract",
-            hostname="127.0.0.1",
-            port=remote.ssh_port,
-            username="root",
-            identity_file=str(remote.client_key),
-        )
+        spec = test_ssh_contract.contract_spec(remote)
         runtime = Path(shared_env["XDG_RUNTIME_DIR"])
         if not _sockets(runtime):  # the first test: connect directly, start the shared one
             with open_executor(spec) as executor:
