@@ -9,5 +9,5 @@ __version__ = "0.1.0"
 # `run`), as soon as `docker` is imported, although it treats that transport as optional.
 # Only DOCKER_HOST=ssh://... needs it (radops' own SSH executors use paramiko directly), so
 # the import is refused here, before anything can import docker.
-if not _os.environ.get("DOCKER_HOST", "").startswith("ssh://"):
+if not _os.environ.get("DOCKER_HOST", "").strip().lower().startswith("ssh://"):
     _sys.modules.setdefault("docker.transport.sshconn", None)  # type: ignore[arg-type]

@@ -213,6 +213,18 @@ def _edit_known_hosts(path: Path) -> Iterator[paramiko.HostKeys]:
         keys.save(str(path))
 
 
+def known_host_keys(files: Iterable[Path]) -> paramiko.HostKeys:
+    """The keys in these known-hosts files (missing or unreadable files add none)."""
+    _lean_paramiko_import()
+    import paramiko
+
+    keys = paramiko.HostKeys()
+    for path in files:
+        with contextlib.suppress(OSError, paramiko.SSHException):
+            keys.load(str(path))
+    return keys
+
+
 def forget_host(known_hosts: Path, hostname: str, port: int = 22) -> None:
     """Drop radops' trusted keys for an address (its machine is gone; a new one may get it)."""
     if not known_hosts.exists():
@@ -363,21 +375,58 @@ class SSHConnection:
                 assert self._host is not None
                 ssh_mux.spawn(self._host, self.policy.known_hosts, self._shared, self.persist)
 
-    def _channel(self, argv: Sequence[str]) -> paramiko.Channel:
+    def _session(self) -> paramiko.Channel:
+        """A new session channel on the connection; nothing runs on it yet."""
         import paramiko
 
-        command = shlex.join(argv)  # the single place a remote command line is made
         try:
             transport = self.client.get_transport()
             if transport is None or not transport.is_active():
                 raise EngineUnreachableError(f"the SSH connection to {self.target.display} closed")
-            channel = transport.open_session(timeout=CONNECT_TIMEOUT_S)
+            return transport.open_session(timeout=CONNECT_TIMEOUT_S)
+        except (OSError, paramiko.SSHException, EOFError) as e:
+            raise EngineUnreachableError(
+                f"lost the SSH connection to {self.target.display}: {_reason(e)}"
+            ) from e
+
+    def _exec(self, channel: paramiko.Channel, argv: Sequence[str]) -> None:
+        """Start argv on `channel`."""
+        import paramiko
+
+        command = shlex.join(argv)  # the single place a remote command line is made
+        try:
             channel.exec_command(command)
         except (OSError, paramiko.SSHException, EOFError) as e:
             raise EngineUnreachableError(
                 f"lost the SSH connection to {self.target.display}: {_reason(e)}"
             ) from e
+
+    def _channel(self, argv: Sequence[str]) -> paramiko.Channel:
+        channel = self._session()
+        try:
+            self._exec(channel, argv)
+        except BaseException:
+            channel.close()
+            raise
         return channel
+
+    def verified_key_is_known(self, known: paramiko.HostKeys) -> bool:
+        """Is the host key this connection verified in `known` for this host?"""
+        transport = self.client.get_transport()
+        if transport is None:
+            return False
+        key = transport.get_remote_server_key()
+        entry = known.lookup(_known_host_name(self.target.hostname, self.target.port))
+        return entry is not None and entry.get(key.get_name()) == key
+
+    def retire_shared(self) -> None:
+        """Replace this host's shared connection, if any, with one made after this one: a
+        login made now picks up what changed on the machine (groups, for one)."""
+        if self._shared is not None:
+            from radops import ssh_mux
+
+            ssh_mux.retire(self._shared)
+            self._shared_live = False
 
     def _remote(
         self, argv: Sequence[str], stdin: Iterable[bytes] | None

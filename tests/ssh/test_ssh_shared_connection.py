@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from radops import ssh_mux
-from radops.errors import EngineUnreachableError
 from radops.executors import open_executor
 from radops.executors.base import Executor
 from radops.ssh_mux import socket_dir
@@ -174,25 +173,67 @@ def test_a_dead_shared_connection_is_replaced_and_no_command_fails(
     os.kill(new, signal.SIGTERM)
 
 
-def test_a_stuck_shared_connection_is_an_error_not_a_second_run(
+def test_a_stopped_server_that_never_took_the_command_is_passed_by(
     shared_cli: CLI, box: str, runtime_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stuck = _start_server(shared_cli, box, runtime_dir)
+    stopped = _start_server(shared_cli, box, runtime_dir)
     for key in ("HOME", "RADOPS_CONFIG_DIR", "XDG_RUNTIME_DIR", "RADOPS_SSH_PERSIST"):
         monkeypatch.setenv(key, shared_cli.env[key])
-    monkeypatch.setattr(ssh_mux, "START_TIMEOUT_S", 1.0)
-    os.kill(stuck, signal.SIGSTOP)
+    monkeypatch.setattr(ssh_mux, "SOCKET_TIMEOUT_S", 1.0)
+    os.kill(stopped, signal.SIGSTOP)
     try:
         spec = ExecutorStore().load().executors[box]
-        # The request may have reached the server: radops must not run it a second time.
-        with (
-            open_executor(spec) as executor,
-            pytest.raises(EngineUnreachableError, match="did not answer"),
-        ):
-            executor.jobs()
+        with open_executor(spec) as executor:
+            # It never said it took the request, so nothing ran: radops connects itself.
+            assert isinstance(executor.jobs(), list)
+            assert executor.conn._clients  # type: ignore[attr-defined]
     finally:
-        os.kill(stuck, signal.SIGCONT)
-        os.kill(stuck, signal.SIGTERM)
+        os.kill(stopped, signal.SIGCONT)
+        os.kill(stopped, signal.SIGTERM)
+
+
+def test_ctrl_c_on_logs_follow_frees_the_shared_connection(
+    shared_cli: CLI, box: str, job_context: Path, runtime_dir: Path
+) -> None:
+    server = _start_server(shared_cli, box, runtime_dir)
+    shared_cli.env["RADOPS_SSH_PERSIST"] = "60"
+    started = shared_cli(
+        "executors", "run", box, str(job_context), "-q", "--", "sh", "-c", "echo ready; sleep 300"
+    )
+    assert started.returncode == 0, started.stderr.decode()
+    job_id = started.stdout.decode().strip()
+    follow = shared_cli.popen("executors", "logs", box, job_id, "--follow")
+    assert follow.stdout is not None
+    assert follow.stdout.readline() == b"ready\n"
+    follow.send_signal(signal.SIGINT)
+    assert follow.wait(timeout=60) == 130
+    # The relay ended with its client (the job prints nothing more, so nothing else would
+    # end it): asked to retire, the server ends at once, where a relay would keep it alive.
+    ssh_mux.retire(_sockets(runtime_dir)[0])
+    _wait_for(lambda: server not in _servers(runtime_dir), "the server to end")
+    assert shared_cli("executors", "stop", box, job_id, "--timeout", "0").returncode == 0
+
+
+def test_check_replaces_the_shared_connection_with_a_fresh_login(
+    shared_cli: CLI, box: str, runtime_dir: Path
+) -> None:
+    old = _start_server(shared_cli, box, runtime_dir)
+    checked = shared_cli("executors", "check", box)
+    assert checked.returncode == 0, checked.stderr.decode()
+    _wait_for(lambda: old not in _servers(runtime_dir), "the old shared connection to end")
+    _wait_for(lambda: _answering(runtime_dir), "a new one")
+    assert len(_servers(runtime_dir)) == 1
+
+
+def test_a_host_key_removed_since_is_not_used_through_the_shared_connection(
+    shared_cli: CLI, box: str, runtime_dir: Path
+) -> None:
+    server = _start_server(shared_cli, box, runtime_dir)
+    (shared_cli.home / ".ssh" / "known_hosts").write_text("")  # as after `ssh-keygen -R`
+    result = shared_cli("executors", "jobs", box)
+    assert result.returncode == 7, result.stderr.decode()  # the key is unknown again
+    assert "unknown host key" in result.stderr.decode()
+    _wait_for(lambda: server not in _servers(runtime_dir), "the shared connection to retire")
 
 
 def test_an_idle_shared_connection_ends_itself(
@@ -204,6 +245,16 @@ def test_an_idle_shared_connection_ends_itself(
     _wait_for(lambda: not _servers(runtime_dir) and not _sockets(runtime_dir), "it to end")
 
 
+def test_an_empty_persist_variable_means_the_default(
+    shared_cli: CLI, box: str, runtime_dir: Path
+) -> None:
+    shared_cli.env["RADOPS_SSH_PERSIST"] = ""  # empty: not set, like every radops variable
+    assert shared_cli("executors", "jobs", box).returncode == 0
+    _wait_for(lambda: _answering(runtime_dir), "the shared connection")
+    for pid in _servers(runtime_dir):
+        os.kill(pid, signal.SIGTERM)
+
+
 def test_persist_zero_shares_nothing(cli: CLI, box: str, runtime_dir: Path) -> None:
     cli.env.update(XDG_RUNTIME_DIR=str(runtime_dir), RADOPS_SSH_PERSIST="0")
     assert cli("executors", "jobs", box).returncode == 0
@@ -213,9 +264,10 @@ def test_persist_zero_shares_nothing(cli: CLI, box: str, runtime_dir: Path) -> N
 
 def test_ssh_persist_setting_is_checked(cli: CLI) -> None:
     del cli.env["RADOPS_SSH_PERSIST"]  # the environment would win over the file
-    bad = cli("config", "set", "ssh_persist", "soon")
-    assert bad.returncode == 2
-    assert bad.stderr.decode().startswith("radops: error: invalid ssh_persist 'soon'")
+    for value in ("soon", "1.5", "²", "604801"):
+        bad = cli("config", "set", "ssh_persist", value)
+        assert bad.returncode == 2, value
+        assert bad.stderr.decode().startswith(f"radops: error: invalid ssh_persist {value!r}")
     assert cli("config", "set", "ssh_persist", "60").returncode == 0
     shown = json.loads(cli("config", "show", "--json").stdout)
     assert shown["ssh_persist"] == "60"

@@ -135,7 +135,8 @@ class SSHExecutor(Executor):
         if "permission denied" in text.lower() and "docker" in text.lower() and ".sock" in text:
             return RadopsError(
                 f"permission denied on the Docker socket on {host} for {self.conn.target.username}",
-                "Add the user to the `docker` group on the machine (then log in again).",
+                "Add the user to the `docker` group on the machine, then log in again "
+                f"(`radops executors check {self.name}` renews radops' shared connection).",
             )
         if "Cannot connect to the Docker daemon" in text:
             return EngineUnreachableError(
@@ -150,8 +151,9 @@ class SSHExecutor(Executor):
 
     def check(self) -> EngineReport:
         # A check connects itself (host key, login), never through a shared connection that
-        # logged in minutes ago.
+        # logged in minutes ago, and that connection then makes way for a new one.
         self.conn.client  # noqa: B018 - opening it is the point
+        self.conn.retire_shared()
         out = self._docker("version", "--format", "{{json .Server}}", what="docker version")
         try:
             server: dict[str, Any] = json.loads(out)
@@ -244,9 +246,8 @@ class SSHExecutor(Executor):
         held: list[bytes] = []  # the job's stderr that overtook the header
         for stream, data in self.conn.stream(argv):
             if stream == "exit":
-                if header is not None:  # the script itself failed
-                    status = int(data) if data.isdigit() else 1
-                    raise self._docker_error(status, b"".join(held), "reading the logs")
+                if header is not None:  # the lookup failed (or the script itself did)
+                    raise self._logs_lookup_error(job_id, header, held, data)
                 if data != b"0":
                     raise RadopsError(
                         f"`docker logs` on {self.name} exited with status {data.decode()}"
@@ -259,21 +260,25 @@ class SSHExecutor(Executor):
             else:
                 header += data
                 found = _logs_header(header)
-                if found is None:
-                    continue
-                line, rest = found
-                if line.startswith(argv_for.LOGS_ERROR):
-                    code = line[len(argv_for.LOGS_ERROR) :].strip()
-                    status = int(code) if code.isdigit() else 1
-                    error = self._docker_error(status, rest, "looking up the job")
-                    if isinstance(error, NotFoundError):
-                        raise job_not_found(job_id, self.name)
-                    raise error
+                if found is None or found[0] != argv_for.LOGS_OK:
+                    continue  # an error's whole text arrives before the script exits
                 header = None
                 for chunk in held:
                     yield "stderr", chunk
-                if rest:
-                    yield "stdout", rest
+                if found[1]:
+                    yield "stdout", found[1]
+
+    def _logs_lookup_error(
+        self, job_id: str, received: bytes, stderr: list[bytes], exit_status: bytes
+    ) -> RadopsError:
+        found = _logs_header(received)
+        if found is None:  # no header: `sh` itself failed
+            status = int(exit_status) if exit_status.isdigit() else 1
+            return self._docker_error(status, b"".join(stderr), "reading the logs")
+        code = found[0][len(argv_for.LOGS_ERROR) :].strip()
+        status = int(code) if code.isdigit() else 1
+        error = self._docker_error(status, found[1], "looking up the job")
+        return job_not_found(job_id, self.name) if isinstance(error, NotFoundError) else error
 
     def wait(self, job_id: str) -> int:
         name = self._inspect(job_id)["Name"].lstrip("/")
