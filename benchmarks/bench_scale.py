@@ -239,11 +239,13 @@ JOBS_MISS = """\
 
 
 LIST_MISS = """\
-- Why `executors list` misses 0.3 s with 1,000 executors: not radops' own work. Reading and
+- Why `executors list` can miss 0.3 s with 1,000 executors: not radops' own work. Reading and
   validating the config and printing the table take a few tens of ms (the trace above; the
   table is plain aligned text, a rich Table took most of a second for 1,000 rows). The rest
-  is the interpreter and Typer: Typer 0.29 builds each command's parameters through
-  pydantic (`typer._adapters`), about 0.2 s on this machine before radops' code runs."""
+  is start-up: the interpreter and Typer (the `radops --version` baseline), then pydantic,
+  which Typer 0.29 uses for every command's parameters and radops for its config models
+  (about 0.1 s with the `importlib.metadata` its plugin loader imports). The figure sits at
+  the goal's edge on this machine, so it passes or fails with the machine's load."""
 
 
 def run(quick: bool) -> Result:

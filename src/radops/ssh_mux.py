@@ -48,6 +48,7 @@ from radops.errors import EngineUnreachableError, RadopsError, UsageError
 if TYPE_CHECKING:
     import paramiko
 
+    from radops.config import Settings
     from radops.ssh import HostSpec, SSHConnection
 
 DEFAULT_PERSIST_S = 300
@@ -76,12 +77,11 @@ def parse_persist(value: str) -> int:
     return int(text)
 
 
-def persist_seconds() -> int:
+def persist_seconds(settings: Settings) -> int:
     """How long an idle shared connection stays open: RADOPS_SSH_PERSIST, the setting, 300."""
     from radops.config import resolve_setting
-    from radops.store import ExecutorStore
 
-    value = resolve_setting(ExecutorStore().load().settings, "ssh_persist")
+    value = resolve_setting(settings, "ssh_persist")
     return DEFAULT_PERSIST_S if value is None else parse_persist(value)
 
 

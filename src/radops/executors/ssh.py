@@ -32,7 +32,7 @@ from radops.executors.base import (
 )
 
 if TYPE_CHECKING:
-    from radops.config import SSHExecutorSpec
+    from radops.config import Settings, SSHExecutorSpec
     from radops.executors.local import LocalExecutor
     from radops.ssh import ConfirmHostKey, SSHConnection
 
@@ -54,9 +54,19 @@ class SSHExecutor(Executor):
         self.spec = spec
         self.transfer = "auto"
         self._conn: SSHConnection | None = None
+        self._settings: Settings | None = None
         self._local: LocalExecutor | None = None
 
     # Connection ------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The shared settings (registry, ssh_persist), read once per command."""
+        if self._settings is None:
+            from radops.store import ExecutorStore
+
+            self._settings = ExecutorStore().load().settings
+        return self._settings
 
     @property
     def conn(self) -> SSHConnection:
@@ -73,7 +83,7 @@ class SSHExecutor(Executor):
                 config_dir() / "known_hosts",
                 self._confirm(),
                 self.trust_new_host_key,
-                persist=persist_seconds(),
+                persist=persist_seconds(self.settings),
             )
         return self._conn
 
@@ -293,9 +303,7 @@ class SSHExecutor(Executor):
     # Shipping images ---------------------------------------------------------------------------
 
     def registry(self) -> str | None:
-        from radops.store import ExecutorStore
-
-        return self.spec.registry or resolve_setting(ExecutorStore().load().settings, "registry")
+        return self.spec.registry or resolve_setting(self.settings, "registry")
 
     def _transfer_mode(self) -> tuple[str, str | None]:
         registry = self.registry()
