@@ -174,12 +174,14 @@ class MuxCommand:
         self.display = display
         try:
             self.sock = _connect(path)
+        except OSError as e:  # no server: nothing ran
+            raise MuxUnavailable(str(e)) from e
+        try:
             _send(self.sock, b"R", json.dumps(argv).encode())
             self.reader = self.sock.makefile("rb")
             taken = _read_frame(self.reader)
-        except OSError as e:  # no server, or it did not take the request: nothing ran
-            with contextlib.suppress(AttributeError):
-                self.sock.close()
+        except OSError as e:  # the server did not take the request: nothing ran
+            self.sock.close()
             raise MuxUnavailable(str(e)) from e
         if taken is None or taken[0] != b"A":
             self.sock.close()
