@@ -164,8 +164,9 @@ def trace(
 
 
 def _command_name(argv: list[str]) -> str:
-    if argv[:2] == ["sh", "-c"] and len(argv) > 6:  # a checked `docker logs` (one script)
-        return "docker " + argv[6]
+    if argv[:2] == ["sh", "-c"] and len(argv) > 6:  # a two-step script: first step, then this
+        first = "docker pull && " if argv[3] == "radops-run" else ""
+        return first + "docker " + argv[6]
     words = [a for a in argv[1:3] if not a.startswith("-")]
     return "docker " + words[0] if words else " ".join(argv[:2])
 

@@ -1,11 +1,17 @@
-"""The header line of the SSH executor's checked `docker logs` script, found in what arrived."""
+"""The header line of the SSH executor's two-step scripts (logs, pull then run), found in what
+arrived."""
 
 from __future__ import annotations
 
 import pytest
 
-from radops.executors._docker_argv import LOGS_SCRIPT, checked_logs_argv
-from radops.executors.ssh import _logs_header
+from radops.executors._docker_argv import (
+    LOGS_SCRIPT,
+    PULL_RUN_SCRIPT,
+    checked_logs_argv,
+    pull_then_run_argv,
+)
+from radops.executors.ssh import _script_header
 
 
 @pytest.mark.parametrize(
@@ -21,7 +27,7 @@ from radops.executors.ssh import _logs_header
     ],
 )
 def test_header(received: bytes, expected: tuple[bytes, bytes] | None) -> None:
-    assert _logs_header(received) == expected
+    assert _script_header(received) == expected
 
 
 def test_the_script_gets_every_value_as_its_own_argument() -> None:
@@ -29,4 +35,13 @@ def test_the_script_gets_every_value_as_its_own_argument() -> None:
     assert argv == [
         "sh", "-c", LOGS_SCRIPT, "radops-logs", "/usr/bin/docker", "radops-0123456789ab",
         "logs", "--follow", "--tail", "5", "radops-0123456789ab",
+    ]  # fmt: skip
+
+
+def test_pull_then_run_passes_the_run_argv_through() -> None:
+    run = ["/usr/bin/docker", "run", "--pull", "never", "-d", "reg/x:1", "sh", "-c", "echo $1"]
+    argv = pull_then_run_argv("/usr/bin/docker", "reg/x:1", run)
+    assert argv == [
+        "sh", "-c", PULL_RUN_SCRIPT, "radops-run", "/usr/bin/docker", "reg/x:1",
+        "run", "--pull", "never", "-d", "reg/x:1", "sh", "-c", "echo $1",
     ]  # fmt: skip

@@ -206,11 +206,16 @@ class SSHExecutor(Executor):
         )
         # Tags are content hashes, so a remote that has the tag has this exact image: try to run
         # first (one round trip) and ship only when the engine says it lacks the image.
-        status, _, err = self.conn.run(argv, stdin=argv_for.env_file(request.env))
+        env = argv_for.env_file(request.env)
+        status, _, err = self.conn.run(argv, stdin=env)
         if status != 0 and b"No such image" in err:
             self.local.ensure_image(plan, progress)
-            self._ship(plan.tag, image, transfer, progress)
-            status, _, err = self.conn.run(argv, stdin=argv_for.env_file(request.env))
+            if transfer == "registry":
+                status, err = self._push_pull_and_run(plan.tag, image, argv, env, progress)
+            else:
+                progress(f"Sending {plan.tag} to {self.name} over SSH")
+                self._send_over_ssh(plan.tag)
+                status, _, err = self.conn.run(argv, stdin=env)
         elif status == 0:
             progress(f"{self.name} already has {image}; nothing to ship")
         if status != 0:
@@ -269,8 +274,8 @@ class SSHExecutor(Executor):
                 held.append(data)
             else:
                 header += data
-                found = _logs_header(header)
-                if found is None or found[0] != argv_for.LOGS_OK:
+                found = _script_header(header)
+                if found is None or found[0] != argv_for.SCRIPT_OK:
                     continue  # an error's whole text arrives before the script exits
                 header = None
                 for chunk in held:
@@ -281,11 +286,11 @@ class SSHExecutor(Executor):
     def _logs_lookup_error(
         self, job_id: str, received: bytes, stderr: list[bytes], exit_status: bytes
     ) -> RadopsError:
-        found = _logs_header(received)
+        found = _script_header(received)
         if found is None:  # no header: `sh` itself failed
             status = int(exit_status) if exit_status.isdigit() else 1
             return self._docker_error(status, b"".join(stderr), "reading the logs")
-        code = found[0][len(argv_for.LOGS_ERROR) :].strip()
+        code = found[0][len(argv_for.SCRIPT_ERROR) :].strip()
         status = int(code) if code.isdigit() else 1
         error = self._docker_error(status, found[1], "looking up the job")
         return job_not_found(job_id, self.name) if isinstance(error, NotFoundError) else error
@@ -315,26 +320,40 @@ class SSHExecutor(Executor):
             )
         return transfer, registry
 
-    def _ship(
-        self, local_tag: str, remote_ref: str, transfer: str, progress: ProgressCallback
-    ) -> None:
-        """Make the remote engine hold `local_tag` as `remote_ref`."""
+    def _send_over_ssh(self, local_tag: str) -> None:
         from radops.executors import _transfer
 
-        if transfer == "registry":
-            _transfer.push(self.local.api, local_tag, remote_ref, progress)
-            self._pull(remote_ref, progress)
-        else:
-            progress(f"Sending {local_tag} to {self.name} over SSH")
-            _transfer.send_over_ssh(self.local.api, self.conn, self.spec.docker_path, local_tag)
+        _transfer.send_over_ssh(self.local.api, self.conn, self.spec.docker_path, local_tag)
 
-    def _pull(self, ref: str, progress: ProgressCallback) -> None:
+    def _push_pull_and_run(
+        self,
+        local_tag: str,
+        ref: str,
+        run_argv: list[str],
+        env: bytes,
+        progress: ProgressCallback,
+    ) -> tuple[int, bytes]:
+        """Push `local_tag` as `ref`, then pull it and start the job in one remote command
+        (the `docker run` status and stderr); a pull the registry denies is retried once
+        logged in."""
+        from radops.executors import _transfer
+
+        _transfer.push(self.local.api, local_tag, ref, progress)
         progress(f"Pulling {ref} on {self.name}")
-        status, _, err = self.conn.run([self.spec.docker_path, "pull", "--quiet", ref])
-        if status != 0 and _AUTH_FAILURE.search(err.decode(errors="replace")):
-            status, err = self._pull_with_login(ref, progress) or (status, err)
-        if status != 0:
-            raise self._docker_error(status, err, f"pulling {ref}")
+        docker = self.spec.docker_path
+        script = argv_for.pull_then_run_argv(docker, ref, run_argv)
+        status, out, err = self.conn.run(script, stdin=env)
+        found = _script_header(out)
+        if found is None or found[0] == argv_for.SCRIPT_OK:
+            return status, err  # docker run's (or sh's own failure)
+        code = found[0][len(argv_for.SCRIPT_ERROR) :].strip()
+        pull_status, pull_err = (int(code) if code.isdigit() else 1), found[1]
+        if _AUTH_FAILURE.search(pull_err.decode(errors="replace")):
+            pull_status, pull_err = self._pull_with_login(ref, progress) or (pull_status, pull_err)
+        if pull_status != 0:
+            raise self._docker_error(pull_status, pull_err, f"pulling {ref}")
+        status, _, err = self.conn.run(run_argv, stdin=env)
+        return status, err
 
     def _pull_with_login(self, ref: str, progress: ProgressCallback) -> tuple[int, bytes] | None:
         """Pull with this machine's registry credentials, logged in through stdin into a
@@ -368,15 +387,15 @@ class SSHExecutor(Executor):
         return folder
 
 
-def _logs_header(received: bytes) -> tuple[bytes, bytes] | None:
-    """(header line, what follows it) once the logs script's header has arrived, else None.
+def _script_header(received: bytes) -> tuple[bytes, bytes] | None:
+    """(header line, what follows it) once a two-step script's header has arrived, else None.
 
     Lines before it (a login shell that prints a banner) are dropped.
     """
     start = 0
     while (end := received.find(b"\n", start)) != -1:
         line = received[start:end]
-        if line == argv_for.LOGS_OK or line.startswith(argv_for.LOGS_ERROR):
+        if line == argv_for.SCRIPT_OK or line.startswith(argv_for.SCRIPT_ERROR):
             return line, received[end + 1 :]
         start = end + 1
     return None
