@@ -139,6 +139,14 @@ def _changed_file(folder: Path) -> Callable[[], None]:
     return write
 
 
+def _careful_registry_script(ref: str, ctx: Path, ssh: str) -> str:
+    """The baseline for a registry submit: build, push, then pull and run over one `ssh`."""
+    return (
+        f"docker build -q -t {ref} {ctx} && docker push {ref} && "
+        f"{ssh} 'docker pull {ref} && docker run -d {ref} {COMMAND}'"
+    )
+
+
 def _sh(script: str) -> list[str]:
     return ["sh", "-c", script]
 
@@ -159,10 +167,7 @@ def _remote_rows(quick: bool, tmp: Path, result: Result, remote: _remote.Remote)
         runs = 3 if quick else 9
         ctx = ws.context("resubmit")
         ref = f"{ws.repo('resubmit')}:v1"
-        careful = (
-            f"docker build -q -t {ref} {ctx} && docker push {ref} && "
-            f"{ssh} 'docker pull {ref} && docker run -d {ref} {COMMAND}'"
-        )
+        careful = _careful_registry_script(ref, ctx, ssh)
         radops = remote.radops("executors", "run", _remote.EXECUTOR, str(ctx), COMMAND, "-q")
         ours, base = compare(
             _timed(radops, env, out, ws, local=False),
@@ -225,10 +230,7 @@ def _remote_rows(quick: bool, tmp: Path, result: Result, remote: _remote.Remote)
         ctx = ws.context("first-registry")
         base_ctx = ws.context("first-registry-careful")
         ref = f"{ws.repo('first')}:v1"
-        careful = (
-            f"docker build -q -t {ref} {base_ctx} && docker push {ref} && "
-            f"{ssh} 'docker pull {ref} && docker run -d {ref} {COMMAND}'"
-        )
+        careful = _careful_registry_script(ref, base_ctx, ssh)
         radops = remote.radops("executors", "run", _remote.EXECUTOR, str(ctx), COMMAND, "-q")
         ours, base = compare(
             _timed(radops, env, out, ws, local=False, before=_nonce(ctx)),
