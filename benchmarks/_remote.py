@@ -194,7 +194,7 @@ def add_executor(remote: Remote, name: str, check: bool = False) -> None:
 
 
 def end_shared_connections(runtime: Path) -> None:
-    """SIGTERM every `python -m radops.ssh_mux` serving a socket under `runtime`."""
+    """SIGTERM every `python -m radops.ssh.mux.server` serving a socket under `runtime`."""
     marker = f"XDG_RUNTIME_DIR={runtime}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -204,7 +204,7 @@ def end_shared_connections(runtime: Path) -> None:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"radops.ssh_mux" in cmdline and marker in environ:
+        if b"radops.ssh.mux.server" in cmdline and marker in environ:
             with contextlib.suppress(OSError):
                 os.kill(int(entry.name), signal.SIGTERM)
 

@@ -33,16 +33,16 @@ _shared = 0  # remote commands sent through a shared connection
 # (module, attribute path, label): the steps worth seeing in a breakdown.
 WRAPPED = (
     ("radops.store", "ExecutorStore.load", "config load"),
-    ("radops.executors.local", "LocalExecutor.foreign_platform", "local engine platform"),
-    ("radops.executors.local", "LocalExecutor.ensure_image", "local image check/build"),
+    ("radops.images.engine", "LocalEngine.platform", "local engine platform"),
+    ("radops.images.service", "LocalImages.ensure", "local image check/build"),
     ("radops.executors.local", "LocalExecutor.jobs", "list containers"),
-    ("radops.images", "tag_for_context", "context hash"),
-    ("radops.ssh", "SSHConnection._connect_one", "SSH connect"),
-    ("radops.ssh", "SSHConnection.run", "remote command"),
-    ("radops.ssh", "SSHConnection.stream", "remote stream"),
-    ("radops.ssh", "SSHConnection.run_with_input", "remote command with input"),
-    ("radops.executors._transfer", "push", "push"),
-    ("radops.executors._transfer", "send_over_ssh", "docker save | load over SSH"),
+    ("radops.images.context", "tag_for_context", "context hash"),
+    ("radops.ssh.connection", "DirectConnection._connect_one", "SSH connect"),
+    ("radops.ssh.remote", "SSHConnection.run", "remote command"),
+    ("radops.ssh.remote", "SSHConnection.stream", "remote stream"),
+    ("radops.ssh.remote", "SSHConnection.run_with_input", "remote command with input"),
+    ("radops.images.service", "LocalImages.push", "push"),
+    ("radops.executors._shipping", "SSHStream.ship_and_run", "docker save | load over SSH, run"),
     ("radops.cli.render", "print_table", "render table"),
     ("radops.cli.render", "write_output", "write output"),
 )
@@ -89,22 +89,22 @@ def _wrap(module_name: str, path: str, label: str) -> None:
 
 
 def _record_channel() -> None:
-    """Every remote command radops runs (SSHConnection._remote is the one place), and whether
-    it went through a shared connection (radops.ssh_mux) rather than one of its own."""
+    """Every remote command radops runs (SSHConnection.execute is the one place), and whether
+    it went through a shared connection (radops.ssh.mux) rather than one of its own."""
     try:
-        from radops.ssh import SSHConnection
+        from radops.ssh.remote import SSHConnection
     except ImportError:
         return
-    original = SSHConnection._remote
+    original = SSHConnection.execute
 
-    def remote(self: Any, argv: Any, stdin: Any) -> Any:
+    def execute(self: Any, argv: Any, stdin: Any = None) -> Any:
         global _shared
         _commands.append([str(a) for a in argv])
         result = original(self, argv, stdin)
-        _shared += bool(getattr(self, "_shared_live", False) and not self._clients)
+        _shared += bool(getattr(self, "_shared_live", False) and not self.direct.connected)
         return result
 
-    SSHConnection._remote = remote  # type: ignore[method-assign]
+    SSHConnection.execute = execute  # type: ignore[method-assign]
 
 
 def main() -> None:

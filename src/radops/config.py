@@ -65,6 +65,10 @@ class LocalExecutorSpec(_Spec):
     kind: Literal["local"] = "local"
     name: str = LOCAL_EXECUTOR_NAME
 
+    def target_text(self) -> str:
+        """Where its jobs run, for people."""
+        return os.environ.get("DOCKER_HOST", "this machine's Docker engine")
+
 
 class SSHExecutorSpec(_Spec):
     """A machine reached over SSH whose Docker CLI lives at `docker_path`."""
@@ -80,6 +84,12 @@ class SSHExecutorSpec(_Spec):
     # The engine's platform (e.g. linux/arm64) as last checked: images are built for it.
     platform: str | None = None
     created_at: datetime = Field(default_factory=_utcnow)
+
+    def target_text(self) -> str:
+        """Where its jobs run, for people: `user@host:port` as given."""
+        user = f"{self.username}@" if self.username else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{self.hostname}{port}"
 
     @field_validator("name")
     @classmethod

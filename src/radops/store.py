@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from radops.config import (
     LOCAL_EXECUTOR_NAME,
@@ -143,17 +144,26 @@ class ExecutorStore:
         executors = self.load().executors
         return [LocalExecutorSpec(), *(executors[n] for n in sorted(executors))]
 
+    def ensure_new_name(self, name: str) -> None:
+        """Raise UsageError unless `name` is valid and free for a new executor."""
+        self._check_new(name, self.load().executors)
+
+    def _check_new(self, name: str, executors: dict[str, Any]) -> None:
+        validate_executor_name(name)
+        if name == LOCAL_EXECUTOR_NAME:
+            raise UsageError("'local' is built in: it cannot be added, replaced or removed")
+        if name in executors:
+            raise UsageError(
+                f"executor {name!r} already exists",
+                f"Remove it first with `radops executors remove {name}`, or choose another name.",
+            )
+
     def add(self, spec: AnyExecutorSpec, replace: bool = False) -> None:
         """Register `spec`; an existing name is an error unless `replace`."""
-        validate_executor_name(spec.name)
-        if spec.name == LOCAL_EXECUTOR_NAME or isinstance(spec, LocalExecutorSpec):
+        if isinstance(spec, LocalExecutorSpec):
             raise UsageError("'local' is built in: it cannot be added, replaced or removed")
         with self.edit() as config:
-            if spec.name in config.executors and not replace:
-                raise UsageError(
-                    f"executor {spec.name!r} already exists",
-                    f"Remove it first with `radops executors remove {spec.name}`.",
-                )
+            self._check_new(spec.name, {} if replace else config.executors)
             config.executors[spec.name] = spec
 
     def update_platform(self, name: str, platform: str) -> None:

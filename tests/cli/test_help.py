@@ -13,13 +13,16 @@ import pytest
 
 import radops
 from radops.cli import executors as executors_cli
+from radops.cli import jobs as jobs_cli
 from tests.cli_process import describe
 from tests.cli_process import radops as run_radops
 from tests.conftest import InProcessResult
 
 # The commands the issue asks for; the registered list below must contain at least these.
 ISSUE_COMMANDS = ["list", "show", "add", "remove", "run", "logs", "jobs", "stop"]
-EXECUTOR_COMMANDS = [c.name for c in executors_cli.app.registered_commands if c.name]
+# The executors group is made of the registration commands and the job commands.
+REGISTERED = [*executors_cli.app.registered_commands, *jobs_cli.app.registered_commands]
+EXECUTOR_COMMANDS = [c.name for c in REGISTERED if c.name]
 CONFIG_COMMANDS = ["show", "set", "unset"]
 HEAVY_MODULES = ("docker", "paramiko", "google")
 
@@ -53,7 +56,7 @@ def test_executors_help_lists_every_command_with_its_help() -> None:
     assert result.returncode == 0, describe(result)
     for command in EXECUTOR_COMMANDS:
         assert f" {command} " in result.stdout, command
-    for info in executors_cli.app.registered_commands:
+    for info in REGISTERED:
         first_words = " ".join((info.callback.__doc__ or "").split()[:3])
         assert first_words and first_words in result.stdout, info.name
 

@@ -230,7 +230,9 @@ class ExecutorContract:
     ) -> None:
         job = started(tools_context, ["sleep", "300"])
         assert executor.get(job.id).status == "running"
-        stopped = executor.stop(job.id, timeout=1)
+        result = executor.stop(job.id, timeout=1)
+        stopped = result.job
+        assert result.was_running
         assert stopped.id == job.id
         assert stopped.status == "exited"
         assert stopped.exit_code is not None
@@ -240,7 +242,9 @@ class ExecutorContract:
     ) -> None:
         job = started(tools_context, ["sh", "-c", "exit 2"])
         executor.wait(job.id)
-        again = executor.stop(job.id, timeout=1)
+        result = executor.stop(job.id, timeout=1)
+        again = result.job
+        assert not result.was_running
         assert (again.status, again.exit_code) == ("exited", 2)
 
     # check -----------------------------------------------------------------------------------

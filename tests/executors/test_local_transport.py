@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 import pytest
 
 from radops.config import LocalExecutorSpec
+from radops.errors import NotFoundError
 from radops.executors import open_executor
 from radops.executors.local import _engine_socket_path, _get_unchunked
 
@@ -115,13 +115,13 @@ def test_logs_are_identical_over_the_unix_socket_and_over_tcp(
     assert tail_over_unix[-1] == ("stdout", b"no newline") and len(tail_over_unix) <= 4
 
 
-def test_an_engine_error_on_the_raw_stream_is_docker_pys_error(docker_client: Any) -> None:
+def test_an_engine_error_on_the_raw_stream_is_radops_not_found(docker_client: Any) -> None:
     unix_path = _engine_socket_path()
     assert unix_path is not None
     version = docker_client.api.api_version
     path = f"/v{version}/containers/radops-doesnotexist0/logs"
-    with pytest.raises(docker.errors.NotFound, match="No such container"):
-        _get_unchunked(unix_path, path, {"stdout": 1, "stderr": 1})
+    with pytest.raises(NotFoundError, match="reading the logs: No such container"):
+        _get_unchunked(unix_path, path, {"stdout": 1, "stderr": 1}, "reading the logs")
 
 
 LOADED = """

@@ -5,13 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from radops.executors._docker_argv import (
+from radops.executors._remote_scripts import (
     LOGS_SCRIPT,
     PULL_RUN_SCRIPT,
+    Header,
     checked_logs_argv,
     pull_then_run_argv,
 )
-from radops.executors.ssh import _script_header
+
+
+def _script_header(received: bytes) -> tuple[bytes, bytes] | None:
+    """(header line, what follows it), as the scripts wrote them."""
+    found = Header.find(received)
+    if found is None:
+        return None
+    line = b"radops:ok" if found.ok else b"radops:error %d" % found.status
+    return line, found.rest
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pytest
 
 RESOLVE = """
 import json, sys
-from radops.ssh import resolve_target
+from radops.ssh.config import resolve_target
 target = resolve_target("box")
 print(json.dumps([target.hostname, target.port, "invoke" in sys.modules]))
 """

@@ -10,7 +10,7 @@ import pytest
 
 from radops.config import SSHExecutorSpec
 from radops.executors import open_executor
-from radops.executors.base import Executor
+from radops.executors.base import ConnectOptions, Executor
 from tests import rig
 from tests.executors.contract import ExecutorContract
 
@@ -36,9 +36,9 @@ class TestSSHExecutor(ExecutorContract):
         monkeypatch: pytest.MonkeyPatch,
     ) -> Iterator[Executor]:
         monkeypatch.setenv("HOME", str(tmp_path))  # no personal ssh config or known hosts
-        with open_executor(contract_spec(remote)) as executor:
-            executor.trust_new_host_key = True
-            executor.transfer = "ssh"  # type: ignore[attr-defined]
+        # No registry is configured, so images go over SSH (`--transfer auto`).
+        trust = ConnectOptions(trust_new_host_key=True)
+        with open_executor(contract_spec(remote), trust) as executor:
             yield executor
 
     @pytest.fixture

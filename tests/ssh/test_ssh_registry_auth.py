@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from radops.executors._transfer import registry_credentials
+from radops.images.registry import registry_credentials
 from tests import rig
 from tests.ssh.conftest import CLI
 

@@ -1,4 +1,4 @@
-"""Shared SSH connections (radops.ssh_mux) against the rig's real sshd and remote engine.
+"""Shared SSH connections (radops.ssh.mux) against the rig's real sshd and remote engine.
 
 A command that connects itself starts a background connection for later commands; those run
 without paramiko or a handshake; a dead or idle shared connection never breaks a command.
@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from radops import ssh_mux
 from radops.executors import open_executor
-from radops.executors.base import Executor
-from radops.ssh_mux import socket_dir
+from radops.executors.base import ConnectOptions, Executor
+from radops.ssh.mux import client as mux_client
+from radops.ssh.mux import sockets as mux_sockets
+from radops.ssh.mux.sockets import socket_dir
 from radops.store import ExecutorStore
 from tests import rig
 from tests.ssh import test_ssh_contract
@@ -43,7 +44,7 @@ def runtime_dir() -> Iterator[Path]:
 
 
 def _servers(runtime: Path) -> list[int]:
-    """Pids of `python -m radops.ssh_mux` processes serving sockets under `runtime`."""
+    """Pids of `python -m radops.ssh.mux.server` processes serving sockets under `runtime`."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -53,7 +54,7 @@ def _servers(runtime: Path) -> list[int]:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"radops.ssh_mux" in cmdline and f"XDG_RUNTIME_DIR={runtime}".encode() in environ:
+        if b"radops.ssh.mux.server" in cmdline and f"XDG_RUNTIME_DIR={runtime}".encode() in environ:
             found.append(int(entry.name))
     return found
 
@@ -65,7 +66,7 @@ def _sockets(runtime: Path) -> list[Path]:
 def _answering(runtime: Path) -> bool:
     """One shared connection's socket under `runtime`, and a server answering on it."""
     sockets = _sockets(runtime)
-    return len(sockets) == 1 and ssh_mux.probe(sockets[0])
+    return len(sockets) == 1 and mux_client.probe(sockets[0])
 
 
 def _wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -179,14 +180,14 @@ def test_a_stopped_server_that_never_took_the_command_is_passed_by(
     stopped = _start_server(shared_cli, box, runtime_dir)
     for key in ("HOME", "RADOPS_CONFIG_DIR", "XDG_RUNTIME_DIR", "RADOPS_SSH_PERSIST"):
         monkeypatch.setenv(key, shared_cli.env[key])
-    monkeypatch.setattr(ssh_mux, "SOCKET_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(mux_sockets, "SOCKET_TIMEOUT_S", 1.0)
     os.kill(stopped, signal.SIGSTOP)
     try:
         spec = ExecutorStore().load().executors[box]
         with open_executor(spec) as executor:
             # It never said it took the request, so nothing ran: radops connects itself.
             assert isinstance(executor.jobs(), list)
-            assert executor.conn._clients  # type: ignore[attr-defined]
+            assert executor.conn.direct.connected  # type: ignore[attr-defined]
     finally:
         os.kill(stopped, signal.SIGCONT)
         os.kill(stopped, signal.SIGTERM)
@@ -209,7 +210,7 @@ def test_ctrl_c_on_logs_follow_frees_the_shared_connection(
     assert follow.wait(timeout=60) == 130
     # The relay ended with its client (the job prints nothing more, so nothing else would
     # end it): asked to retire, the server ends at once, where a relay would keep it alive.
-    ssh_mux.retire(_sockets(runtime_dir)[0])
+    mux_client.retire(_sockets(runtime_dir)[0])
     _wait_for(lambda: server not in _servers(runtime_dir), "the server to end")
     assert shared_cli("executors", "stop", box, job_id, "--timeout", "0").returncode == 0
 
@@ -316,12 +317,10 @@ class TestSSHExecutorThroughASharedConnection(test_ssh_contract.TestSSHExecutor)
         spec = test_ssh_contract.contract_spec(remote)
         runtime = Path(shared_env["XDG_RUNTIME_DIR"])
         if not _sockets(runtime):  # the first test: connect directly, start the shared one
-            with open_executor(spec) as executor:
-                executor.trust_new_host_key = True
+            with open_executor(spec, ConnectOptions(trust_new_host_key=True)) as executor:
                 executor.connect()
             _wait_for(lambda: _answering(runtime), "the shared connection")
-        with open_executor(spec) as executor:
-            executor.transfer = "ssh"  # type: ignore[attr-defined]
+        with open_executor(spec) as executor:  # no registry: images go over SSH
             executor.connect()
             assert executor.conn._shared_live is True  # type: ignore[attr-defined]
             yield executor

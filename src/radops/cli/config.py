@@ -58,7 +58,7 @@ def set_(
 
     _check_key(key)
     if key == "ssh_persist":
-        from radops.ssh_mux import parse_persist
+        from radops.ssh.mux import parse_persist
 
         parse_persist(value)
     with ExecutorStore().edit() as config:

@@ -148,9 +148,14 @@ def delete(
     project: str | None = PROJECT_OPT,
 ) -> None:
     """Delete the VM and its executor (a VM that is already gone is not an error)."""
+    _confirm_delete(name, yes)
+    delete_vm(name, project)
+
+
+def delete_vm(name: str, project: str | None) -> None:
+    """Delete VM `name` and its executor, with progress, and say what happened."""
     from radops.cli import render
 
-    _confirm_delete(name, yes)
     with render.progress_reporter(False) as progress:
         deleted = _provisioner(project).delete(name, progress)
     render.print_line(f"Deleted {name}" + ("" if deleted else " (the VM was already gone)") + ".")

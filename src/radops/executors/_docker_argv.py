@@ -108,38 +108,3 @@ def logs_argv(
     if timestamps:
         argv.append("--timestamps")
     return [*argv, name]
-
-
-# Two steps in one remote command (each SSH session costs 0.15-0.3 s): the first step's result
-# is a header line on stdout, `radops:ok` before the second step is exec'd, or
-# `radops:error STATUS` followed by what the first step wrote to stderr. So the first step's
-# error text never mixes with the second's output.
-SCRIPT_OK = b"radops:ok"
-SCRIPT_ERROR = b"radops:error "
-_THEN_EXEC = (
-    'status=$?; if [ "$status" -eq 0 ]; then printf "radops:ok\\n"; exec "$d" "$@"; fi; '
-    'printf "radops:error %d\\n%s\\n" "$status" "$err"'
-)
-# logs: look the container up, then `docker logs`.
-LOGS_SCRIPT = (
-    'd=$1 n=$2; shift 2; err=$("$d" container inspect --format "{{.Id}}" "$n" 2>&1 >/dev/null); '
-    + _THEN_EXEC
-)
-# run after shipping by registry: `docker pull` (stdin kept for the run's --env-file), then run.
-PULL_RUN_SCRIPT = (
-    'd=$1 ref=$2; shift 2; err=$("$d" pull --quiet "$ref" 2>&1 </dev/null >/dev/null); '
-    + _THEN_EXEC
-)
-
-
-def checked_logs_argv(
-    docker: str, name: str, follow: bool, tail: int | None, timestamps: bool
-) -> list[str]:
-    """`sh -c LOGS_SCRIPT` running `docker logs ...` for container `name` once it exists."""
-    logs = logs_argv(docker, name, follow, tail, timestamps)
-    return ["sh", "-c", LOGS_SCRIPT, "radops-logs", docker, name, *logs[1:]]
-
-
-def pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
-    """`sh -c PULL_RUN_SCRIPT`: pull `ref`, then `run` (a `run_argv`) once the pull worked."""
-    return ["sh", "-c", PULL_RUN_SCRIPT, "radops-run", docker, ref, *run[1:]]

@@ -16,6 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from radops.errors import UsageError
+from radops.progress import ProgressCallback
+
 LABEL_PREFIX = "dev.radops."
 LABEL_JOB_ID = LABEL_PREFIX + "job-id"
 LABEL_EXECUTOR = LABEL_PREFIX + "executor"
@@ -30,7 +33,11 @@ LOG_DRIVER = "local"
 LOG_OPTIONS = {"max-size": "64m", "max-file": "16"}
 
 Stream = Literal["stdout", "stderr"]
-ProgressCallback = Callable[[str], None]
+# How an SSH executor gets an image to its engine: `auto` is the registry if one is configured,
+# else a `docker save` stream over the SSH connection.
+TRANSFERS = ("auto", "registry", "ssh")
+
+__all__ = ["ProgressCallback"]  # re-exported for executors and their callers
 
 
 def new_job_id() -> str:
@@ -52,6 +59,22 @@ class JobRequest:
     env: dict[str, str] = field(default_factory=dict)
     gpus: str | None = None
     name: str | None = None
+    transfer: str = "auto"  # one of TRANSFERS; executors whose engine is here ignore it
+
+    def __post_init__(self) -> None:
+        if self.transfer not in TRANSFERS:
+            valid = ", ".join(TRANSFERS[:-1]) + " or " + TRANSFERS[-1]
+            raise UsageError(f"invalid --transfer {self.transfer!r}: use {valid}")
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How an executor that logs in to another machine (SSH, Slurm's login node) may come to
+    trust that machine's host key when it is not known yet; others ignore these."""
+
+    trust_new_host_key: bool = False  # trust it without asking (a VM created moments ago)
+    # (host, key type, SHA256 fingerprint) -> trust it? Asked on a terminal; None: refuse.
+    confirm_host_key: Callable[[str, str, str], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,14 @@ class EngineReport:
         }
 
 
+@dataclass(frozen=True)
+class StopResult:
+    """What `stop` did: the job as it is now, and whether it was running (and so stopped)."""
+
+    job: Job
+    was_running: bool
+
+
 class Executor(abc.ABC):
     """A Docker engine that runs radops jobs.
 
@@ -118,10 +149,6 @@ class Executor(abc.ABC):
     """
 
     kind: ClassVar[str]
-    # How an unknown SSH host key may become trusted: without asking, or by asking the user.
-    # Executors without SSH ignore both.
-    trust_new_host_key: bool = False
-    confirm_host_key: Callable[[str, str, str], bool] | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -168,8 +195,10 @@ class Executor(abc.ABC):
         """Block until the job ends; return its exit code."""
 
     @abc.abstractmethod
-    def stop(self, job_id: str, timeout: int = 10) -> Job:
-        """Stop the job (SIGTERM, then SIGKILL after `timeout` seconds); return its new state."""
+    def stop(self, job_id: str, timeout: int = 10) -> StopResult:
+        """Stop the job if it runs (SIGTERM, then SIGKILL after `timeout` seconds); return its
+        state afterwards and whether it was running. A job that already ended is left as it
+        is (no error)."""
 
     def connect(self) -> None:  # noqa: B027 - optional hook, for executors with a connection
         """Open the connection now (it is otherwise opened on first use): a question about an

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from radops import images
-from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
+from radops.errors import NotFoundError, RadopsError
 from radops.executors._docker_options import parse_gpus
 from radops.executors._frames import demux_frames
 from radops.executors._labels import (
@@ -25,58 +22,22 @@ from radops.executors.base import (
     LABEL_JOB_ID,
     LOG_DRIVER,
     LOG_OPTIONS,
+    ConnectOptions,
     EngineReport,
     Executor,
     Job,
     JobRequest,
     ProgressCallback,
+    StopResult,
     Stream,
     container_name,
     new_job_id,
 )
+from radops.images.engine import LocalEngine, docker_errors, engine_unreachable
+from radops.images.service import LocalImages
 
 if TYPE_CHECKING:
     from radops.config import LocalExecutorSpec
-
-# `uname -m` -> Docker's architecture names.
-_DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le"}
-
-ENGINE_HINT = (
-    "Start Docker (`sudo systemctl start docker`, or run `dockerd`), or point DOCKER_HOST at it."
-)
-
-
-@contextlib.contextmanager
-def docker_errors(what: str) -> Iterator[None]:
-    """Turn docker-py and connection errors into RadopsErrors that say what was being done."""
-    import docker.errors
-    import requests.exceptions
-
-    try:
-        yield
-    except RadopsError:
-        raise
-    except docker.errors.NotFound as e:
-        raise NotFoundError(f"{what}: {e.explanation or e}") from e
-    except docker.errors.APIError as e:
-        raise RadopsError(f"{what}: {e.explanation or e}") from e
-    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as e:
-        raise EngineUnreachableError(
-            f"cannot reach the local Docker engine ({_first_line(e)})", ENGINE_HINT
-        ) from e
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-class ImagePlan(NamedTuple):
-    """What to build, and the content-hash tag it gets."""
-
-    context: Path
-    dockerfile: str
-    platform: str | None  # None: this engine's own
-    tag: str
 
 
 class LocalExecutor(Executor):
@@ -84,27 +45,21 @@ class LocalExecutor(Executor):
 
     kind = "local"
 
-    def __init__(self, spec: LocalExecutorSpec) -> None:
-        super().__init__(spec.name)
-        self._api: Any = None
+    def __init__(self, spec: LocalExecutorSpec, options: ConnectOptions | None = None) -> None:
+        super().__init__(spec.name)  # `options` are for executors that log in somewhere
+        self.engine = LocalEngine()
+        self.images = LocalImages(self.engine)
 
     @property
     def api(self) -> Any:
-        if self._api is None:
-            import docker
-
-            with docker_errors("connecting to Docker"):
-                self._api = docker.from_env().api
-        return self._api
+        """docker-py's APIClient for the local engine."""
+        return self.engine.api
 
     def close(self) -> None:
-        if self._api is not None:
-            self._api.close()
-            self._api = None
+        self.engine.close()
 
     def check(self) -> EngineReport:
-        with docker_errors("asking the engine for its version"):
-            version = self.api.version()
+        version = self.engine.version()
         gpus = _local_gpus()
         return EngineReport(
             executor=self.name,
@@ -114,53 +69,12 @@ class LocalExecutor(Executor):
             gpus=gpus,
         )
 
-    def platform(self) -> str:
-        """The engine's own platform, e.g. linux/amd64."""
-        # The engine on this machine (no DOCKER_HOST) runs on this machine's platform:
-        # no need to load docker-py and ask it, which is most of an SSH re-submit's cost.
-        arch = _DOCKER_ARCH.get(os.uname().machine)
-        if arch is not None and not os.environ.get("DOCKER_HOST") and sys.platform == "linux":
-            return f"linux/{arch}"
-        with docker_errors("asking the engine for its version"):
-            version = self.api.version()
-        return f"{version.get('Os', 'linux')}/{version.get('Arch', 'amd64')}"
-
-    def foreign_platform(self, platform: str | None) -> str | None:
-        """`platform` if it is not this engine's own (then images are built for it), else None."""
-        return None if platform is None or platform == self.platform() else platform
-
-    def plan_image(self, request: JobRequest, platform: str | None = None) -> ImagePlan:
-        """Check the request's context and hash it into its tag; touches no engine.
-
-        `platform` (e.g. linux/arm64 for a remote executor) builds for another architecture
-        when it differs from this engine's own.
-        """
-        context, dockerfile = images.check_context(request.context, request.dockerfile)
-        platform = self.foreign_platform(platform)
-        tag = images.tag_for_context(context, dockerfile, platform)
-        return ImagePlan(context, dockerfile, platform, tag)
-
-    def ensure_image(self, plan: ImagePlan, progress: ProgressCallback) -> str:
-        """The planned image's tag, built only if the engine lacks it."""
-        import docker.errors
-
-        context, dockerfile, platform, tag = plan
-        with docker_errors("checking for the image"):
-            try:
-                self.api.inspect_image(tag)
-                progress(f"Image {tag} is up to date; not rebuilding")
-                return tag
-            except docker.errors.ImageNotFound:
-                pass
-        progress(f"Building {tag} from {context}" + (f" for {platform}" if platform else ""))
-        images.build_image(self.api, context, dockerfile, tag, progress, platform)
-        return tag
-
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
         host_config: dict[str, Any] = {"log_config": {"Type": LOG_DRIVER, "Config": LOG_OPTIONS}}
         if request.gpus:  # parsed before building, so a bad value costs no build
             host_config["device_requests"] = [_device_request(parse_gpus(request.gpus))]
-        image = self.ensure_image(self.plan_image(request), progress)
+        plan = self.images.plan(request.context, request.dockerfile)
+        image = self.images.ensure(plan, progress)
         job_id = new_job_id()
         labels = job_labels(job_id, self.name, image, request)
         with docker_errors("starting the job"):
@@ -225,7 +139,10 @@ class LocalExecutor(Executor):
             socket_path = _engine_socket_path()
             if socket_path is not None:
                 response: Any = _get_unchunked(
-                    socket_path, f"/v{self.api.api_version}/containers/{cid}/logs", params
+                    socket_path,
+                    f"/v{self.api.api_version}/containers/{cid}/logs",
+                    params,
+                    f"reading the logs of job {job_id}",
                 )
                 read = response.read1 if follow else response.read
             else:
@@ -249,11 +166,14 @@ class LocalExecutor(Executor):
             result = self.api.wait(cid, timeout=None)
         return int(result["StatusCode"])
 
-    def stop(self, job_id: str, timeout: int = 10) -> Job:
-        cid = self._container(job_id)["Id"]
+    def stop(self, job_id: str, timeout: int = 10) -> StopResult:
+        data = self._container(job_id)
+        if not data["State"]["Running"]:
+            return StopResult(job_from_inspect(data, self.name), was_running=False)
         with docker_errors(f"stopping job {job_id}"):
-            self.api.stop(cid, timeout=timeout)
-        return self.get(job_id)
+            self.api.stop(data["Id"], timeout=timeout)
+            after = self.api.inspect_container(data["Id"])
+        return StopResult(job_from_inspect(after, self.name), was_running=True)
 
 
 def _engine_socket_path() -> str | None:
@@ -264,7 +184,7 @@ def _engine_socket_path() -> str | None:
     return url.removeprefix("http+unix://") if url.startswith("http+unix://") else None
 
 
-def _get_unchunked(socket_path: str, path: str, params: dict[str, Any]) -> Any:
+def _get_unchunked(socket_path: str, path: str, params: dict[str, Any], what: str) -> Any:
     """GET `path` from the engine over HTTP/1.0: the body comes as one raw stream.
 
     Over HTTP/1.1 the engine sends every log line as its own chunk, and decoding 300,000
@@ -277,8 +197,6 @@ def _get_unchunked(socket_path: str, path: str, params: dict[str, Any]) -> Any:
     import socket
     from urllib.parse import urlencode
 
-    import docker.errors
-
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(socket_path)
@@ -288,9 +206,7 @@ def _get_unchunked(socket_path: str, path: str, params: dict[str, Any]) -> Any:
         response.begin()
     except OSError as e:
         sock.close()
-        raise EngineUnreachableError(
-            f"cannot reach the local Docker engine ({_first_line(e)})", ENGINE_HINT
-        ) from e
+        raise engine_unreachable(e) from e
     finally:
         sock.close()  # the response holds its own file object on the socket
     if response.status >= 400:
@@ -300,8 +216,8 @@ def _get_unchunked(socket_path: str, path: str, params: dict[str, Any]) -> Any:
             message = str(json.loads(body)["message"])
         except (ValueError, KeyError, TypeError):
             message = body.strip() or response.reason
-        error = docker.errors.NotFound if response.status == 404 else docker.errors.APIError
-        raise error(message, explanation=message)
+        error = NotFoundError if response.status == 404 else RadopsError
+        raise error(f"{what}: {message}")
     return response
 
 

@@ -14,17 +14,18 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from radops.config import GCPExecutorSpec, PendingVM, validate_executor_name
+from radops.config import LOCAL_EXECUTOR_NAME, GCPExecutorSpec, PendingVM, validate_executor_name
 from radops.errors import CloudError, HostKeyError, NotFoundError, RadopsError, UsageError
 from radops.gcp.compute import EXECUTOR_LABEL, MANAGED_LABEL, VM, CapacityError, Compute, poll
 from radops.gcp.keys import ssh_key_pair, with_ssh_key
-from radops.ssh import forget_host
+from radops.ssh.hostkeys import forget_host
 from radops.store import ExecutorStore, config_dir
 
 if TYPE_CHECKING:
-    from radops.executors.base import EngineReport, ProgressCallback
+    from radops.executors.base import EngineReport
     from radops.gcp.compute import Template
     from radops.gcp.settings import GCPTarget
+    from radops.progress import ProgressCallback
 
 READY_TIMEOUT_S = 600
 _VM_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -43,6 +44,8 @@ class CreateRequest:
 def check_vm_name(name: str) -> str:
     """GCE instance names: lowercase letters, digits and '-', starting with a letter."""
     validate_executor_name(name)
+    if name == LOCAL_EXECUTOR_NAME:
+        raise UsageError("'local' is built in: it cannot be a VM's executor name")
     if not _VM_NAME.fullmatch(name):
         raise UsageError(
             f"invalid VM name {name!r}: Compute Engine wants lowercase letters, digits and '-', "
@@ -85,8 +88,7 @@ class Provisioner:
 
     def create(self, request: CreateRequest, progress: ProgressCallback) -> GCPExecutorSpec:
         name = check_vm_name(request.name)
-        if name in self.store.load().executors:
-            raise UsageError(f"executor {name!r} already exists")
+        self.store.ensure_new_name(name)
         template = self.compute.template(request.template)
         username = request.username or getpass.getuser()
         key_file, public_key = ssh_key_pair(config_dir())
@@ -172,7 +174,9 @@ class Provisioner:
         forget_host(config_dir() / "known_hosts", vm.external_ip)
         progress(f"Waiting for SSH on {vm.external_ip}")
         remaining = max(deadline - time.monotonic(), 1.0)
-        report, fingerprint = self._wait_for_docker(spec, template, remaining, request.timeout)
+        report, fingerprint = self._wait_for_docker(
+            spec, template, remaining, request.timeout, progress
+        )
         progress(report.summary())
         spec.platform = report.platform
         spec.host_key_fingerprint = fingerprint
@@ -193,18 +197,25 @@ class Provisioner:
         return found[0]
 
     def _wait_for_docker(
-        self, spec: GCPExecutorSpec, template: Template, timeout: float, budget: float
+        self,
+        spec: GCPExecutorSpec,
+        template: Template,
+        timeout: float,
+        budget: float,
+        progress: ProgressCallback,
     ) -> tuple[EngineReport, str]:
         """Connect (trusting the new VM's host key on first use) and check docker, and GPUs
         when the template has them (drivers may still be installing on first boot)."""
+        from radops.executors.base import ConnectOptions
         from radops.executors.ssh import SSHExecutor
 
+        # A VM created moments ago: its host key is trusted on first use.
+        options = ConnectOptions(trust_new_host_key=True)
         result: list[tuple[EngineReport, str]] = []
         last_error: list[RadopsError] = []
 
         def ready() -> bool:
-            executor = SSHExecutor(spec)
-            executor.trust_new_host_key = True  # a VM created moments ago: trust on first use
+            executor = SSHExecutor(spec, options)
             try:
                 report = executor.check()
                 if template.gpus and not report.gpus:
@@ -217,6 +228,8 @@ class Provisioner:
             except (HostKeyError, UsageError):
                 raise  # waiting will not change these
             except RadopsError as e:
+                if not last_error or last_error[0].message != e.message:
+                    progress(f"Not ready yet: {e.message}")  # each new reason once
                 last_error[:] = [e]
                 return False
             finally:
@@ -249,13 +262,11 @@ class Provisioner:
         if spec is not None:
             if not isinstance(spec, GCPExecutorSpec):
                 raise UsageError(f"executor {name!r} is not a GCP executor (kind {spec.kind})")
-            if spec.project != self.target.project:
-                # The executor's VM lives in its own project, whatever the current default is.
-                self.target = dataclasses.replace(self.target, project=spec.project)
-                self.compute = Compute(self.target)
+            self._use_project(spec.project)
             return spec.zone, spec
         pending = config.gcp_pending.get(name)
         if pending is not None:
+            self._use_project(pending.project)
             return pending.zone, None
         for vm in self.compute.managed():
             if vm.name == name:
@@ -264,6 +275,12 @@ class Provisioner:
             f"no GCP executor or radops VM named {name!r}",
             "See `radops executors gcp list`.",
         )
+
+    def _use_project(self, project: str) -> None:
+        """A VM lives in its own project, whatever the current default is."""
+        if project != self.target.project:
+            self.target = dataclasses.replace(self.target, project=project)
+            self.compute = Compute(self.target)
 
     def delete(self, name: str, progress: ProgressCallback) -> bool:
         """Delete the VM (already gone is fine) and its executor; True if a VM was deleted."""

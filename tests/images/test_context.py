@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from radops.errors import UsageError
-from radops.images import check_context, context_files, image_tag, tag_for_context
+from radops.images.context import check_context, context_files, image_tag, tag_for_context
 
 TAG_RE = re.compile(r"^radops/[a-z0-9-]+:[0-9a-f]{16}$")
 
@@ -129,7 +129,7 @@ def test_check_context_rejects_a_folder_without_dockerfile(tmp_path: Path) -> No
 def test_a_socket_in_the_context_is_hashed_by_kind_not_read(tmp_path: Path) -> None:
     import socket
 
-    from radops.images import context_files, hash_context
+    from radops.images.context import context_files, hash_context
 
     (tmp_path / "Dockerfile").write_text("FROM busybox:1.36\n")
     sock = socket.socket(socket.AF_UNIX)

@@ -1,4 +1,4 @@
-"""Build contexts and images: hash the context as Docker sends it, build only what is missing."""
+"""Build contexts: check one, list what a build sends, and hash it into the image's tag."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from radops.errors import BuildError, UsageError
-from radops.executors.base import ProgressCallback
+from radops.errors import UsageError
 
 IMAGE_REPOSITORY_PREFIX = "radops/"
 HASH_CHARS = 16  # 64 bits of the context's sha256 in the tag
@@ -111,40 +109,3 @@ def image_tag(context: Path, digest: str) -> str:
 def tag_for_context(context: Path, dockerfile: str, platform: str | None = None) -> str:
     files = context_files(context, dockerfile)
     return image_tag(context, hash_context(context, files, dockerfile, platform))
-
-
-def build_image(
-    api: Any,
-    context: Path,
-    dockerfile: str,
-    tag: str,
-    progress: ProgressCallback,
-    platform: str | None = None,
-) -> None:
-    """Build `tag` from `context` with the engine behind `api`, reporting each output line."""
-    from docker.errors import APIError, DockerException
-
-    tail: list[str] = []
-    try:
-        for event in api.build(
-            path=str(context),
-            dockerfile=dockerfile,
-            tag=tag,
-            rm=True,
-            forcerm=True,
-            decode=True,
-            platform=platform,
-        ):
-            if "error" in event:
-                detail = event.get("errorDetail", {}).get("message") or event["error"]
-                raise BuildError(f"docker build failed: {detail.strip()}", _tail_hint(tail))
-            for line in str(event.get("stream", "")).splitlines():
-                if line.strip():
-                    tail = [*tail[-4:], line]
-                    progress(line)
-    except (APIError, DockerException) as e:
-        raise BuildError(f"docker build failed: {e}") from e
-
-
-def _tail_hint(tail: list[str]) -> str | None:
-    return ("Last build output:\n  " + "\n  ".join(tail)) if tail else None

@@ -1,20 +1,22 @@
-"""Moving an image from the local engine to a remote one: through a registry, or over SSH."""
+"""Registries as seen from here: the credentials this machine has, and pushing an image."""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from radops.errors import RadopsError
-
-if TYPE_CHECKING:
-    from radops.executors.base import ProgressCallback
-    from radops.ssh import SSHConnection
+from radops.progress import ProgressCallback
 
 PUSH_HINT = (
     "Log in first (`docker login REGISTRY`; for ghcr.io a token with the write:packages scope, "
     "or set GITHUB_TOKEN), or ship the image with --transfer ssh."
 )
+
+
+def registry_server(ref: str) -> str:
+    """The registry host of an image reference (`ghcr.io/owner/app:tag` -> `ghcr.io`)."""
+    return ref.split("/")[0]
 
 
 def registry_credentials(server: str) -> dict[str, str] | None:
@@ -35,7 +37,7 @@ def push(api: Any, local_tag: str, remote_ref: str, progress: ProgressCallback) 
     from docker.errors import APIError, DockerException
 
     repository, _, tag = remote_ref.rpartition(":")
-    server = remote_ref.split("/")[0]
+    server = registry_server(remote_ref)
     progress(f"Pushing {remote_ref}")
     try:
         api.tag(local_tag, repository, tag)
@@ -50,28 +52,3 @@ def push(api: Any, local_tag: str, remote_ref: str, progress: ProgressCallback) 
                 progress(f"Pushed layer {event.get('id', '')}")
     except (APIError, DockerException) as e:
         raise RadopsError(f"push to {server} failed: {e}", PUSH_HINT) from e
-
-
-def registry_login(api: Any, ref: str) -> tuple[str, str, str] | None:
-    """(server, username, secret) to log the remote engine in with, if any are known here."""
-    server = ref.split("/")[0]
-    creds = registry_credentials(server)
-    if creds is None:
-        return None
-    return server, creds["username"], creds["password"]
-
-
-def send_over_ssh(api: Any, conn: SSHConnection, docker_path: str, local_tag: str) -> None:
-    """`docker save | ssh host docker load`, streamed through the executor's one connection."""
-    from docker.errors import APIError, DockerException
-
-    try:
-        chunks = api.get_image(local_tag, chunk_size=1 << 20)
-        status, output = conn.run_with_input([docker_path, "load", "--quiet"], chunks)
-    except (APIError, DockerException) as e:
-        raise RadopsError(f"cannot export {local_tag} from the local engine: {e}") from e
-    if status != 0:
-        from radops.executors._docker_argv import error_line
-
-        reason = error_line(output.decode(errors="replace")) or f"exit status {status}"
-        raise RadopsError(f"`docker load` on the remote machine failed: {reason}")

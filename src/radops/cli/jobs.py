@@ -1,0 +1,203 @@
+"""`radops executors run|logs|jobs|stop`: start jobs on an executor and follow them.
+
+Each command parses its arguments, makes one call into the core, and renders the result.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from radops.cli.options import EXECUTOR_ARG, JOB_ARG, JSON_OPT
+from radops.cli.prompts import connect_options
+from radops.cli.render import examples
+
+if TYPE_CHECKING:
+    from radops.executors.base import Executor
+
+app = typer.Typer()
+
+
+def _open(name: str) -> Executor:
+    from radops.executors import open_executor
+    from radops.store import ExecutorStore
+
+    return open_executor(ExecutorStore().get(name), connect_options())
+
+
+def _split_command(command: list[str]) -> list[str]:
+    from radops.errors import UsageError
+
+    if len(command) != 1:
+        return command
+    try:
+        return shlex.split(command[0])
+    except ValueError as e:
+        raise UsageError(f"cannot split COMMAND {command[0]!r}: {e}") from None
+
+
+@app.command(
+    "run",
+    epilog=examples(
+        'radops executors run local demos/remote_execution "testing remote execution"',
+        'JOB=$(radops executors run gpu1 ./train "python train.py --lr 3e-4" --gpus all -q)',
+        "radops executors run local ./app --follow -- python -c 'print(1)'",
+    ),
+)
+def run(
+    executor: str = EXECUTOR_ARG,
+    path: Path = typer.Argument(..., help="Folder with a Dockerfile: the build context."),
+    command: list[str] | None = typer.Argument(
+        None,
+        help=(
+            "What the container gets as arguments, like `docker run IMAGE ARGS...`. One string is "
+            "split like a shell would (no shell runs it); after `--`, several are passed as-is."
+        ),
+    ),
+    file: str | None = typer.Option(
+        None, "--file", help="Dockerfile to use, relative to PATH \\[default: PATH/Dockerfile]."
+    ),
+    env: list[str] | None = typer.Option(
+        None, "-e", "--env", help="KEY=VALUE (or KEY to pass this shell's value). Repeatable."
+    ),
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="GPUs, as `docker run --gpus`: all, 2, device=0."
+    ),
+    name: str | None = typer.Option(None, "--name", help="A human label for the job."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Stream the logs, then exit with the job's exit code."
+    ),
+    transfer: str = typer.Option(
+        "auto",
+        "--transfer",
+        help="How an SSH executor gets the image: registry, ssh (docker save | load over the "
+        "SSH connection) or auto (registry if one is configured, else ssh).",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
+    json_output: bool = JSON_OPT,
+) -> None:
+    """Build PATH's image (skipped when unchanged), ship it, start it as a job, print the job id.
+
+    On an SSH executor the image is built here, pushed to the registry and pulled there
+    (or streamed over SSH); work whose result already exists is skipped.
+    """
+    from radops.cli import render
+    from radops.errors import UsageError
+    from radops.executors._docker_options import parse_env
+    from radops.executors.base import JobRequest
+
+    if follow and json_output:
+        raise UsageError("--follow and --json cannot be combined")
+    request = JobRequest(
+        context=path,
+        command=_split_command(command or []),
+        dockerfile=file or "Dockerfile",
+        env=parse_env(env or [], dict(os.environ)),
+        gpus=gpus,
+        name=name,
+        transfer=transfer,
+    )
+    with _open(executor) as ex:
+        ex.connect()  # before the live status line, which would hide a host-key question
+        with render.progress_reporter(quiet) as progress:
+            job = ex.run(request, progress)
+        if json_output:
+            render.print_json(job.to_json())
+        elif quiet:
+            render.print_line(job.id)
+        else:
+            render.print_line(f"Job {job.id} started on {ex.name} (image {job.image})", err=follow)
+            if not follow:
+                render.print_line(f"Logs: radops executors logs {ex.name} {job.id}")
+        if follow:
+            _follow(ex, job.id)
+
+
+def _follow(ex: Executor, job_id: str) -> None:
+    """Stream a job's logs until it ends, then exit with its exit code."""
+    from radops.cli import render
+
+    try:
+        render.write_output(ex.logs(job_id, follow=True))
+        code = ex.wait(job_id)
+    except KeyboardInterrupt:
+        render.print_line(
+            f"\nStopped following; job {job_id} keeps running "
+            f"(stop it with: radops executors stop {ex.name} {job_id}).",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+@app.command(
+    "logs",
+    epilog=examples(
+        "radops executors logs local 3f2a9c1b7d4e",
+        "radops executors logs gpu1 3f2a --follow --tail 100",
+    ),
+)
+def logs(
+    executor: str = EXECUTOR_ARG,
+    job_id: str = JOB_ARG,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends."),
+    tail: int | None = typer.Option(None, "--tail", "-n", min=0, help="Only the last N lines."),
+    timestamps: bool = typer.Option(
+        False, "--timestamps", "-t", help="Prefix each line with its time."
+    ),
+) -> None:
+    """Print a job's output, byte for byte (stdout to stdout, stderr to stderr)."""
+    from radops.cli import render
+
+    with _open(executor) as ex:
+        if follow:
+            try:
+                render.write_output(ex.logs(job_id, follow=True, tail=tail, timestamps=timestamps))
+            except KeyboardInterrupt:
+                raise typer.Exit(130) from None
+        else:
+            render.write_output(ex.logs(job_id, tail=tail, timestamps=timestamps))
+
+
+@app.command(
+    "jobs", epilog=examples("radops executors jobs local", "radops executors jobs gpu1 --json")
+)
+def jobs(executor: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
+    """List the radops jobs on an executor, newest first."""
+    from radops.cli import render
+
+    with _open(executor) as ex:
+        found = ex.jobs()
+    if json_output:
+        render.print_json([job.to_json() for job in found])
+    elif found:
+        render.jobs_table(found)
+    else:
+        render.print_line(f"No jobs on {executor}.", err=True)
+
+
+@app.command("stop", epilog=examples("radops executors stop gpu1 3f2a9c1b7d4e"))
+def stop(
+    executor: str = EXECUTOR_ARG,
+    job_id: str = JOB_ARG,
+    timeout: int = typer.Option(
+        10, "--timeout", min=0, help="Seconds between SIGTERM and SIGKILL."
+    ),
+    json_output: bool = JSON_OPT,
+) -> None:
+    """Stop a running job (SIGTERM, then SIGKILL). Its logs and exit code stay."""
+    from radops.cli import render
+
+    with _open(executor) as ex:
+        result = ex.stop(job_id, timeout=timeout)
+    job = result.job
+    if json_output:
+        render.print_json(job.to_json())
+    elif not result.was_running:
+        render.print_line(f"Job {job.id} was not running ({job.status}).", err=True)
+    else:
+        render.print_line(f"Stopped job {job.id} (exit code {job.exit_code}).", err=True)

@@ -1,0 +1,46 @@
+"""Questions the CLI asks: values missing from flags, and whether to trust a new host key."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+
+from radops.errors import UsageError
+
+if TYPE_CHECKING:
+    from radops.executors.base import ConnectOptions
+
+
+def ask(value: str | None, prompt: str, flag: str, default: str | None = None) -> str:
+    """The flag's value, else the answer to a prompt.
+
+    On a terminal the prompt is shown; answers piped in by a script are read a line each with
+    no prompt mixed into the output. An empty answer, or none, takes the default if there is one.
+    """
+    if value is not None:
+        return value
+    if sys.stdin.isatty():
+        answer: str = typer.prompt(prompt, default=default, err=True)
+        return answer.strip()
+    line = sys.stdin.readline().strip()
+    if line or default is not None:
+        return line or str(default)
+    raise UsageError(f"no answer for {prompt!r} (stdin closed)", f"Give it with {flag}.")
+
+
+def confirm_host_key(host: str, key_type: str, fingerprint: str) -> bool:
+    """Ask on the terminal whether to trust an unknown SSH host key."""
+    typer.echo(f"The authenticity of host {host!r} can't be established.", err=True)
+    typer.echo(f"{key_type} key fingerprint is {fingerprint}.", err=True)
+    return typer.confirm("Trust this key and continue connecting?", default=False, err=True)
+
+
+def connect_options(accept_host_key: bool = False) -> ConnectOptions:
+    """How a command may trust an unknown host key: the flag, else a question on a terminal
+    (without one, an unknown key is refused)."""
+    from radops.executors.base import ConnectOptions
+
+    ask_user = confirm_host_key if sys.stdin.isatty() else None
+    return ConnectOptions(trust_new_host_key=accept_host_key, confirm_host_key=ask_user)

@@ -1,0 +1,67 @@
+"""The docker CLI on a remote machine, over an SSH connection, with its failures classified."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
+from radops.executors._docker_argv import error_line
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from radops.ssh.remote import SSHConnection
+
+
+class RemoteDocker:
+    """`docker ...` on the machine behind `conn`; errors say what was being done on `executor`."""
+
+    def __init__(self, conn: SSHConnection, docker_path: str, executor: str) -> None:
+        self.conn = conn
+        self.path = docker_path
+        self.executor = executor
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.path, *args]
+
+    def __call__(self, *args: str, stdin: bytes | None = None, what: str) -> bytes:
+        """Run `docker ARGS`; return its stdout or raise the classified error."""
+        status, out, err = self.conn.run(self.argv(*args), stdin=stdin)
+        if status != 0:
+            raise self.error(status, err, what)
+        return out
+
+    def run_argv(self, argv: Sequence[str], stdin: bytes | None = None) -> tuple[int, bytes]:
+        """Run a docker argv made elsewhere; return (exit status, stderr)."""
+        status, _, err = self.conn.run(argv, stdin=stdin)
+        return status, err
+
+    def error(self, status: int, stderr: bytes, what: str) -> RadopsError:
+        """What a failed docker command (or the shell that ran it) means, as a radops error."""
+        text = stderr.decode(errors="replace").strip()
+        line = error_line(text) or f"exit status {status}"
+        host = self.conn.target.display
+        if status in (126, 127) and "Error response from daemon" not in text:
+            # The remote shell could not find or run docker (docker itself also exits 126/127
+            # when the job's command cannot be run, but then the daemon says so).
+            return RadopsError(
+                f"docker not found at {self.path} on {host}",
+                "Give the right path with --docker-path (`which docker` on the machine).",
+            )
+        if "permission denied" in text.lower() and "docker" in text.lower() and ".sock" in text:
+            return RadopsError(
+                f"permission denied on the Docker socket on {host} for {self.conn.target.username}",
+                "Add the user to the `docker` group on the machine, then log in again "
+                f"(`radops executors check {self.executor}` renews radops' shared connection).",
+            )
+        if "Cannot connect to the Docker daemon" in text:
+            return self.engine_down()
+        if "No such container" in text or "No such object" in text:
+            return NotFoundError(f"{what}: {line}")
+        return RadopsError(f"{what} on {self.executor}: {line}")
+
+    def engine_down(self) -> EngineUnreachableError:
+        return EngineUnreachableError(
+            f"the Docker engine on {self.conn.target.display} is not running",
+            "Start it there (`sudo systemctl start docker`).",
+        )

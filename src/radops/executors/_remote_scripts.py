@@ -1,0 +1,114 @@
+"""The small `sh` scripts that do two steps in one remote command, written and parsed here.
+
+Each SSH session costs 0.15-0.3 s, so a step whose result decides the next (look the container
+up, then read its logs; pull the image, then run it; look at the job, then stop it) runs in one
+`sh -c SCRIPT` with every value as its own argument, never spliced into the script. The first
+step's result is a header line on stdout: `radops:ok` before the second step is exec'd, or
+`radops:error STATUS` followed by what the first step wrote to stderr. So the first step's
+error text never mixes with the second's output, and job output cannot fake a header (the
+header comes first; lines before it, a login shell's banner, are dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from radops.executors._docker_argv import logs_argv
+from radops.executors.base import Stream
+
+SCRIPT_OK = b"radops:ok"
+SCRIPT_ERROR = b"radops:error "
+_THEN_EXEC = (
+    'status=$?; if [ "$status" -eq 0 ]; then printf "radops:ok\\n"; exec "$d" "$@"; fi; '
+    'printf "radops:error %d\\n%s\\n" "$status" "$err"'
+)
+# logs: look the container up, then `docker logs`.
+LOGS_SCRIPT = (
+    'd=$1 n=$2; shift 2; err=$("$d" container inspect --format "{{.Id}}" "$n" 2>&1 >/dev/null); '
+    + _THEN_EXEC
+)
+# run after shipping by registry: `docker pull` (stdin kept for the run's --env-file), then run.
+PULL_RUN_SCRIPT = (
+    'd=$1 ref=$2; shift 2; err=$("$d" pull --quiet "$ref" 2>&1 </dev/null >/dev/null); '
+    + _THEN_EXEC
+)
+
+
+def checked_logs_argv(
+    docker: str, name: str, follow: bool, tail: int | None, timestamps: bool
+) -> list[str]:
+    """`sh -c LOGS_SCRIPT` running `docker logs ...` for container `name` once it exists."""
+    logs = logs_argv(docker, name, follow, tail, timestamps)
+    return ["sh", "-c", LOGS_SCRIPT, "radops-logs", docker, name, *logs[1:]]
+
+
+def pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
+    """`sh -c PULL_RUN_SCRIPT`: pull `ref`, then `run` (a `run_argv`) once the pull worked."""
+    return ["sh", "-c", PULL_RUN_SCRIPT, "radops-run", docker, ref, *run[1:]]
+
+
+# stop: look the container up, stop it if it runs; the header's rest is one line, `true` if it
+# was running, then the container's `docker inspect` JSON.
+STOP_SCRIPT = (
+    'd=$1 n=$2 t=$3; shift 3; err=$("$d" container inspect --format "{{.State.Running}}" "$n" '
+    '2>&1); status=$? running=$err; if [ "$status" -eq 0 ] && [ "$running" = true ]; then '
+    'err=$("$d" stop --time "$t" "$n" 2>&1 >/dev/null); status=$?; fi; '
+    'if [ "$status" -eq 0 ]; then printf "radops:ok\\n%s\\n" "$running"; exec "$d" "$@"; fi; '
+    'printf "radops:error %d\\n%s\\n" "$status" "$err"'
+)
+
+
+def stop_argv(docker: str, name: str, timeout: int) -> list[str]:
+    """`sh -c STOP_SCRIPT`: stop container `name` if it runs, then inspect it."""
+    return ["sh", "-c", STOP_SCRIPT, "radops-stop", docker, name, str(timeout),
+            "container", "inspect", name]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Header:
+    """A script's header line and the bytes that followed it."""
+
+    ok: bool
+    status: int  # the first step's exit status (0 when ok)
+    rest: bytes  # the second step's output, or the first step's error text
+
+    @classmethod
+    def find(cls, received: bytes) -> Header | None:
+        """The header, once its line has arrived in `received`; else None."""
+        start = 0
+        while (end := received.find(b"\n", start)) != -1:
+            line, rest = received[start:end], received[end + 1 :]
+            if line == SCRIPT_OK:
+                return cls(True, 0, rest)
+            if line.startswith(SCRIPT_ERROR):
+                code = line[len(SCRIPT_ERROR) :].strip()
+                return cls(False, int(code) if code.isdigit() else 1, rest)
+            start = end + 1
+        return None
+
+
+class HeaderReader:
+    """Reads a script's output stream: holds everything until the header has arrived, then
+    passes the second step's output through as it comes (`feed`)."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.held: list[bytes] = []  # stderr that overtook the header
+        self.header: Header | None = None
+
+    def feed(self, stream: Stream, data: bytes) -> Iterator[tuple[Stream, bytes]]:
+        if self.header is not None:
+            yield stream, data
+        elif stream == "stderr":
+            self.held.append(data)
+        else:
+            self.received += data
+            found = Header.find(self.received)
+            if found is None or not found.ok:
+                return  # an error's whole text arrives before the script exits
+            self.header = found
+            for chunk in self.held:
+                yield "stderr", chunk
+            if found.rest:
+                yield "stdout", found.rest

@@ -1,0 +1,135 @@
+"""How an image built here reaches a remote engine: strategies behind one small interface.
+
+A strategy gets the local image onto the remote engine and starts the job there, so that
+it can fold the start into its last remote command (the registry's pull-then-run). Room for
+more: shipping only the layers the remote lacks, or building on the executor.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from typing import TYPE_CHECKING
+
+from radops.errors import RadopsError, UsageError
+from radops.executors import _remote_scripts as scripts
+from radops.executors._docker_argv import error_line
+from radops.images.registry import registry_credentials, registry_server
+
+if TYPE_CHECKING:
+    from radops.executors._remote_docker import RemoteDocker
+    from radops.images.service import LocalImages
+    from radops.progress import ProgressCallback
+
+_AUTH_FAILURE = re.compile(r"unauthorized|denied|authentication required|no basic auth", re.I)
+
+
+class Shipping(abc.ABC):
+    """Gets local images onto one remote engine (`docker`) and starts jobs from them."""
+
+    def __init__(self, images: LocalImages, docker: RemoteDocker) -> None:
+        self.images = images
+        self.docker = docker
+
+    def remote_ref(self, local_tag: str) -> str:
+        """The name the remote engine knows the image by."""
+        return local_tag
+
+    @abc.abstractmethod
+    def ship_and_run(
+        self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
+    ) -> tuple[int, bytes]:
+        """Ship `local_tag`, then run `run_argv` (a `docker run` for `remote_ref`) with `env`
+        on its stdin; return that run's exit status and stderr."""
+
+
+class SSHStream(Shipping):
+    """`docker save | ssh host docker load`, streamed through the executor's one connection."""
+
+    def ship_and_run(
+        self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
+    ) -> tuple[int, bytes]:
+        progress(f"Sending {local_tag} to {self.docker.executor} over SSH")
+        load = self.docker.argv("load", "--quiet")
+        status, output = self.docker.conn.run_with_input(load, self.images.export(local_tag))
+        if status != 0:
+            reason = error_line(output.decode(errors="replace")) or f"exit status {status}"
+            raise RadopsError(f"`docker load` on the remote machine failed: {reason}")
+        return self.docker.run_argv(run_argv, stdin=env)
+
+
+class Registry(Shipping):
+    """Push here, pull there: only the layers the registry or the remote lack move."""
+
+    def __init__(self, images: LocalImages, docker: RemoteDocker, registry: str) -> None:
+        super().__init__(images, docker)
+        self.registry = registry.rstrip("/")
+
+    def remote_ref(self, local_tag: str) -> str:
+        return f"{self.registry}/{local_tag}"
+
+    def ship_and_run(
+        self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
+    ) -> tuple[int, bytes]:
+        """Push, then pull and start the job in one remote command; a pull the registry
+        denies is retried once logged in."""
+        ref = self.remote_ref(local_tag)
+        self.images.push(local_tag, ref, progress)
+        progress(f"Pulling {ref} on {self.docker.executor}")
+        script = scripts.pull_then_run_argv(self.docker.path, ref, run_argv)
+        status, out, err = self.docker.conn.run(script, stdin=env)
+        header = scripts.Header.find(out)
+        if header is None or header.ok:
+            return status, err  # docker run's (or sh's own failure)
+        pull_status, pull_err = header.status, header.rest
+        if _AUTH_FAILURE.search(pull_err.decode(errors="replace")):
+            pull_status, pull_err = self._pull_with_login(ref, progress) or (pull_status, pull_err)
+        if pull_status != 0:
+            raise self.docker.error(pull_status, pull_err, f"pulling {ref}")
+        return self.docker.run_argv(run_argv, stdin=env)
+
+    def _pull_with_login(self, ref: str, progress: ProgressCallback) -> tuple[int, bytes] | None:
+        """Pull with this machine's registry credentials, logged in through stdin into a
+        throw-away docker config, so no token stays behind on the remote machine."""
+        server = registry_server(ref)
+        creds = registry_credentials(server)
+        if creds is None:
+            return None
+        progress(f"Logging {self.docker.executor} in to {server} for this pull")
+        folder = self._remote_tmpdir()
+        docker = self.docker.argv("--config", folder)
+        conn = self.docker.conn
+        try:
+            login = [*docker, "login", server, "--username", creds["username"], "--password-stdin"]
+            status, _, err = conn.run(login, stdin=creds["password"].encode())
+            if status != 0:
+                raise self.docker.error(status, err, f"docker login {server}")
+            status, _, err = conn.run([*docker, "pull", "--quiet", ref])
+            return status, err
+        finally:
+            conn.run(["rm", "-rf", "--", folder])
+
+    def _remote_tmpdir(self) -> str:
+        status, out, err = self.docker.conn.run(["mktemp", "-d", "-t", "radops-docker.XXXXXXXX"])
+        folder = out.decode().strip()
+        if status != 0 or not folder.startswith("/"):
+            raise RadopsError(
+                f"cannot make a temporary folder on {self.docker.executor}: {err.decode().strip()}"
+            )
+        return folder
+
+
+def choose_shipping(
+    transfer: str, registry: str | None, images: LocalImages, docker: RemoteDocker
+) -> Shipping:
+    """The strategy for `--transfer` (auto: the registry if one is configured, else SSH)."""
+    if transfer == "auto":
+        transfer = "registry" if registry else "ssh"
+    if transfer == "ssh":
+        return SSHStream(images, docker)
+    if not registry:
+        raise UsageError(
+            "no registry configured for --transfer registry",
+            "Set one: `radops config set registry ghcr.io/OWNER` (or RADOPS_REGISTRY).",
+        )
+    return Registry(images, docker, registry)
