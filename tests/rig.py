@@ -8,11 +8,13 @@ raises RigError, so the tests that need it fail: a broken rig is never a skipped
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -241,14 +243,12 @@ def _run_sshd(
     proc = _spawn([sshd, "-D", "-e", "-f", str(config)], folder / "sshd.log")
 
     def answers() -> bool:
+        # Its own log must say it listens: a connection alone could reach someone else's sshd
+        # on the same address (another test session's), and every login would then fail.
         if proc.poll() is not None:
             raise RigError(f"sshd exited; see {folder / 'sshd.log'}")
-        for address in listen:
-            try:
-                socket.create_connection(address, 1).close()
-            except OSError:
-                return False
-        return True
+        log = (folder / "sshd.log").read_text(errors="replace")
+        return all(f"Server listening on {host} port {port}." in log for host, port in listen)
 
     wait_for(answers, "sshd")
     return proc
@@ -304,6 +304,35 @@ def cloud_vms(root: Path, remote: RemoteHost, ips: list[str]) -> Iterator[CloudV
         yield vms
     finally:
         vms.stop()
+
+
+RIG_LOCK = Path(tempfile.gettempdir()) / "radops-test-rig.lock"
+RIG_LOCK_WAIT_S = 900
+
+
+@contextlib.contextmanager
+def machine_lock() -> Iterator[None]:
+    """Hold the machine's one test rig: a second session's engine, sshd and fixed addresses
+    (the GCP VMs' 127.0.0.22-23:22) would collide with this one's. Waits for the other
+    session to finish (up to RIG_LOCK_WAIT_S), then fails saying so."""
+    with RIG_LOCK.open("a") as lock:
+        deadline = time.monotonic() + RIG_LOCK_WAIT_S
+        told = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RigError(f"another test session holds the rig ({RIG_LOCK})") from None
+                if not told:
+                    print(f"waiting for another test session's rig ({RIG_LOCK})", file=sys.stderr)
+                    told = True
+                time.sleep(1)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

@@ -54,7 +54,11 @@ def test_list_templates_shows_global_and_regional(gcli: CLI) -> None:
 
 
 def test_create_run_logs_stop_start_delete(gcli: CLI, fake: FakeGCE, job_context: Path) -> None:
-    created = gcli("executors", "gcp", "create", "cpu-small", "vm1", "--json", timeout=180)
+    # radops' own deadline (90 s) comes before the test's: a VM that never gets ready is
+    # reported with radops' reason instead of a bare subprocess timeout.
+    created = gcli(
+        "executors", "gcp", "create", "cpu-small", "vm1", "--json", "--timeout", "90", timeout=180
+    )
     _ok(created)
     spec = json.loads(created.stdout)
     assert (

@@ -24,13 +24,19 @@ class CLI:
     def __call__(
         self, *args: str, input: bytes | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            [sys.executable, "-m", "radops", *args],
-            env=self.env,
-            input=input if input is not None else b"",
-            capture_output=True,
-            timeout=timeout,
-        )
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "radops", *args],
+                env=self.env,
+                input=input if input is not None else b"",
+                capture_output=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as e:  # say what it was doing, not only that it hung
+            raise AssertionError(
+                f"radops {' '.join(args)} still running after {timeout}s; "
+                f"stdout: {e.stdout!r}; stderr: {e.stderr!r}"
+            ) from None
 
     def popen(self, *args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
