@@ -1,12 +1,15 @@
-"""Start-up: `radops executors --help` and `radops executors run --help` against bare_app.py.
+"""Start-up: `radops executors --help` and `radops executors run --help` against a bare Typer app.
 
-Both run the same way, `python -m MODULE ARGS` with this interpreter, so the interpreter's own
-start-up is in both. Also checks with `-X importtime` that `--help` imports none of docker,
-paramiko and google, and lists what costs most.
+The bare app, `bare_app.py`, is written at the start of each run by `_bare_app.write_bare_app()`
+from radops' own command tree: the same commands, parameters, help texts and epilogs, no logic,
+and no import from radops. Both run the same way, `python -m MODULE ARGS` with this interpreter,
+so the interpreter's own start-up is in both. Also checks with `-X importtime` that `--help`
+imports none of docker, paramiko and google, and lists what costs most.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -16,18 +19,20 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from _bare_app import MODULE as BARE_APP
+from _bare_app import write_bare_app
 from _timing import Result, Row, compare, ratio_row, run_once
 
-HERE = Path(__file__).resolve().parent
 GOAL = 1.3
 COMMANDS = (("executors", "--help"), ("executors", "run", "--help"))
 FORBIDDEN = ("docker", "paramiko", "google")
 IMPORT_RUNS = 3
 
 
-def _env() -> dict[str, str]:
+def _env(bare_dir: Path) -> dict[str, str]:
+    """The environment of both commands; `bare_dir`, which holds bare_app.py, first on the path."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(bare_dir), env.get("PYTHONPATH")) if p)
     env["COLUMNS"] = "100"  # the same help layout for both, terminal or not
     env.pop("PYTHONPROFILEIMPORTTIME", None)
     return env
@@ -39,7 +44,7 @@ def _argv(module: str, args: tuple[str, ...], *extra: str) -> list[str]:
 
 def _output(module: str, args: tuple[str, ...], cwd: Path) -> bytes:
     return subprocess.run(
-        _argv(module, args), env=_env(), cwd=cwd, capture_output=True, check=True, timeout=60
+        _argv(module, args), env=_env(cwd), cwd=cwd, capture_output=True, check=True, timeout=60
     ).stdout
 
 
@@ -50,7 +55,7 @@ def import_times(module: str, args: tuple[str, ...], cwd: Path) -> dict[str, tup
     for _ in range(IMPORT_RUNS):
         stderr = subprocess.run(
             _argv(module, args, "-X", "importtime"),
-            env=_env(),
+            env=_env(cwd),
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -103,16 +108,31 @@ def _tree(command: Any, path: str = "") -> dict[str, Any]:
     return tree
 
 
-def check_shape() -> list[str]:
-    """Differences between radops' command tree and bare_app's; empty when they match."""
+def _load_bare_app(directory: Path) -> Any:
+    """The bare app module written in `directory`, loaded from its file (not from sys.path)."""
+    spec = importlib.util.spec_from_file_location(BARE_APP, directory / f"{BARE_APP}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_shape(bare_dir: Path | None = None) -> list[str]:
+    """Differences between radops' command tree and the bare app's; empty when they match.
+
+    The bare app is the one written in `bare_dir`, or a fresh one when none is given. It is
+    generated from radops' tree, so a difference means the generator missed something.
+    """
     import typer
 
-    sys.path.insert(0, str(HERE))
-    try:
-        import bare_app
-        from radops.cli import app as radops_app
-    finally:
-        sys.path.remove(str(HERE))
+    from radops.cli import app as radops_app
+
+    if bare_dir is None:
+        with tempfile.TemporaryDirectory(prefix="radops-bench-") as tmp:
+            write_bare_app(Path(tmp))
+            bare_app = _load_bare_app(Path(tmp))
+    else:
+        bare_app = _load_bare_app(bare_dir)
     ours = _tree(typer.main.get_command(radops_app))
     bare = _tree(typer.main.get_command(bare_app.app))
     problems = [f"`{p}` only in radops" for p in sorted(ours.keys() - bare.keys())]
@@ -129,20 +149,22 @@ def check_shape() -> list[str]:
 def run(quick: bool) -> Result:
     runs = 5 if quick else 15
     result = Result("Start-up")
-    env = _env()
     with tempfile.TemporaryDirectory(prefix="radops-bench-") as tmp:
         cwd = Path(tmp)
+        write_bare_app(cwd)  # bare_app.py from radops' command tree, as it is now
+        problems = check_shape(cwd)
+        env = _env(cwd)
         for args in COMMANDS:
             label = "radops " + " ".join(args)
 
             def timed(module: str, args: tuple[str, ...] = args) -> Any:
                 return lambda: run_once(_argv(module, args), env=env, cwd=cwd)
 
-            ours, bare = compare(timed("radops"), timed("bare_app"), runs=runs)
+            ours, bare = compare(timed("radops"), timed(BARE_APP), runs=runs)
             result.rows.append(
                 ratio_row(f"start-up: `{label}`", ours, bare, GOAL, baseline_name="bare Typer")
             )
-            same = _output("radops", args, cwd) == _output("bare_app", args, cwd)
+            same = _output("radops", args, cwd) == _output(BARE_APP, args, cwd)
             result.notes.append(
                 f"- `{label}`: {runs} runs each, alternating; help text "
                 + ("identical to the bare app's." if same else "**differs** from the bare app's.")
@@ -152,7 +174,7 @@ def run(quick: bool) -> Result:
         for args in COMMANDS:
             label = "radops " + " ".join(args)
             ours_imports = import_times("radops", args, cwd)
-            bare_imports = import_times("bare_app", args, cwd)
+            bare_imports = import_times(BARE_APP, args, cwd)
             forbidden_found |= {n.split(".")[0] for n in ours_imports if _is_forbidden(n)}
             top = sorted(
                 ((c, n) for n, (_, c, d) in ours_imports.items() if d == 0),
@@ -183,10 +205,11 @@ def run(quick: bool) -> Result:
             met=not forbidden_found,
         )
     )
-    problems = check_shape()
     result.notes.append(
-        "- bare_app.py has the same command tree, parameters, help texts and epilogs as radops."
+        "- The bare app is generated from radops' command tree (`benchmarks/_bare_app.py`): same "
+        "commands, parameters, help texts and epilogs, no logic, no import from radops."
         if not problems
-        else "- **bare_app.py has drifted from radops** (update it): " + "; ".join(problems)
+        else "- **The generated bare app differs from radops' command tree** (fix "
+        "`benchmarks/_bare_app.py`): " + "; ".join(problems)
     )
     return result

@@ -169,8 +169,9 @@ def render(results: list[Result], quick: bool, started: datetime, seconds: float
         "",
         "- Start-up: `python -m radops executors --help` and `python -m radops executors run "
         "--help`",
-        "  against `python -m bare_app ...`, where `benchmarks/bare_app.py` is a Typer app with",
-        "  radops' command tree, parameters and help texts and no logic.",
+        "  against `python -m bare_app ...`, where `bare_app.py` is a Typer app that",
+        "  `benchmarks/_bare_app.py` writes from radops' command tree at the start of the run: the",
+        "  same commands, parameters, help texts and epilogs, no logic and no import from radops.",
         "- Logs: a local job runs `awk` printing 300,000 63-byte lines and exits; then",
         "  `python -m radops executors logs local JOB > file` against",
         "  `docker logs radops-JOB > file`. Peak memory is the child's own max RSS (`wait4`).",
