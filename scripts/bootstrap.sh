@@ -17,6 +17,7 @@ install_debian_packages() {
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v ssh-keygen >/dev/null || missing+=(openssh-client)
   command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
+  command -v fish >/dev/null || missing+=(fish)  # tests: a remote user whose login shell is fish
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"

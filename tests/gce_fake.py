@@ -30,6 +30,9 @@ What it models, because radops depends on it (everything is in memory, time-base
   wildcards), `eq`/`ne` (full-match regex), `AND`, `OR`, parentheses and implicit AND between
   expressions, e.g. `labels.radops-managed = true AND status = RUNNING`. Fields are dotted paths
   into the resource JSON (`name`, `status`, `labels.KEY`, ...). A filter it cannot parse is a 400.
+- Guest attributes: a RUNNING instance publishes `host_keys` (key type, base64 blob) under
+  `hostkeys/`, as the guest agent does, through `getGuestAttributes?queryPath=hostkeys/`; with
+  none (an image without the agent) or before RUNNING the call is a 404, as on the real API.
 - Lists page with `maxResults` / `pageToken`; aggregated lists return every scope (an empty scope
   carries the NO_RESULTS_ON_PAGE warning, as the real API does).
 
@@ -374,8 +377,11 @@ class FakeGCE:
         on_ssh_keys: Callable[[str, str], None] | None = None,
         op_delay: float = 0.3,
         boot_step: float = 0.3,
+        host_keys: list[tuple[str, str]] | None = None,
     ) -> None:
         self.project = project
+        # (key type, base64 blob) every RUNNING VM publishes as guest attributes `hostkeys/`.
+        self.host_keys = list(host_keys or [])
         self.ips = list(DEFAULT_IPS if ips is None else ips)
         if not self.ips:
             raise ValueError("ips must not be empty")
@@ -811,6 +817,8 @@ class FakeGCE:
                     )
                 case ("GET", "zones", zone, "instances", name):
                     return self._render_instance(self._get_instance(zone, name), now)
+                case ("GET", "zones", zone, "instances", name, "getGuestAttributes"):
+                    return self._guest_attributes(self._get_instance(zone, name), query, now)
                 case ("DELETE", "zones", zone, "instances", name):
                     return self._idempotent(query, lambda: self._delete(zone, name, now))
                 case ("POST", "zones", zone, "instances", name, "stop"):
@@ -936,6 +944,19 @@ class FakeGCE:
         return self._aggregated_body(
             "compute#instanceAggregatedList", "instances", "instances", scopes, query
         )
+
+    def _guest_attributes(self, inst: _Instance, query: Query, now: float) -> Json:
+        path = (query.get("queryPath") or [""])[0]
+        where = f"projects/{self.project}/zones/{inst.zone}/instances/{inst.name}"
+        if path != "hostkeys/" or inst.status(now) != "RUNNING" or not self.host_keys:
+            raise _not_found(f"{where}/guestAttributes/{path}")
+        items = [{"namespace": "hostkeys", "key": t, "value": v} for t, v in self.host_keys]
+        return {
+            "kind": "compute#guestAttributes",
+            "queryPath": path,
+            "queryValue": {"items": items},
+            "selfLink": f"{self._zone_url(inst.zone)}/instances/{inst.name}/getGuestAttributes",
+        }
 
     def _get_instance(self, zone: str, name: str) -> _Instance:
         self._check_zone(zone)

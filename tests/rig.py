@@ -198,15 +198,34 @@ def keygen(path: Path, key_type: str = "ed25519") -> Path:
     return path
 
 
-def _ensure_no_docker_user() -> None:
-    if subprocess.run(["id", NO_DOCKER_USER], capture_output=True).returncode != 0:
+FISH_USER = "radops-rig-fish"  # a user whose login shell is fish (not POSIX)
+OTHER_USER = "radops-rig-other"  # another local user, for what must not trust them
+
+
+def ensure_user(name: str, shell: str = "/bin/sh", home: str = "/nonexistent") -> int:
+    """A local system user that sshd lets log in with a key; returns its uid."""
+    if subprocess.run(["id", name], capture_output=True).returncode != 0:
         subprocess.run(
-            ["useradd", "--system", "--shell", "/bin/sh", "--home-dir", "/nonexistent",
-             NO_DOCKER_USER],
-            check=True,
-        )  # fmt: skip
+            ["useradd", "--system", "--shell", shell, "--home-dir", home, name], check=True
+        )
+    # (capture_output: usermod says "no changes" when there are none)
+    subprocess.run(
+        ["usermod", "--shell", shell, "--home", home, name], check=True, capture_output=True
+    )
     # "*" rather than useradd's "!": no password, but not a locked account sshd would refuse.
-    subprocess.run(["usermod", "-p", "*", NO_DOCKER_USER], check=True)
+    subprocess.run(["usermod", "-p", "*", name], check=True, capture_output=True)
+    if home != "/nonexistent":
+        Path(home).mkdir(mode=0o700, exist_ok=True)
+        shutil.chown(home, name, name)
+    return int(subprocess.run(["id", "-u", name], capture_output=True, check=True).stdout)
+
+
+def _ensure_no_docker_user() -> None:
+    ensure_user(NO_DOCKER_USER)
+    fish = shutil.which("fish")
+    if fish is None:
+        raise RigError("fish is not installed (scripts/bootstrap.sh installs it)")
+    ensure_user(FISH_USER, fish, f"/var/tmp/{FISH_USER}")
 
 
 def _world_readable_keys(public: list[str]) -> Path:

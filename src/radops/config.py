@@ -23,6 +23,8 @@ SETTINGS_ENV = {
     "gcp_zone": "RADOPS_GCP_ZONE",
     "gcp_api_endpoint": "RADOPS_GCP_API_ENDPOINT",
     "ssh_persist": "RADOPS_SSH_PERSIST",
+    "registry_pull_username": "RADOPS_REGISTRY_PULL_USERNAME",
+    "registry_pull_token_file": "RADOPS_REGISTRY_PULL_TOKEN_FILE",
 }
 
 
@@ -35,11 +37,29 @@ def validate_executor_name(name: str) -> str:
     return name
 
 
-def _no_option_injection(value: str, what: str) -> str:
-    # A value starting with '-' would be read as an option by ssh or docker.
-    if not value or value.startswith("-") or any(c.isspace() or c == "\0" for c in value):
+# What OpenSSH 9.6 refuses in a host name or user name from the command line: ~/.ssh/config's
+# `Match exec` hands %h and %r to a local shell, so radops refuses them before any lookup.
+_SHELL_CHARS = frozenset("'`\"$\\;&<>|(){}")
+
+
+def check_ssh_name(value: str, what: str) -> str:
+    """`value` as a host or user name for SSH, else ValueError: not empty, no leading '-' (an
+    option to ssh or docker), no whitespace, control or shell characters."""
+    bad = not value or value.startswith("-")
+    bad = bad or any(c in _SHELL_CHARS or c.isspace() or not c.isprintable() for c in value)
+    if bad:
         raise ValueError(f"invalid {what} {value!r}")
     return value
+
+
+def validate_ssh_name(value: str, what: str) -> str:
+    """`check_ssh_name`, as a UsageError that says which characters are refused."""
+    try:
+        return check_ssh_name(value, what)
+    except ValueError as e:
+        raise UsageError(
+            str(e), "Host and user names cannot contain spaces, quotes or any of `$;&<>|(){}\\."
+        ) from None
 
 
 def _utcnow() -> datetime:
@@ -101,12 +121,12 @@ class SSHExecutorSpec(_Spec):
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, v: str) -> str:
-        return _no_option_injection(v, "hostname")
+        return check_ssh_name(v, "hostname")
 
     @field_validator("username")
     @classmethod
     def _username(cls, v: str | None) -> str | None:
-        return None if v is None else _no_option_injection(v, "username")
+        return None if v is None else check_ssh_name(v, "username")
 
     @field_validator("docker_path")
     @classmethod
@@ -139,6 +159,10 @@ class Settings(_Spec):
     gcp_zone: str | None = None
     gcp_api_endpoint: str | None = None
     ssh_persist: str | None = None  # seconds an idle shared SSH connection stays open
+    # What remote engines log in to the registry with to pull (ideally a read-only token): the
+    # user name, and a file holding the token (or RADOPS_REGISTRY_PULL_TOKEN, never stored).
+    registry_pull_username: str | None = None
+    registry_pull_token_file: str | None = None
 
 
 class PendingVM(_Spec):

@@ -41,8 +41,25 @@ class ExecutorStore:
         self.directory = directory or config_dir()
         self.path = self.directory / CONFIG_FILE_NAME
 
+    def check_owner(self) -> None:
+        """Refuse a config folder that belongs to another user: its settings (registry, SSH
+        options) and known_hosts decide what radops trusts."""
+        try:
+            owner = self.directory.stat().st_uid
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise ConfigError(f"cannot read config folder {self.directory}: {e.strerror}") from e
+        if owner != os.getuid():
+            raise ConfigError(
+                f"config folder {self.directory} belongs to another user (uid {owner})",
+                "Use your own (unset RADOPS_CONFIG_DIR / XDG_CONFIG_HOME kept from another "
+                "user, e.g. by `sudo -E`), or give the folder to yourself.",
+            )
+
     def load(self) -> ConfigFile:
         """The config as it is on disk; an empty one if there is no file yet."""
+        self.check_owner()
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -99,6 +116,7 @@ class ExecutorStore:
             ) from e
 
     def _ensure_directory(self) -> None:
+        self.check_owner()
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             if self.directory.stat().st_mode & 0o077:

@@ -26,9 +26,12 @@ def cloud_vms(
 
 @pytest.fixture
 def fake(cloud_vms: rig.CloudVMs) -> Iterator[FakeGCE]:
+    # The VMs publish their sshd's real host key as guest attributes, as the guest agent does.
+    key_type, blob = cloud_vms.host_key_pub.read_text().split()[:2]
     gce = FakeGCE(
-        project=PROJECT, ips=VM_IPS, on_ssh_keys=cloud_vms.set_ssh_keys, op_delay=0.2, boot_step=0.2
-    )
+        project=PROJECT, ips=VM_IPS, on_ssh_keys=cloud_vms.set_ssh_keys, op_delay=0.2,
+        boot_step=0.2, host_keys=[(key_type, blob)],
+    )  # fmt: skip
     gce.add_template("cpu-small", machine_type="e2-standard-4")
     gce.add_template(
         "a100-1g", region="us-central1", machine_type="a2-highgpu-1g",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from radops.config import GCPExecutorSpec, PendingVM, SSHExecutorSpec
-from radops.errors import NotFoundError, UsageError
+from radops.errors import CloudError, NotFoundError, UsageError
 from radops.gcp.compute import EXECUTOR_LABEL, MANAGED_LABEL, Template
 from radops.gcp.provision import Provisioner, candidate_zones, check_vm_name
 from radops.gcp.settings import GCPTarget, resolve_target
@@ -423,3 +423,26 @@ def test_delete_of_an_entry_from_another_project_deletes_the_vm_in_that_project(
     deleted = prov.delete("halfway", progress)
     assert "halfway" not in fake.instances()
     assert deleted is True
+
+
+# what the API returns is checked -----------------------------------------------------------
+
+
+def test_an_external_ip_that_is_not_an_ip_is_refused(
+    gce: Clients, fake: FakeGCE, prov: Provisioner
+) -> None:
+    fake.ips = ["203.0.113.9;touch${IFS}/tmp/x"]  # would become the executor's hostname
+    make_vm(gce, "odd")
+    wait_running(fake, "odd")
+    with pytest.raises(CloudError, match="external IP that is not one"):
+        prov.compute.get(ZONE, "odd")
+
+
+def test_published_host_keys_are_read_through_the_real_client(
+    gce: Clients, fake: FakeGCE, prov: Provisioner
+) -> None:
+    make_vm(gce, "keys")
+    assert prov.compute.host_keys(ZONE, "keys") == []  # not RUNNING yet, or none: the same
+    fake.host_keys = [("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIA==")]
+    wait_running(fake, "keys")
+    assert prov.compute.host_keys(ZONE, "keys") == fake.host_keys

@@ -279,13 +279,13 @@ def test_socket_path_too_long_for_a_unix_socket_is_none(
     fixed = len("/radops/") + 20 + len(".sock")
     room = sockets.MAX_SOCKET_PATH - fixed - len(os.fsencode(short_dir)) - 1
     fits = short_dir / ("f" * room)
-    fits.mkdir()
+    fits.mkdir(mode=0o700)  # private, as an XDG_RUNTIME_DIR is
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(fits))
     path = sockets.socket_path(identity, short_dir / "kh")
     assert path is not None and len(os.fsencode(path)) == sockets.MAX_SOCKET_PATH
 
     too_long = short_dir / ("f" * (room + 1))
-    too_long.mkdir()
+    too_long.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(too_long))
     assert sockets.socket_dir() is not None
     assert sockets.socket_path(identity, short_dir / "kh") is None

@@ -1,10 +1,13 @@
-"""A registry that wants a password: the push uses local credentials, and the remote is logged in
-with them through stdin when its pull is refused. The secret never appears in radops' output."""
+"""A registry that wants a password: the push uses this machine's credentials, which never go to
+the remote; the remote pulls with an explicit pull credential, logged in for that one pull in a
+throw-away docker config removed on every way out. No secret appears in radops' output."""
 
 from __future__ import annotations
 
 import base64
 import json
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -24,24 +27,92 @@ def _docker_config(folder: Path, registry: str | None) -> Path:
     return folder
 
 
-def test_private_registry_push_and_remote_login(
+def _leftovers() -> set[Path]:
+    """Throw-away docker configs on the remote machine (the rig's remote is this machine)."""
+    return set(Path(tempfile.gettempdir()).glob("radops-docker.*"))
+
+
+def _remote_auths(remote: rig.RemoteHost) -> dict[str, object]:
+    assert remote.docker_config is not None
+    config = remote.docker_config / "config.json"
+    return json.loads(config.read_text()).get("auths", {}) if config.exists() else {}
+
+
+def _with_pull_credential(cli: CLI, tmp_path: Path) -> None:
+    token = tmp_path / "pull-token"
+    token.write_text(rig.AUTH_PASSWORD + "\n")
+    token.chmod(0o600)
+    cli.env["RADOPS_REGISTRY_PULL_USERNAME"] = rig.AUTH_USER
+    cli.env["RADOPS_REGISTRY_PULL_TOKEN_FILE"] = str(token)
+
+
+def test_the_push_credential_never_goes_to_the_remote(
     cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost, tmp_path: Path
 ) -> None:
     cli.env["RADOPS_REGISTRY"] = remote.auth_registry
     cli.env["DOCKER_CONFIG"] = str(_docker_config(tmp_path / "docker", remote.auth_registry))
+    before = _leftovers()
+    result = cli("executors", "run", box, str(job_context), "sh /job/args.sh private")
+    assert result.returncode == 1, result.stderr.decode()
+    err = result.stderr.decode()
+    assert f"Pushing {remote.auth_registry}/" in err  # this machine's credential pushed
+    assert f"{remote.auth_registry} refused the pull on box" in err
+    assert "registry_pull_username" in err and "Traceback" not in err
+    assert rig.AUTH_PASSWORD not in err + result.stdout.decode()
+    assert remote.auth_registry not in _remote_auths(remote)
+    assert _leftovers() == before
+
+
+def test_a_pull_credential_logs_the_remote_in_for_one_pull(
+    cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost, tmp_path: Path
+) -> None:
+    cli.env["RADOPS_REGISTRY"] = remote.auth_registry
+    cli.env["DOCKER_CONFIG"] = str(_docker_config(tmp_path / "docker", remote.auth_registry))
+    _with_pull_credential(cli, tmp_path)
+    before = _leftovers()
     result = cli("executors", "run", box, str(job_context), "sh /job/args.sh private", "--json")
     assert result.returncode == 0, result.stderr.decode()
     err = result.stderr.decode()
-    assert f"Logging box in to {remote.auth_registry}" in err
+    assert f"(logged in to {remote.auth_registry} as {rig.AUTH_USER})" in err
     assert rig.AUTH_PASSWORD not in err + result.stdout.decode()
-    assert remote.docker_config is not None
-    # The login went into a throw-away docker config: no token stays on the remote machine.
-    remote_config = remote.docker_config / "config.json"
-    if remote_config.exists():
-        assert remote.auth_registry not in json.loads(remote_config.read_text()).get("auths", {})
+    # The login went into a throw-away docker config, gone when the script ended.
+    assert remote.auth_registry not in _remote_auths(remote)
+    assert _leftovers() == before
     job = json.loads(result.stdout)["job_id"]
     logs = cli("executors", "logs", box, job, "--follow")
     assert logs.stdout == b"<private>\n"
+
+
+def test_a_client_killed_while_the_remote_pulls_leaves_no_login_behind(
+    cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost, tmp_path: Path
+) -> None:
+    cli.env["RADOPS_REGISTRY"] = remote.auth_registry
+    cli.env["DOCKER_CONFIG"] = str(_docker_config(tmp_path / "docker", remote.auth_registry))
+    _with_pull_credential(cli, tmp_path)
+    before = _leftovers()
+    proc = cli.popen("executors", "run", box, str(job_context), "sh /job/args.sh killed")
+    assert proc.stderr is not None
+    for line in proc.stderr:  # kill -9 as soon as the remote login-and-pull starts
+        if b"logged in to" in line:
+            proc.kill()
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -9
+    deadline = time.monotonic() + 60
+    while _leftovers() != before and time.monotonic() < deadline:
+        time.sleep(0.2)  # the remote script runs on without its client, then cleans up
+    assert _leftovers() == before
+    assert remote.auth_registry not in _remote_auths(remote)
+
+
+def test_a_pull_token_without_a_user_name_is_a_usage_error(
+    cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost
+) -> None:
+    cli.env["RADOPS_REGISTRY"] = remote.auth_registry
+    cli.env["RADOPS_REGISTRY_PULL_TOKEN"] = "t0ken"
+    result = cli("executors", "run", box, str(job_context), "true")
+    assert result.returncode == 2
+    assert "without registry_pull_username" in result.stderr.decode()
 
 
 def test_push_without_credentials_is_refused_clearly(

@@ -13,7 +13,10 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-KEY_HELP = "Setting name: registry, gcp_project, gcp_zone, gcp_api_endpoint or ssh_persist."
+KEY_HELP = (
+    "Setting name: registry, gcp_project, gcp_zone, gcp_api_endpoint, ssh_persist, "
+    "registry_pull_username or registry_pull_token_file."
+)
 
 
 def _check_key(key: str) -> str:

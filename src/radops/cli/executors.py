@@ -154,7 +154,12 @@ def add(
     from pydantic import ValidationError
 
     from radops.cli import render
-    from radops.config import DEFAULT_DOCKER_PATH, SSHExecutorSpec, split_host_port
+    from radops.config import (
+        DEFAULT_DOCKER_PATH,
+        SSHExecutorSpec,
+        split_host_port,
+        validate_ssh_name,
+    )
     from radops.errors import UsageError
     from radops.executors import register
     from radops.ssh.config import resolve_target
@@ -163,6 +168,7 @@ def add(
     name = ask(name, "Executor name", "--name")
     ExecutorStore().ensure_new_name(name)  # before the other questions
     host, port = split_host_port(ask(hostname, "Hostname", "--hostname"), port)
+    validate_ssh_name(host, "hostname")  # before ~/.ssh/config is applied (Match exec)
     user = ask(username, "Username", "--username", resolve_target(host, port).username)
     path = ask(
         docker_path, "Path to docker on the remote machine", "--docker-path", DEFAULT_DOCKER_PATH

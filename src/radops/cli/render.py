@@ -41,9 +41,20 @@ def print_line(text: str = "", *, err: bool = False) -> None:
     (sys.stderr if err else sys.stdout).write(text + "\n")
 
 
+def visible(text: str) -> str:
+    """`text` with control and other unprintable characters shown as escapes (`\\x1b`), so a
+    name or label read from a machine cannot move the cursor, recolour or retitle a terminal,
+    nor break a table's lines."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Aligned columns, like `docker ps`: plain text, so 1,000 rows print in milliseconds
-    (a rich Table takes most of a second to lay them out), and cells are never reinterpreted."""
+    (a rich Table takes most of a second to lay them out), and cells are never reinterpreted:
+    unprintable characters are shown escaped."""
+    rows = [[visible(cell) for cell in row] for row in rows]
     widths = [max(len(cell) for cell in col) for col in zip(columns, *rows, strict=True)]
     lines = ["   ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
     lines += [
@@ -55,7 +66,7 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 def print_fields(fields: Sequence[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in fields) + 1
     for key, value in fields:
-        print_line(f"{key + ':':<{width}} {value}")
+        print_line(f"{key + ':':<{width}} {visible(value)}")
 
 
 def print_error(error: RadopsError | str, hint: str | None = None) -> None:

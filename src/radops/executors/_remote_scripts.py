@@ -19,10 +19,12 @@ from radops.executors.base import Stream
 
 SCRIPT_OK = b"radops:ok"
 SCRIPT_ERROR = b"radops:error "
-_THEN_EXEC = (
-    'status=$?; if [ "$status" -eq 0 ]; then printf "radops:ok\\n"; exec "$d" "$@"; fi; '
+# The header, then the second step (`$d "$@"`) if the first one's `$status` is 0.
+_EXEC_IF_OK = (
+    'if [ "$status" -eq 0 ]; then printf "radops:ok\\n"; exec "$d" "$@"; fi; '
     'printf "radops:error %d\\n%s\\n" "$status" "$err"'
 )
+_THEN_EXEC = "status=$?; " + _EXEC_IF_OK
 # logs: look the container up, then `docker logs`.
 LOGS_SCRIPT = (
     'd=$1 n=$2; shift 2; err=$("$d" container inspect --format "{{.Id}}" "$n" 2>&1 >/dev/null); '
@@ -32,6 +34,22 @@ LOGS_SCRIPT = (
 PULL_RUN_SCRIPT = (
     'd=$1 ref=$2; shift 2; err=$("$d" pull --quiet "$ref" 2>&1 </dev/null >/dev/null); '
     + _THEN_EXEC
+)
+
+
+# run after shipping by registry, logged in with a pull credential: the token is the first line
+# of stdin (the run's --env-file follows it), the login goes into a throw-away docker config
+# that is removed on every way out of the script (a client killed mid-pull included: the script
+# runs on without it, and a write to its closed output ends it through the trap too).
+LOGIN_PULL_RUN_SCRIPT = (
+    "d=$1 server=$2 user=$3 ref=$4; shift 4; IFS= read -r token; "
+    "dir=$(mktemp -d -t radops-docker.XXXXXXXX) || "
+    '{ printf "radops:error 1\\ncannot make a temporary folder\\n"; exit 0; }; '
+    "trap 'rm -rf \"$dir\"' EXIT; trap 'rm -rf \"$dir\"; exit 129' HUP INT TERM PIPE; "
+    'err=$(printf "%s\\n" "$token" | "$d" --config "$dir" login "$server" --username "$user" '
+    "--password-stdin 2>&1 >/dev/null) && "
+    'err=$("$d" --config "$dir" pull --quiet "$ref" 2>&1 </dev/null >/dev/null); '
+    'status=$?; token=; rm -rf "$dir"; trap - EXIT HUP INT TERM PIPE; ' + _EXEC_IF_OK
 )
 
 
@@ -46,6 +64,15 @@ def checked_logs_argv(
 def pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
     """`sh -c PULL_RUN_SCRIPT`: pull `ref`, then `run` (a `run_argv`) once the pull worked."""
     return ["sh", "-c", PULL_RUN_SCRIPT, "radops-run", docker, ref, *run[1:]]
+
+
+def login_pull_then_run_argv(
+    docker: str, server: str, username: str, ref: str, run: list[str]
+) -> list[str]:
+    """`sh -c LOGIN_PULL_RUN_SCRIPT`: log in (token on stdin's first line), pull `ref`, forget
+    the login, then `run`. The token is never an argument."""
+    return ["sh", "-c", LOGIN_PULL_RUN_SCRIPT, "radops-run", docker, server, username, ref,
+            *run[1:]]  # fmt: skip
 
 
 # stop: look the container up, stop it if it runs; the header's rest is one line, `true` if it

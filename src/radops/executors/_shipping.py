@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 from radops.errors import RadopsError, UsageError
 from radops.executors import _remote_scripts as scripts
 from radops.executors._docker_argv import error_line
-from radops.images.registry import registry_credentials, registry_server
+from radops.images.registry import PULL_HINT, registry_server
 
 if TYPE_CHECKING:
     from radops.executors._remote_docker import RemoteDocker
+    from radops.images.registry import PullCredential
     from radops.images.service import LocalImages
     from radops.progress import ProgressCallback
 
@@ -59,11 +60,20 @@ class SSHStream(Shipping):
 
 
 class Registry(Shipping):
-    """Push here, pull there: only the layers the registry or the remote lack move."""
+    """Push here, pull there: only the layers the registry or the remote lack move. The remote
+    pulls as it is (its own `docker login`), or with the configured pull credential, logged in
+    for that one pull; this machine's push credential never leaves it."""
 
-    def __init__(self, images: LocalImages, docker: RemoteDocker, registry: str) -> None:
+    def __init__(
+        self,
+        images: LocalImages,
+        docker: RemoteDocker,
+        registry: str,
+        credential: PullCredential | None = None,
+    ) -> None:
         super().__init__(images, docker)
         self.registry = registry.rstrip("/")
+        self.credential = credential
 
     def remote_ref(self, local_tag: str) -> str:
         return f"{self.registry}/{local_tag}"
@@ -71,56 +81,37 @@ class Registry(Shipping):
     def ship_and_run(
         self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
     ) -> tuple[int, bytes]:
-        """Push, then pull and start the job in one remote command; a pull the registry
-        denies is retried once logged in."""
+        """Push, then pull and start the job in one remote command."""
         ref = self.remote_ref(local_tag)
         self.images.push(local_tag, ref, progress)
-        progress(f"Pulling {ref} on {self.docker.executor}")
-        script = scripts.pull_then_run_argv(self.docker.path, ref, run_argv)
+        server = registry_server(ref)
+        if self.credential is None:
+            progress(f"Pulling {ref} on {self.docker.executor}")
+            script = scripts.pull_then_run_argv(self.docker.path, ref, run_argv)
+        else:
+            user = self.credential.username
+            progress(f"Pulling {ref} on {self.docker.executor} (logged in to {server} as {user})")
+            script = scripts.login_pull_then_run_argv(self.docker.path, server, user, ref, run_argv)
+            env = self.credential.token.encode() + b"\n" + env  # the script reads it first
         status, out, err = self.docker.conn.run(script, stdin=env)
         header = scripts.Header.find(out)
         if header is None or header.ok:
             return status, err  # docker run's (or sh's own failure)
-        pull_status, pull_err = header.status, header.rest
-        if _AUTH_FAILURE.search(pull_err.decode(errors="replace")):
-            pull_status, pull_err = self._pull_with_login(ref, progress) or (pull_status, pull_err)
-        if pull_status != 0:
-            raise self.docker.error(pull_status, pull_err, f"pulling {ref}")
-        return self.docker.run_argv(run_argv, stdin=env)
-
-    def _pull_with_login(self, ref: str, progress: ProgressCallback) -> tuple[int, bytes] | None:
-        """Pull with this machine's registry credentials, logged in through stdin into a
-        throw-away docker config, so no token stays behind on the remote machine."""
-        server = registry_server(ref)
-        creds = registry_credentials(server)
-        if creds is None:
-            return None
-        progress(f"Logging {self.docker.executor} in to {server} for this pull")
-        folder = self._remote_tmpdir()
-        docker = self.docker.argv("--config", folder)
-        conn = self.docker.conn
-        try:
-            login = [*docker, "login", server, "--username", creds["username"], "--password-stdin"]
-            status, _, err = conn.run(login, stdin=creds["password"].encode())
-            if status != 0:
-                raise self.docker.error(status, err, f"docker login {server}")
-            status, _, err = conn.run([*docker, "pull", "--quiet", ref])
-            return status, err
-        finally:
-            conn.run(["rm", "-rf", "--", folder])
-
-    def _remote_tmpdir(self) -> str:
-        status, out, err = self.docker.conn.run(["mktemp", "-d", "-t", "radops-docker.XXXXXXXX"])
-        folder = out.decode().strip()
-        if status != 0 or not folder.startswith("/"):
+        text = header.rest.decode(errors="replace")
+        if self.credential is None and _AUTH_FAILURE.search(text):
             raise RadopsError(
-                f"cannot make a temporary folder on {self.docker.executor}: {err.decode().strip()}"
+                f"{server} refused the pull on {self.docker.executor}: {error_line(text)}",
+                PULL_HINT,
             )
-        return folder
+        raise self.docker.error(header.status, header.rest, f"pulling {ref}")
 
 
 def choose_shipping(
-    transfer: str, registry: str | None, images: LocalImages, docker: RemoteDocker
+    transfer: str,
+    registry: str | None,
+    images: LocalImages,
+    docker: RemoteDocker,
+    credential: PullCredential | None = None,
 ) -> Shipping:
     """The strategy for `--transfer` (auto: the registry if one is configured, else SSH)."""
     if transfer == "auto":
@@ -132,4 +123,4 @@ def choose_shipping(
             "no registry configured for --transfer registry",
             "Set one: `radops config set registry ghcr.io/OWNER` (or RADOPS_REGISTRY).",
         )
-    return Registry(images, docker, registry)
+    return Registry(images, docker, registry, credential)

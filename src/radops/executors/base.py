@@ -72,9 +72,12 @@ class ConnectOptions:
     """How an executor that logs in to another machine (SSH, Slurm's login node) may come to
     trust that machine's host key when it is not known yet; others ignore these."""
 
-    trust_new_host_key: bool = False  # trust it without asking (a VM created moments ago)
+    trust_new_host_key: bool = False  # trust it without asking (--accept-host-key)
     # (host, key type, SHA256 fingerprint) -> trust it? Asked on a terminal; None: refuse.
     confirm_host_key: Callable[[str, str, str], bool] | None = None
+    # SHA256 fingerprints the machine itself must show (a VM's published keys): any other key
+    # is refused, whatever the two settings above say. ProxyJump hosts are not pinned.
+    pinned_host_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

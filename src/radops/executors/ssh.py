@@ -38,7 +38,6 @@ from radops.executors.base import (
 if TYPE_CHECKING:
     from radops.config import Settings, SSHExecutorSpec
     from radops.images.service import LocalImages
-    from radops.ssh.hostkeys import ConfirmHostKey
     from radops.ssh.remote import SSHConnection
 
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -84,9 +83,10 @@ class SSHExecutor(Executor):
             self._conn = SSHConnection(
                 HostSpec(spec.hostname, spec.port, spec.username, spec.identity_file),
                 config_dir() / "known_hosts",
-                self._confirm(),
+                self.options.confirm_host_key,
                 self.options.trust_new_host_key,
                 persist=persist_seconds(self.settings),
+                pinned=self._pinned(),
             )
         return self._conn
 
@@ -97,17 +97,13 @@ class SSHExecutor(Executor):
             self._docker = RemoteDocker(self.conn, self.spec.docker_path, self.name)
         return self._docker
 
-    def _confirm(self) -> ConfirmHostKey | None:
-        """A VM radops created has a pinned key: that key is trusted under any new address."""
-        ask = self.options.confirm_host_key
-        if not isinstance(self.spec, GCPExecutorSpec) or self.spec.host_key_fingerprint is None:
-            return ask
-        pinned = self.spec.host_key_fingerprint
-
-        def confirm(host: str, key_type: str, fingerprint: str) -> bool:
-            return fingerprint == pinned or (ask is not None and ask(host, key_type, fingerprint))
-
-        return confirm
+    def _pinned(self) -> frozenset[str]:
+        """A VM radops created has a pinned key: that key is trusted under any new address,
+        and no other key is, whatever the flags."""
+        pinned = set(self.options.pinned_host_keys)
+        if isinstance(self.spec, GCPExecutorSpec) and self.spec.host_key_fingerprint:
+            pinned.add(self.spec.host_key_fingerprint)
+        return frozenset(pinned)
 
     def connect(self) -> None:
         self.conn.open()
@@ -161,8 +157,11 @@ class SSHExecutor(Executor):
         if request.gpus:
             parse_gpus(request.gpus)  # docker gets the value as-is, but a typo costs no build
         plan = self.images.plan(request.context, request.dockerfile, self.spec.platform)
+        from radops.images.registry import pull_credential
+
         registry = self.spec.registry or resolve_setting(self.settings, "registry")
-        shipping = choose_shipping(request.transfer, registry, self.images, self.docker)
+        credential = pull_credential(self.settings) if registry else None
+        shipping = choose_shipping(request.transfer, registry, self.images, self.docker, credential)
         image = shipping.remote_ref(plan.tag)
         job_id = new_job_id()
         labels = job_labels(job_id, self.name, image, request)

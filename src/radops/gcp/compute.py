@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -171,6 +172,23 @@ class Compute:
                 return None
         return _vm(inst)
 
+    def host_keys(self, zone: str, name: str) -> list[tuple[str, str]]:
+        """The SSH host keys the VM's guest agent published (guest attributes `hostkeys/`):
+        (key type, base64 blob) pairs; none while it has not (yet), or if its image does not."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import compute_v1
+
+        request = compute_v1.GetGuestAttributesInstanceRequest(
+            project=self.project, zone=zone, instance=name, query_path="hostkeys/"
+        )
+        with google_errors(f"reading the host keys VM {name} published"):
+            try:
+                found = self._client("InstancesClient").get_guest_attributes(request=request)
+            except gexc.NotFound:
+                return []
+        items = found.query_value.items if found.query_value else []
+        return [(str(i.key), str(i.value)) for i in items if i.namespace == "hostkeys"]
+
     def managed(self) -> list[VM]:
         """Every radops-managed VM in the project, in any zone."""
         vms: list[VM] = []
@@ -277,6 +295,14 @@ def _vm(inst: Any) -> VM:
     for nic in inst.network_interfaces:
         for access in nic.access_configs:
             ip = ip or access.nat_i_p or None
+    if ip is not None:
+        # It becomes an executor's hostname, so only an IP address is taken.
+        try:
+            ip = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise CloudError(
+                f"Compute Engine gave VM {inst.name} an external IP that is not one: {ip!r}"
+            ) from None
     return VM(
         name=inst.name,
         zone=_last(inst.zone),

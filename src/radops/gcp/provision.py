@@ -22,12 +22,15 @@ from radops.ssh.hostkeys import forget_host
 from radops.store import ExecutorStore, config_dir
 
 if TYPE_CHECKING:
-    from radops.executors.base import EngineReport
+    from radops.executors.base import ConnectOptions, EngineReport
     from radops.gcp.compute import Template
     from radops.gcp.settings import GCPTarget
     from radops.progress import ProgressCallback
 
 READY_TIMEOUT_S = 600
+# How long a new VM may take to publish its host keys (guest attributes) before radops falls
+# back to trusting the key it shows on first contact; at most half of the readiness budget.
+HOST_KEYS_WAIT_S = 60
 _VM_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -204,17 +207,18 @@ class Provisioner:
         budget: float,
         progress: ProgressCallback,
     ) -> tuple[EngineReport, str]:
-        """Connect (trusting the new VM's host key on first use) and check docker, and GPUs
+        """Connect, trusting only the host keys the VM published, and check docker, and GPUs
         when the template has them (drivers may still be installing on first boot)."""
-        from radops.executors.base import ConnectOptions
         from radops.executors.ssh import SSHExecutor
 
-        # A VM created moments ago: its host key is trusted on first use.
-        options = ConnectOptions(trust_new_host_key=True)
         result: list[tuple[EngineReport, str]] = []
         last_error: list[RadopsError] = []
+        trust = _HostKeyTrust(self.compute, spec, min(HOST_KEYS_WAIT_S, budget / 2), progress)
 
         def ready() -> bool:
+            options = trust.options()
+            if options is None:
+                return False  # the VM has not published its host keys yet
             executor = SSHExecutor(spec, options)
             try:
                 report = executor.check()
@@ -356,3 +360,39 @@ class Provisioner:
             with self.store.edit() as config:
                 for name in stale:
                     config.gcp_pending.pop(name, None)
+
+
+class _HostKeyTrust:
+    """How a new VM's host key becomes trusted: the keys its guest agent publishes (guest
+    attributes `hostkeys/`, read with the Compute API) are pinned; an image that publishes none
+    within `wait` seconds gets trust on first use, and the user is told."""
+
+    def __init__(
+        self, compute: Compute, spec: GCPExecutorSpec, wait: float, progress: ProgressCallback
+    ) -> None:
+        self.compute = compute
+        self.spec = spec
+        self.deadline = time.monotonic() + wait
+        self.progress = progress
+        self.told = False
+
+    def options(self) -> ConnectOptions | None:
+        """The options for the next attempt; None while waiting for the keys."""
+        import base64
+
+        from radops.executors.base import ConnectOptions
+        from radops.ssh.hostkeys import blob_fingerprint
+
+        keys = self.compute.host_keys(self.spec.zone, self.spec.instance)
+        if keys:
+            pins = frozenset(blob_fingerprint(base64.b64decode(blob)) for _, blob in keys)
+            return ConnectOptions(pinned_host_keys=pins)
+        if time.monotonic() < self.deadline:
+            return None
+        if not self.told:
+            self.progress(
+                f"{self.spec.name} publishes no SSH host keys (guest attributes); trusting the "
+                "key it shows on first contact"
+            )
+            self.told = True
+        return ConnectOptions(trust_new_host_key=True)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from radops.errors import RadopsError
+from radops.errors import RadopsError, UsageError
 from radops.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from radops.config import Settings
 
 PUSH_HINT = (
     "Log in first (`docker login REGISTRY`; for ghcr.io a token with the write:packages scope, "
@@ -30,6 +35,55 @@ def registry_credentials(server: str) -> dict[str, str] | None:
     if found and found.get("password"):
         return {"username": str(found.get("username") or ""), "password": str(found["password"])}
     return None
+
+
+PULL_TOKEN_ENV = "RADOPS_REGISTRY_PULL_TOKEN"
+PULL_HINT = (
+    "Give the machine a pull credential (a read-only token): `radops config set "
+    "registry_pull_username USER` and `radops config set registry_pull_token_file FILE` (or "
+    "RADOPS_REGISTRY_PULL_TOKEN), or log the machine in yourself (`docker login` there)."
+)
+
+
+@dataclass(frozen=True)
+class PullCredential:
+    """What a remote engine logs in to the registry with, only to pull. Never this machine's
+    push credential: that one is not sent anywhere."""
+
+    username: str
+    token: str = field(repr=False)
+
+
+def pull_credential(settings: Settings) -> PullCredential | None:
+    """The configured pull credential: registry_pull_username with RADOPS_REGISTRY_PULL_TOKEN
+    or the file registry_pull_token_file names; None if none is configured."""
+    from radops.config import resolve_setting
+
+    username = resolve_setting(settings, "registry_pull_username")
+    token_file = resolve_setting(settings, "registry_pull_token_file")
+    token = os.environ.get(PULL_TOKEN_ENV)
+    if not username:
+        if token or token_file:
+            raise UsageError(
+                "a registry pull token is configured without registry_pull_username",
+                "Set it: `radops config set registry_pull_username USER`.",
+            )
+        return None
+    if not token and token_file:
+        path = Path(token_file).expanduser()
+        try:
+            token = path.read_text().strip()
+        except OSError as e:
+            message = f"cannot read registry_pull_token_file {str(path)!r}: {e.strerror}"
+            raise UsageError(message) from e
+    if not token:
+        raise UsageError(
+            "registry_pull_username is set but no pull token", f"Set {PULL_TOKEN_ENV} or "
+            "`radops config set registry_pull_token_file FILE`."
+        )  # fmt: skip
+    if "\n" in token or "\r" in token:
+        raise UsageError("the registry pull token must be one line")
+    return PullCredential(username, token)
 
 
 def push(api: Any, local_tag: str, remote_ref: str, progress: ProgressCallback) -> None:

@@ -1,10 +1,13 @@
 """One direct SSH connection (through any ProxyJump hops) and the remote processes run on it.
 
-Every remote command line is made here, once, with `shlex.join` (`RemoteProcess.start`).
+Every remote command line is made here, once (`command_line`): the argv is quoted for `sh`
+with `shlex.join`, and what the remote login shell sees is a fixed `sh -c` wrapper around that
+text in base64, so a login shell that is not POSIX (fish, csh) passes it through unchanged.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import select
@@ -40,9 +43,9 @@ class RemoteProcess:
         self.target = target
 
     def start(self, argv: Sequence[str]) -> None:
-        """Run argv (quoted once, here) on this channel."""
+        """Run argv on this channel (see `command_line`)."""
         with ssh_errors(self.target):
-            self.channel.exec_command(shlex.join(argv))
+            self.channel.exec_command(command_line(argv))
 
     def write(self, data: bytes) -> None:
         with ssh_errors(self.target):
@@ -95,6 +98,19 @@ class RemoteProcess:
         self.close()
 
 
+def command_line(argv: Sequence[str]) -> str:
+    """The remote command line that runs argv exactly, whatever the user's login shell.
+
+    sshd hands a command line to the user's login shell, and shells disagree about quoting
+    (fish reads `\\'` inside single quotes as an escape, so `shlex.join`'s quoting alone let an
+    argument end its quotes there). Only base64's alphabet varies in this line, and the fixed
+    parts mean the same to sh, bash, zsh, fish and csh: `sh` decodes the argv, quoted for sh, and
+    execs it, so the command's stdin, stdout, stderr and exit status are its own.
+    """
+    payload = base64.b64encode(shlex.join(argv).encode("utf-8", "surrogateescape")).decode()
+    return f"sh -c 'eval \"exec $(echo {payload} | base64 -d)\"'"
+
+
 class DirectConnection:
     """One authenticated SSH connection of this process's own, opened on first use."""
 
@@ -126,25 +142,25 @@ class DirectConnection:
         sock: Any = None
         try:
             for hop, nxt in zip(hops, [*hops[1:], target], strict=False):
-                chain.append(self._connect_one(hop, sock))
+                chain.append(self._connect_one(hop, sock, self.policy.for_hops()))
                 sock = _tunnel(chain[-1].get_transport(), hop, nxt.hostname, nxt.port)
-            chain.append(self._connect_one(target, sock))
+            chain.append(self._connect_one(target, sock, self.policy))
         except BaseException:
             for client in reversed(chain):
                 client.close()
             raise
         self._clients = chain
 
-    def _connect_one(self, target: SSHTarget, sock: Any) -> paramiko.SSHClient:
+    def _connect_one(
+        self, target: SSHTarget, sock: Any, policy: HostKeyPolicy
+    ) -> paramiko.SSHClient:
         load_paramiko()
         import paramiko
 
         _quiet_paramiko()
         client = paramiko.SSHClient()
-        client.load_system_host_keys()
-        if self.policy.known_hosts.exists():
-            client.load_host_keys(str(self.policy.known_hosts))
-        client.set_missing_host_key_policy(self.policy)  # type: ignore[arg-type]
+        policy.load_into(client)
+        client.set_missing_host_key_policy(policy)  # type: ignore[arg-type]
         try:
             with ssh_errors(target, connecting=True):
                 client.connect(
@@ -157,12 +173,14 @@ class DirectConnection:
                     auth_timeout=CONNECT_TIMEOUT_S,
                     sock=sock,
                 )
+            transport = client.get_transport()
+            assert transport is not None
+            # A known key is checked too: revoked, or not the pinned one (accepted before).
+            policy.check_key(target.hostname, transport.get_remote_server_key())
         except BaseException:
             client.close()
             raise
-        transport = client.get_transport()
-        if transport is not None:
-            transport.set_keepalive(KEEPALIVE_S)
+        transport.set_keepalive(KEEPALIVE_S)
         return client
 
     def _transport(self) -> paramiko.Transport:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 
 # (host, key type, SHA256 fingerprint) -> trust this key?
 ConfirmHostKey = Callable[[str, str, str], bool]
+_log = logging.getLogger("radops.hostkeys")
 
 
 def user_known_hosts() -> Path:
@@ -30,7 +33,12 @@ def user_known_hosts() -> Path:
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's SHA256 fingerprint of a host key."""
-    digest = hashlib.sha256(key.asbytes()).digest()
+    return blob_fingerprint(key.asbytes())
+
+
+def blob_fingerprint(blob: bytes) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key in its wire form (base64-decoded)."""
+    digest = hashlib.sha256(blob).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
@@ -38,7 +46,9 @@ class HostKeyPolicy:
     """Trust keys in ~/.ssh/known_hosts or radops' own file; ask about new ones; refuse changes.
 
     paramiko itself raises BadHostKeyException for a key that differs from a known one; this
-    class only decides about hosts with no known key (paramiko's MissingHostKeyPolicy hook).
+    class decides about hosts with no known key (paramiko's MissingHostKeyPolicy hook) and,
+    with `pinned` fingerprints (a VM radops created), refuses every other key, known or not,
+    whatever `trust_new` and `confirm` say (`check_key`, also after the handshake).
     """
 
     def __init__(
@@ -46,18 +56,56 @@ class HostKeyPolicy:
         known_hosts: Path,
         confirm: ConfirmHostKey | None = None,
         trust_new: bool = False,
+        pinned: frozenset[str] = frozenset(),
     ) -> None:
         self.known_hosts = known_hosts
         self.confirm = confirm
         self.trust_new = trust_new
+        self.pinned = pinned
+        self.revoked: set[str] = set()  # base64 keys marked @revoked (`load_into`)
+
+    def for_hops(self) -> HostKeyPolicy:
+        """The policy for ProxyJump hosts on the way: the same, without the target's pins."""
+        return HostKeyPolicy(self.known_hosts, self.confirm, self.trust_new)
+
+    def load_into(self, client: paramiko.SSHClient) -> None:
+        """Give `client` the keys of ~/.ssh/known_hosts and radops' file; note revoked keys."""
+        self.revoked = set()
+        for path, load in (
+            (user_known_hosts(), client.load_system_host_keys),
+            (self.known_hosts, client.load_host_keys),
+        ):
+            usable, revoked = read_known_hosts(path)
+            self.revoked |= revoked
+            _load_lines(load, usable)
+
+    def check_key(self, hostname: str, key: paramiko.PKey) -> None:
+        """Raise HostKeyError if `key` is revoked, or not one of the pins (when there are)."""
+        fp = fingerprint(key)
+        if key.get_base64() in self.revoked:
+            raise HostKeyError(
+                f"the host key of {hostname} ({key.get_name()} {fp}) is marked @revoked in a "
+                "known-hosts file; refusing to connect"
+            )
+        if self.pinned and fp not in self.pinned:
+            raise HostKeyError(
+                f"the host key of {hostname} ({key.get_name()} {fp}) is not the one pinned for "
+                f"this executor ({', '.join(sorted(self.pinned))}); refusing to connect",
+                "This is not the machine radops created. If the VM was replaced outside radops, "
+                "delete the executor (`radops executors remove NAME`) and create it again.",
+            )
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
         fp = fingerprint(key)
-        trusted = self.trust_new or (
-            self.confirm is not None and self.confirm(hostname, key.get_name(), fp)
-        )
+        self.check_key(hostname, key)
+        if self.pinned:
+            trusted = True  # the key radops pinned when it created the machine
+        else:
+            trusted = self.trust_new or (
+                self.confirm is not None and self.confirm(hostname, key.get_name(), fp)
+            )
         if not trusted:
             raise HostKeyError(
                 f"unknown host key for {hostname} ({key.get_name()} {fp})",
@@ -78,23 +126,80 @@ def edit_known_hosts(path: Path) -> Iterator[paramiko.HostKeys]:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=30, mode=0o600):
         keys = paramiko.HostKeys()
-        if path.exists():
-            keys.load(str(path))
+        usable, _ = read_known_hosts(path)
+        _load_lines(keys.load, usable)
         yield keys
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        keys.save(str(path))
+        # A new file beside it, 0600 from the start, then renamed over: whole or not at all.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".known_hosts.", suffix=".tmp")
+        os.close(fd)
+        try:
+            keys.save(tmp)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 def known_host_keys(files: Iterable[Path]) -> paramiko.HostKeys:
-    """The keys in these known-hosts files (missing or unreadable files add none)."""
+    """The usable keys in these known-hosts files (missing or unreadable files add none)."""
     load_paramiko()
     import paramiko
 
     keys = paramiko.HostKeys()
     for path in files:
-        with contextlib.suppress(OSError, paramiko.SSHException):
-            keys.load(str(path))
+        _load_lines(keys.load, read_known_hosts(path)[0])
     return keys
+
+
+def read_known_hosts(path: Path) -> tuple[list[str], set[str]]:
+    """The lines of a known-hosts file that paramiko can use, and the base64 keys of its
+    `@revoked` lines. `@cert-authority` lines (certificates are not supported) and lines
+    paramiko cannot parse are skipped, as OpenSSH skips what it cannot use."""
+    load_paramiko()
+    from paramiko.hostkeys import HostKeyEntry
+
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return [], set()
+    usable: list[str] = []
+    revoked: set[str] = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if fields and fields[0] == "@revoked" and len(fields) >= 4:
+            revoked.add(fields[3])
+        elif fields and fields[0].startswith("@"):
+            _warn_once(f"{path}:{number}: {fields[0]} lines are not supported; skipped")
+        else:
+            try:
+                ok = HostKeyEntry.from_line(line) is not None
+            except Exception:  # paramiko's InvalidHostKey and friends: a line it cannot read
+                ok = False
+            if ok:
+                usable.append(line + "\n")
+            elif line.strip() and not line.lstrip().startswith("#"):
+                _log.debug("%s:%d: cannot read this line; skipped", path, number)
+    return usable, revoked
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A line on stderr (through logging's last-resort handler), once per command."""
+    if message not in _warned:
+        _warned.add(message)
+        _log.warning("radops: warning: %s", message)
+
+
+def _load_lines(load: Callable[[str], None], lines: list[str]) -> None:
+    """Hand `lines` to a paramiko loader that reads a file."""
+    if not lines:
+        return
+    with tempfile.NamedTemporaryFile("w", prefix="radops-known-hosts.") as f:
+        f.writelines(lines)
+        f.flush()
+        load(f.name)
 
 
 def key_is_known(key: paramiko.PKey, name: str, known: paramiko.HostKeys) -> bool:

@@ -29,9 +29,11 @@ class SSHConnection:
         confirm: ConfirmHostKey | None = None,
         trust_new_host_key: bool = False,
         persist: int = 0,
+        pinned: frozenset[str] = frozenset(),
     ) -> None:
+        self.pinned = pinned
         self.direct = DirectConnection(
-            target, HostKeyPolicy(known_hosts, confirm, trust_new_host_key)
+            target, HostKeyPolicy(known_hosts, confirm, trust_new_host_key, pinned)
         )
         self.label = target.host if isinstance(target, HostSpec) else target.alias
         # persist > 0 (for a HostSpec): commands go through a shared connection if one serves
@@ -42,7 +44,8 @@ class SSHConnection:
         if persist > 0 and self._host is not None:
             from radops.ssh.mux.sockets import socket_path
 
-            self._shared = socket_path(self._host.shared_identity(), known_hosts)
+            identity = [*self._host.shared_identity(), sorted(pinned)]
+            self._shared = socket_path(identity, known_hosts)
         self._shared_live: bool | None = None  # None: not tried yet
 
     @property
@@ -92,7 +95,7 @@ class SSHConnection:
 
             if not probe(self._shared):
                 assert self._host is not None
-                spawn(self._host, self.known_hosts, self._shared, self.persist)
+                spawn(self._host, self.known_hosts, self._shared, self.persist, self.pinned)
 
     def execute(self, argv: Sequence[str], stdin: Iterable[bytes] | None = None) -> RemoteOutput:
         """Run argv with `stdin` sent to it: ("stdout"|"stderr", bytes)..., ("exit", b"N")."""

@@ -122,11 +122,19 @@ class MuxCommand:
         self.sock.close()
 
 
-def spawn(host: HostSpec, known_hosts: Path, path: Path, seconds: int) -> None:
-    """Start the shared connection in the background; this command does not wait for it."""
+def spawn(
+    host: HostSpec,
+    known_hosts: Path,
+    path: Path,
+    seconds: int,
+    pinned: frozenset[str] = frozenset(),
+) -> None:
+    """Start the shared connection in the background; this command does not wait for it.
+    It trusts only keys already known (and, with `pinned`, only those)."""
     settings = {
         "host": dataclasses.asdict(host),
         "known_hosts": str(known_hosts),
+        "pinned": sorted(pinned),
         "socket": str(path),
         "seconds": seconds,
     }

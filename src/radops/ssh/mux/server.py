@@ -214,9 +214,10 @@ def main() -> None:
     settings = json.loads(sys.stdin.read())
     sys.stdin.close()
     path = Path(settings["socket"])
-    conn = DirectConnection(
-        HostSpec(**settings["host"]), HostKeyPolicy(Path(settings["known_hosts"]))
-    )
+    # Known keys only (no one to ask), and only the pinned ones where the executor has pins.
+    pinned = frozenset(settings.get("pinned", []))
+    policy = HostKeyPolicy(Path(settings["known_hosts"]), pinned=pinned)
+    conn = DirectConnection(HostSpec(**settings["host"]), policy)
     try:
         conn.open()  # connect first: the socket appears only when it can serve
     except RadopsError:

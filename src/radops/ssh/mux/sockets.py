@@ -1,7 +1,10 @@
 """Where a host's shared connection listens, and who may talk to it.
 
-The socket lives in a directory only this user can enter (XDG_RUNTIME_DIR, else
-TMPDIR/radops-UID), is 0600, and the server also checks each peer's uid where the OS says it.
+The socket lives in a directory only this user can enter (XDG_RUNTIME_DIR/radops when
+XDG_RUNTIME_DIR itself is this user's and private, else TMPDIR/radops-UID), is 0600, and each
+side checks the other's uid where the OS says it: the server its clients', the client the
+server's. So an XDG_RUNTIME_DIR kept from another user (`su` without `-`, `sudo -E`) is not
+used, and a server someone else runs is never sent a command.
 Its name is a hash of what decides the connection (the executor's host, port, user and key as
 given, the contents of ~/.ssh/config, radops' known-hosts file), so a changed executor or SSH
 config gets its own connection.
@@ -13,6 +16,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -22,25 +26,28 @@ SOCKET_TIMEOUT_S = 5.0  # to connect to the server and hear back that it took th
 MAX_SOCKET_PATH = 100  # bytes; unix socket paths are limited to 104 (macOS) or 108 (Linux)
 
 
+def _private(path: Path) -> bool:
+    """Is `path` a real directory (not a symlink) of this user's that no one else can enter?"""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
 def socket_dir() -> Path | None:
     """This user's private directory for sockets; None if it cannot be made private."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = (
-        Path(runtime) / "radops"
-        if runtime
-        else Path(tempfile.gettempdir()) / f"radops-{os.getuid()}"
-    )
+    if runtime and _private(Path(runtime)):
+        base = Path(runtime) / "radops"
+    else:  # unset, or not this user's own: someone else could swap what is inside
+        base = Path(tempfile.gettempdir()) / f"radops-{os.getuid()}"
     try:
         base.mkdir(mode=0o700, exist_ok=True)
-        info = base.lstat()
     except OSError:
         return None
     # Someone else's directory, a symlink, or one others can enter: not ours to trust.
-    if not base.is_dir() or base.is_symlink() or info.st_uid != os.getuid():
-        return None
-    if info.st_mode & 0o077:
-        return None
-    return base
+    return base if _private(base) else None
 
 
 def socket_path(identity: list[Any], known_hosts: Path) -> Path | None:
@@ -59,11 +66,14 @@ def lock_path(path: Path) -> str:
 
 
 def connect(path: Path) -> socket.socket:
-    """A client socket connected to the server at `path` (OSError if none answers)."""
+    """A client socket connected to this user's server at `path`; OSError if none answers or
+    the process listening there runs as someone else."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(SOCKET_TIMEOUT_S)  # a stopped server's full backlog must not hang us
     try:
         sock.connect(str(path))
+        if not same_user(sock):
+            raise PermissionError(f"the shared connection at {path} is not this user's")
     except OSError:
         sock.close()
         raise
