@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from radops.errors import BuildError
+from radops.images.context import read_dockerignore
 from radops.progress import ProgressCallback
 
 
@@ -17,13 +18,35 @@ def build_image(
     progress: ProgressCallback,
     platform: str | None = None,
 ) -> None:
-    """Build `tag` from `context` with the engine behind `api`, reporting each output line."""
+    """Build `tag` from `context` with the engine behind `api`, reporting each output line.
+
+    The context is sent as radops lists and hashes it (`context.context_files`), so a
+    `<Dockerfile>.dockerignore` is honoured, which docker-py's own packing ignores.
+    """
+    from docker.api.build import process_dockerfile
+    from docker.utils import tar
+
+    name, inline = process_dockerfile(dockerfile, str(context))
+    patterns = read_dockerignore(context, dockerfile) or None
+    try:
+        packed = tar(str(context), exclude=patterns, dockerfile=(name, inline))
+    except OSError as e:
+        raise BuildError(f"cannot pack the build context: {e}") from e
+    with packed:
+        _stream_build(api, packed, name, tag, progress, platform)
+
+
+def _stream_build(
+    api: Any, packed: Any, dockerfile: str, tag: str, progress: ProgressCallback,
+    platform: str | None,
+) -> None:  # fmt: skip
     from docker.errors import APIError, DockerException
 
     tail: list[str] = []
     try:
         for event in api.build(
-            path=str(context),
+            fileobj=packed,
+            custom_context=True,
             dockerfile=dockerfile,
             tag=tag,
             rm=True,

@@ -34,10 +34,18 @@ def check_context(context: Path, dockerfile: str | None) -> tuple[Path, str]:
     return context.resolve(), name
 
 
-def read_dockerignore(context: Path) -> list[str]:
-    """The .dockerignore patterns, read the way docker-py reads them when it builds."""
+def dockerignore_file(context: Path, dockerfile: str) -> Path:
+    """The ignore file a build uses: `<Dockerfile>.dockerignore` beside the Dockerfile if there
+    is one (it takes precedence, as with BuildKit), else the context's `.dockerignore`."""
+    file = Path(dockerfile) if os.path.isabs(dockerfile) else context / dockerfile
+    specific = file.with_name(file.name + ".dockerignore")
+    return specific if specific.is_file() else context / ".dockerignore"
+
+
+def read_dockerignore(context: Path, dockerfile: str = "Dockerfile") -> list[str]:
+    """The ignore patterns of the build (`dockerignore_file`), one per line, comments dropped."""
     try:
-        text = (context / ".dockerignore").read_text()
+        text = dockerignore_file(context, dockerfile).read_text()
     except FileNotFoundError:
         return []
     lines = (line.strip() for line in text.splitlines())
@@ -45,8 +53,8 @@ def read_dockerignore(context: Path) -> list[str]:
 
 
 def context_files(context: Path, dockerfile: str) -> list[str]:
-    """The relative paths that a build sends, after .dockerignore, sorted."""
-    patterns = read_dockerignore(context)
+    """The relative paths that a build sends, after the ignore file, sorted."""
+    patterns = read_dockerignore(context, dockerfile)
     if not patterns:
         # Everything is sent: list it without loading docker-py (a quarter of a second).
         return sorted(_walk(context))
