@@ -140,3 +140,24 @@ def test_a_socket_in_the_context_is_hashed_by_kind_not_read(tmp_path: Path) -> N
         assert len(hash_context(tmp_path, files, "Dockerfile")) == 64
     finally:
         sock.close()
+
+
+def test_any_mode_change_changes_the_tag(tmp_path: Path) -> None:
+    # COPY keeps the whole mode: a job running as another user sees 0600 vs 0644.
+    folder = context(tmp_path, main="x\n")
+    os.chmod(folder / "main", 0o600)
+    before = tag(folder)
+    os.chmod(folder / "main", 0o644)
+    assert tag(folder) != before
+
+
+def test_every_spelling_of_the_same_dockerfile_gives_one_tag(tmp_path: Path) -> None:
+    folder = context(tmp_path, main="x\n")
+    spellings = ["Dockerfile", "./Dockerfile", str(folder / "Dockerfile"), "sub/../Dockerfile"]
+    (folder / "sub").mkdir()
+    tags = set()
+    for spelling in spellings:
+        checked, name = check_context(folder, spelling)
+        assert name == "Dockerfile"
+        tags.add(tag_for_context(checked, name))
+    assert len(tags) == 1

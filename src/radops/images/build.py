@@ -61,7 +61,10 @@ def _stream_build(
                 if line.strip():
                     tail = [*tail[-4:], line]
                     progress(line)
-    except (APIError, DockerException) as e:
+    except APIError as e:  # the engine refused the build: say what it said, not the HTTP call
+        detail = str(e.explanation or e).strip()
+        raise BuildError(f"docker build failed: {detail}", _tail_hint(tail)) from e
+    except DockerException as e:
         raise BuildError(f"docker build failed: {e}") from e
 
 

@@ -31,7 +31,16 @@ def check_context(context: Path, dockerfile: str | None) -> tuple[Path, str]:
             f"no Dockerfile at {str(file)!r}",
             "Add one to the folder, or name it with --file.",
         )
-    return context.resolve(), name
+    return context.resolve(), _dockerfile_name(context.resolve(), file.resolve())
+
+
+def _dockerfile_name(context: Path, file: Path) -> str:
+    """One name for one Dockerfile, however `--file` spelled it (`./Dockerfile`, an absolute
+    path into the context, ...): relative to the context inside it, else absolute."""
+    try:
+        return file.relative_to(context).as_posix()
+    except ValueError:
+        return str(file)
 
 
 def dockerignore_file(context: Path, dockerfile: str) -> Path:
@@ -92,9 +101,10 @@ def hash_context(
         if stat.S_ISLNK(st.st_mode):
             h.update(b"L" + os.readlink(path).encode("utf-8", "surrogateescape"))
         elif stat.S_ISDIR(st.st_mode):
-            h.update(b"D")
+            h.update(b"D%o" % stat.S_IMODE(st.st_mode))
         elif stat.S_ISREG(st.st_mode):
-            h.update(b"X" if st.st_mode & 0o111 else b"F")
+            # The whole mode: COPY keeps it, so 0600 -> 0644 is another image.
+            h.update(b"F%o" % stat.S_IMODE(st.st_mode))
             try:
                 with path.open("rb") as f:
                     while chunk := f.read(_CHUNK):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -41,20 +42,29 @@ class LocalImages:
         return ImagePlan(folder, dockerfile, platform, tag)
 
     def ensure(self, plan: ImagePlan, progress: ProgressCallback) -> str:
-        """The planned image's tag, built only if the engine lacks it."""
+        """The planned image's tag, built only if the engine lacks it. Runs of the same content
+        at once build it once: the others wait for the build (a lock per tag), then reuse it."""
+        folder, dockerfile, platform, tag = plan
+        if self._has(tag):
+            progress(f"Image {tag} is up to date; not rebuilding")
+            return tag
+        with _build_lock(tag, progress):
+            if self._has(tag):  # built by another radops while this one waited
+                progress(f"Image {tag} was just built by another radops; not rebuilding")
+                return tag
+            progress(f"Building {tag} from {folder}" + (f" for {platform}" if platform else ""))
+            build.build_image(self.engine.api, folder, dockerfile, tag, progress, platform)
+        return tag
+
+    def _has(self, tag: str) -> bool:
         import docker.errors
 
-        folder, dockerfile, platform, tag = plan
         with docker_errors("checking for the image"):
             try:
                 self.engine.api.inspect_image(tag)
-                progress(f"Image {tag} is up to date; not rebuilding")
-                return tag
             except docker.errors.ImageNotFound:
-                pass
-        progress(f"Building {tag} from {folder}" + (f" for {platform}" if platform else ""))
-        build.build_image(self.engine.api, folder, dockerfile, tag, progress, platform)
-        return tag
+                return False
+        return True
 
     def export(self, tag: str) -> Iterator[bytes]:
         """`docker save` of `tag` as a stream of chunks."""
@@ -71,3 +81,35 @@ class LocalImages:
 
     def close(self) -> None:
         self.engine.close()
+
+
+BUILD_LOCK_WAIT_S = 3600  # a build may take long; a waiting run says what it waits for
+
+
+@contextlib.contextmanager
+def _build_lock(tag: str, progress: ProgressCallback) -> Iterator[None]:
+    """Hold the lock for building `tag` on this machine (a file in radops' cache folder)."""
+    import hashlib
+
+    import platformdirs
+    from filelock import FileLock, Timeout
+
+    folder = Path(platformdirs.user_cache_dir("radops", appauthor=False)) / "build-locks"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    name = hashlib.sha256(tag.encode()).hexdigest()[:24] + ".lock"
+    lock = FileLock(str(folder / name), mode=0o600)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        progress(f"Waiting for another radops that is building {tag}")
+        try:
+            lock.acquire(timeout=BUILD_LOCK_WAIT_S)
+        except Timeout as e:
+            raise RadopsError(
+                f"another radops was still building {tag} after {BUILD_LOCK_WAIT_S}s",
+                "Check for a stuck radops or docker build (`ps`); the lock goes with it.",
+            ) from e
+    try:
+        yield
+    finally:
+        lock.release()
