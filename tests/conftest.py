@@ -199,19 +199,25 @@ class InProcessResult:
     stderr: str
 
 
+def run_main(capture: pytest.CaptureFixture[Any], args: tuple[str, ...]) -> tuple[int, Any, Any]:
+    """`radops ARGS...` in this process: (exit code, stdout, stderr) as `capture` holds them."""
+    from radops.cli import main
+
+    capture.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capture.readouterr()
+    return code, out, err
+
+
 @pytest.fixture
 def invoke(capsys: pytest.CaptureFixture[str]) -> Callable[..., InProcessResult]:
     """Run `radops ARGS...` in this process (faster than a subprocess, for text-only checks)."""
-    from radops.cli import main
 
     def run(*args: str) -> InProcessResult:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        out, err = capsys.readouterr()
-        return InProcessResult(code, out, err)
+        return InProcessResult(*run_main(capsys, args))
 
     return run

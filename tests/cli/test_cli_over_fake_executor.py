@@ -22,7 +22,7 @@ from radops.executors.base import Job, Stream
 from radops.store import ExecutorStore
 from tests.cli import fake_executor
 from tests.cli.fake_executor import STOPPED_EXIT_CODE, FakeEngine
-from tests.conftest import InProcessResult
+from tests.conftest import InProcessResult, run_main
 
 NAME = "box"
 Invoke = Callable[..., InProcessResult]
@@ -56,17 +56,9 @@ def context(tmp_path: Path) -> Path:
 @pytest.fixture
 def invoke_bytes(capsysbinary: pytest.CaptureFixture[bytes]) -> Callable[..., BytesResult]:
     """Like the `invoke` fixture, with stdout and stderr as the bytes written."""
-    from radops.cli import main
 
     def run(*args: str) -> BytesResult:
-        capsysbinary.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        out, err = capsysbinary.readouterr()
-        return BytesResult(code, out, err)
+        return BytesResult(*run_main(capsysbinary, args))
 
     return run
 
