@@ -30,9 +30,10 @@ What it models, because radops depends on it (everything is in memory, time-base
   wildcards), `eq`/`ne` (full-match regex), `AND`, `OR`, parentheses and implicit AND between
   expressions, e.g. `labels.radops-managed = true AND status = RUNNING`. Fields are dotted paths
   into the resource JSON (`name`, `status`, `labels.KEY`, ...). A filter it cannot parse is a 400.
-- Guest attributes: a RUNNING instance publishes `host_keys` (key type, base64 blob) under
-  `hostkeys/`, as the guest agent does, through `getGuestAttributes?queryPath=hostkeys/`; with
-  none (an image without the agent) or before RUNNING the call is a 404, as on the real API.
+- Guest attributes: a RUNNING instance whose metadata has `enable-guest-attributes=TRUE`
+  publishes `host_keys` (key type, base64 blob) under `hostkeys/`, as the guest agent does,
+  through `getGuestAttributes?queryPath=hostkeys/`; without that metadata, with no keys (an
+  image without the agent) or before RUNNING the call is a 404, as on the real API.
 - Lists page with `maxResults` / `pageToken`; aggregated lists return every scope (an empty scope
   carries the NO_RESULTS_ON_PAGE warning, as the real API does).
 
@@ -948,7 +949,17 @@ class FakeGCE:
     def _guest_attributes(self, inst: _Instance, query: Query, now: float) -> Json:
         path = (query.get("queryPath") or [""])[0]
         where = f"projects/{self.project}/zones/{inst.zone}/instances/{inst.name}"
-        if path != "hostkeys/" or inst.status(now) != "RUNNING" or not self.host_keys:
+        enabled = any(
+            item.get("key") == "enable-guest-attributes"
+            and str(item.get("value", "")).upper() == "TRUE"
+            for item in inst.metadata_items
+        )
+        if (
+            not enabled
+            or path != "hostkeys/"
+            or inst.status(now) != "RUNNING"
+            or not self.host_keys
+        ):
             raise _not_found(f"{where}/guestAttributes/{path}")
         items = [{"namespace": "hostkeys", "key": t, "value": v} for t, v in self.host_keys]
         return {

@@ -118,3 +118,51 @@ def test_print_table_keeps_its_columns_with_a_newline_in_a_cell(
 ) -> None:
     print_table(("A", "B"), [("x\ny", "z")])
     assert capsys.readouterr().out.splitlines() == ["A      B", "x\\ny   z"]
+
+
+def test_rewriting_radops_known_hosts_keeps_the_lines_it_does_not_manage(tmp_path: Path) -> None:
+    path = tmp_path / "config" / "known_hosts"
+    path.parent.mkdir(mode=0o700)
+    path.write_text(f"# mine\n@revoked 10.0.0.9 ssh-ed25519 {KEY}\n10.0.0.8 ssh-ed25519 {KEY}\n")
+    with edit_known_hosts(path) as keys:
+        del keys["10.0.0.8"]
+    text = path.read_text()
+    assert "# mine\n" in text and f"@revoked 10.0.0.9 ssh-ed25519 {KEY}\n" in text
+    assert "10.0.0.8" not in text
+    assert read_known_hosts(path)[1] == {KEY}
+
+
+def test_a_machine_without_base64_fails_loudly_never_silently(tmp_path: Path) -> None:
+    import subprocess
+
+    from radops.executors._remote_docker import RemoteDocker
+    from radops.ssh.config import SSHTarget
+    from radops.ssh.connection import NO_BASE64, command_line
+    from radops.ssh.remote import SSHConnection
+
+    only_sh = tmp_path / "bin"
+    only_sh.mkdir()
+    (only_sh / "sh").symlink_to("/bin/sh")
+    ran = subprocess.run(
+        ["/bin/sh", "-c", command_line(["docker", "run", "x"])],
+        capture_output=True, env={"PATH": str(only_sh)}, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 127
+    assert NO_BASE64.encode() in ran.stderr
+    conn = SSHConnection(SSHTarget("m", "gpu1", 22, "ana"), tmp_path / "kh")
+    error = RemoteDocker(conn, "/usr/bin/docker", "gpu1").error(127, ran.stderr, "starting")
+    assert error.message == f"ana@gpu1: {NO_BASE64.removeprefix('radops: ')}"
+
+
+def test_a_pull_credential_goes_only_to_the_registry_it_was_set_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from radops.config import Settings
+    from radops.images.registry import pull_credential
+
+    monkeypatch.setenv("RADOPS_REGISTRY_PULL_TOKEN", "t0ken")
+    settings = Settings(registry="ghcr.io/team", registry_pull_username="ana")
+    found = pull_credential(settings, "ghcr.io")
+    assert found is not None and (found.server, found.username) == ("ghcr.io", "ana")
+    assert pull_credential(settings, "registry.example.com:5000") is None
+    assert b"t0ken" not in repr(found).encode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 from tests import rig
@@ -47,7 +48,36 @@ def test_the_published_key_is_pinned_without_trust_on_first_use(
     assert code == 0, err
     assert json.loads(out)["host_key_fingerprint"] == _fingerprint(_vm_key(cloud_vms)[1])
     assert "publishes no SSH host keys" not in err
+    # The guest agent publishes host keys only with guest attributes on: radops turns them on.
+    items = fake.instances()["pin1"]["metadata"]["items"]
+    assert {"key": "enable-guest-attributes", "value": "TRUE"} in items
     _ok(gcli("executors", "gcp", "delete", "pin1", "--yes"))
+
+
+def test_connect_lets_openssh_trust_only_the_pinned_key(
+    gcli: CLI, fake: FakeGCE, tmp_path: Path
+) -> None:
+    code, _, err = _create(gcli, "pin5")
+    assert code == 0, err
+    printed = gcli("executors", "connect", "pin5", "--print")
+    _ok(printed)
+    argv = printed.stdout.decode().split()
+    assert "StrictHostKeyChecking=yes" in argv and "GlobalKnownHostsFile=/dev/null" in argv
+    # The command works as printed, with OpenSSH itself (no question: BatchMode).
+    ran = subprocess.run(
+        [*argv[:-1], "-o", "BatchMode=yes", argv[-1], "true"],
+        env=gcli.env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr.decode()
+    # With a pin the machine does not match, connect refuses before OpenSSH is started.
+    config_file = Path(gcli.env["RADOPS_CONFIG_DIR"]) / "config.json"
+    config = _config(gcli)
+    config["executors"]["pin5"]["host_key_fingerprint"] = _fingerprint(_other_key(tmp_path)[1])  # type: ignore[index]
+    config_file.write_text(json.dumps(config))
+    refused = gcli("executors", "connect", "pin5", "--print")
+    assert refused.returncode == 7, refused.stderr.decode()
+    assert refused.stdout == b""
+    _ok(gcli("executors", "gcp", "delete", "pin5", "--yes"))
 
 
 def test_a_vm_showing_another_key_than_it_published_is_refused_and_deleted(

@@ -441,8 +441,16 @@ def test_an_external_ip_that_is_not_an_ip_is_refused(
 def test_published_host_keys_are_read_through_the_real_client(
     gce: Clients, fake: FakeGCE, prov: Provisioner
 ) -> None:
-    make_vm(gce, "keys")
-    assert prov.compute.host_keys(ZONE, "keys") == []  # not RUNNING yet, or none: the same
+    from google.cloud import compute_v1
+
     fake.host_keys = [("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIA==")]
-    wait_running(fake, "keys")
+    make_vm(gce, "plain")  # without guest attributes on, its agent publishes nothing
+    enabled = compute_v1.Metadata(
+        items=[compute_v1.Items(key="enable-guest-attributes", value="TRUE")]
+    )
+    op = gce.insert("keys", template="global/instanceTemplates/cpu", metadata=enabled)
+    gce.wait_done(op)
+    assert prov.compute.host_keys(ZONE, "keys") == []  # not RUNNING yet
+    wait_running(fake, "keys", "plain")
     assert prov.compute.host_keys(ZONE, "keys") == fake.host_keys
+    assert prov.compute.host_keys(ZONE, "plain") == []

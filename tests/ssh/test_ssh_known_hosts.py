@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from radops.errors import HostKeyError
+from radops.ssh.config import HostSpec
+from radops.ssh.remote import SSHConnection
 from tests import rig
 from tests.cli_process import describe
 from tests.ssh.conftest import CLI
@@ -42,3 +47,29 @@ def test_a_cert_authority_line_is_skipped_with_a_warning(
     err = result.stderr.decode()
     assert "known_hosts:1: @cert-authority lines are not supported; skipped" in err
     assert "Traceback" not in err
+
+
+def test_trust_given_for_the_target_only_does_not_reach_a_proxyjump_host(
+    ssh_home: Path, remote: rig.RemoteHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new GCP VM without published keys is trusted on first use; a bastion on the way is not.
+    (ssh_home / ".ssh" / "config").write_text(
+        f"Host bastion\n  HostName 127.0.0.1\n  Port {remote.ssh_port}\n  User root\n"
+        f"  IdentityFile {remote.client_key}\n"
+        f"Host inner\n  HostName localhost\n  Port {remote.ssh_port}\n  User root\n"
+        f"  IdentityFile {remote.client_key}\n  ProxyJump bastion\n"
+    )
+    monkeypatch.setenv("HOME", str(ssh_home))
+    known = tmp_path / "known_hosts"
+    target_only = SSHConnection(HostSpec("inner"), known, trust_new_host_key=True,
+                                trust_new_hops=False)  # fmt: skip
+    try:
+        with pytest.raises(HostKeyError, match=r"unknown host key for \[127.0.0.1\]"):
+            target_only.run(["true"])
+    finally:
+        target_only.close()
+    everyone = SSHConnection(HostSpec("inner"), known, trust_new_host_key=True)
+    try:
+        assert everyone.run(["true"])[0] == 0  # --accept-host-key: the user said so for all
+    finally:
+        everyone.close()

@@ -226,18 +226,25 @@ def connect(
     name: str = EXECUTOR_ARG,
     print_only: bool = typer.Option(False, "--print", help="Print the ssh command instead."),
 ) -> None:
-    """Open an interactive SSH session on an executor's machine."""
+    """Open an interactive SSH session on an executor's machine.
+
+    For a GCP executor, radops first checks the machine's key against the one pinned at
+    `gcp create`, and OpenSSH then trusts only that key.
+    """
     from radops.cli import render
     from radops.config import SSHExecutorSpec
     from radops.errors import UsageError
-    from radops.ssh.config import resolve_target
-    from radops.store import ExecutorStore, config_dir
+    from radops.executors.ssh import SSHExecutor
+    from radops.store import ExecutorStore
 
     spec = ExecutorStore().get(name)
     if not isinstance(spec, SSHExecutorSpec):
         raise UsageError(f"executor {name!r} is this machine; there is nothing to connect to")
-    target = resolve_target(spec.hostname, spec.port, spec.username, spec.identity_file)
-    argv = target.ssh_argv(config_dir() / "known_hosts")
+    executor = SSHExecutor(spec, connect_options())
+    try:
+        argv = executor.ssh_argv()
+    finally:
+        executor.close()
     if print_only:
         render.print_line(shlex.join(argv))
         return

@@ -72,9 +72,11 @@ def print_fields(fields: Sequence[tuple[str, str]]) -> None:
 def print_error(error: RadopsError | str, hint: str | None = None) -> None:
     message = error if isinstance(error, str) else error.message
     hint = hint if isinstance(error, str) else error.hint
-    sys.stderr.write(f"radops: error: {message}\n")
+    # Errors quote what machines said (docker's stderr, a registry's answer): shown escaped.
+    sys.stderr.write(f"radops: error: {visible(message)}\n")
     if hint:
-        sys.stderr.write(f"hint: {hint}\n")
+        lines = "\n".join(visible(line) for line in hint.split("\n"))
+        sys.stderr.write(f"hint: {lines}\n")
 
 
 def write_output(chunks: Iterator[tuple[Stream, bytes]]) -> None:
@@ -100,7 +102,7 @@ def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
         yield lambda line: None
         return
     if not sys.stderr.isatty():
-        yield lambda line: print_line(line, err=True)
+        yield lambda line: print_line(visible(line), err=True)
         return
     from rich.markup import escape
 
@@ -108,6 +110,7 @@ def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
     with console.status("Starting") as status:
 
         def update(line: str) -> None:
+            line = visible(line)  # build output may carry terminal escapes
             if line.startswith(("Building", "Step", "Started", "Image", "Pushing", "Pulling")):
                 console.print(f"[dim]{escape(line)}[/dim]")
             status.update(escape(line[: console.width - 4]))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
 from radops.executors._docker_argv import error_line
+from radops.ssh.connection import NO_BASE64
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -41,6 +42,8 @@ class RemoteDocker:
         text = stderr.decode(errors="replace").strip()
         line = error_line(text) or f"exit status {status}"
         host = self.conn.target.display
+        if NO_BASE64 in text:
+            return RadopsError(f"{host}: {NO_BASE64.removeprefix('radops: ')}")
         if status in (126, 127) and "Error response from daemon" not in text:
             # The remote shell could not find or run docker (docker itself also exits 126/127
             # when the job's command cannot be run, but then the daemon says so).

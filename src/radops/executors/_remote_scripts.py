@@ -37,19 +37,20 @@ PULL_RUN_SCRIPT = (
 )
 
 
-# run after shipping by registry, logged in with a pull credential: the token is the first line
-# of stdin (the run's --env-file follows it), the login goes into a throw-away docker config
-# that is removed on every way out of the script (a client killed mid-pull included: the script
-# runs on without it, and a write to its closed output ends it through the trap too).
-LOGIN_PULL_RUN_SCRIPT = (
-    "d=$1 server=$2 user=$3 ref=$4; shift 4; IFS= read -r token; "
+# run after shipping by registry, with a pull credential: stdin's first line is a docker config
+# (JSON, `auths` for the one registry) and the run's --env-file follows it. The config goes into
+# a throw-away folder used for this pull only, removed on every way out of the script (a client
+# killed mid-pull included: the script runs on without it, and a write to its closed output ends
+# it through the trap too). No `docker login`: it could hand the token to a credential helper
+# (a keyring) on the machine, where it would outlive the folder.
+AUTH_PULL_RUN_SCRIPT = (
+    "d=$1 ref=$2; shift 2; IFS= read -r cfg; "
     "dir=$(mktemp -d -t radops-docker.XXXXXXXX) || "
     '{ printf "radops:error 1\\ncannot make a temporary folder\\n"; exit 0; }; '
     "trap 'rm -rf \"$dir\"' EXIT; trap 'rm -rf \"$dir\"; exit 129' HUP INT TERM PIPE; "
-    'err=$(printf "%s\\n" "$token" | "$d" --config "$dir" login "$server" --username "$user" '
-    "--password-stdin 2>&1 >/dev/null) && "
+    '(umask 077 && printf "%s\\n" "$cfg" >"$dir/config.json"); cfg=; '
     'err=$("$d" --config "$dir" pull --quiet "$ref" 2>&1 </dev/null >/dev/null); '
-    'status=$?; token=; rm -rf "$dir"; trap - EXIT HUP INT TERM PIPE; ' + _EXEC_IF_OK
+    'status=$?; rm -rf "$dir"; trap - EXIT HUP INT TERM PIPE; ' + _EXEC_IF_OK
 )
 
 
@@ -66,13 +67,10 @@ def pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
     return ["sh", "-c", PULL_RUN_SCRIPT, "radops-run", docker, ref, *run[1:]]
 
 
-def login_pull_then_run_argv(
-    docker: str, server: str, username: str, ref: str, run: list[str]
-) -> list[str]:
-    """`sh -c LOGIN_PULL_RUN_SCRIPT`: log in (token on stdin's first line), pull `ref`, forget
-    the login, then `run`. The token is never an argument."""
-    return ["sh", "-c", LOGIN_PULL_RUN_SCRIPT, "radops-run", docker, server, username, ref,
-            *run[1:]]  # fmt: skip
+def auth_pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
+    """`sh -c AUTH_PULL_RUN_SCRIPT`: pull `ref` with the docker config on stdin's first line,
+    forget it, then `run`. The credential is never an argument."""
+    return ["sh", "-c", AUTH_PULL_RUN_SCRIPT, "radops-run", docker, ref, *run[1:]]
 
 
 # stop: look the container up, stop it if it runs; the header's rest is one line, `true` if it

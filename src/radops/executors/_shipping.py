@@ -91,8 +91,8 @@ class Registry(Shipping):
         else:
             user = self.credential.username
             progress(f"Pulling {ref} on {self.docker.executor} (logged in to {server} as {user})")
-            script = scripts.login_pull_then_run_argv(self.docker.path, server, user, ref, run_argv)
-            env = self.credential.token.encode() + b"\n" + env  # the script reads it first
+            script = scripts.auth_pull_then_run_argv(self.docker.path, ref, run_argv)
+            env = self.credential.docker_config() + b"\n" + env  # the script reads it first
         status, out, err = self.docker.conn.run(script, stdin=env)
         header = scripts.Header.find(out)
         if header is None or header.ok:

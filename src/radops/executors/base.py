@@ -73,6 +73,9 @@ class ConnectOptions:
     trust that machine's host key when it is not known yet; others ignore these."""
 
     trust_new_host_key: bool = False  # trust it without asking (--accept-host-key)
+    # The same for the machine itself only, not ProxyJump hosts on the way (a new VM whose
+    # image publishes no host keys: trust on first use, which nobody consented to for hops).
+    trust_new_target_key: bool = False
     # (host, key type, SHA256 fingerprint) -> trust it? Asked on a terminal; None: refuse.
     confirm_host_key: Callable[[str, str, str], bool] | None = None
     # SHA256 fingerprints the machine itself must show (a VM's published keys): any other key

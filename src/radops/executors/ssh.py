@@ -84,9 +84,10 @@ class SSHExecutor(Executor):
                 HostSpec(spec.hostname, spec.port, spec.username, spec.identity_file),
                 config_dir() / "known_hosts",
                 self.options.confirm_host_key,
-                self.options.trust_new_host_key,
+                self.options.trust_new_host_key or self.options.trust_new_target_key,
                 persist=persist_seconds(self.settings),
                 pinned=self._pinned(),
+                trust_new_hops=self.options.trust_new_host_key,
             )
         return self._conn
 
@@ -107,6 +108,21 @@ class SSHExecutor(Executor):
 
     def connect(self) -> None:
         self.conn.open()
+
+    def ssh_argv(self) -> list[str]:
+        """The OpenSSH command line for an interactive session on this machine. With a
+        pinned key, radops checks the machine first and OpenSSH then trusts only radops'
+        known-hosts file, in which the checked key is recorded under this address."""
+        from radops.ssh.hostkeys import record_host_key
+        from radops.store import config_dir
+
+        known_hosts = config_dir() / "known_hosts"
+        if not self._pinned():
+            return self.conn.target.ssh_argv(known_hosts)
+        self.conn.direct.open()  # refuses any key but the pinned one
+        target = self.conn.target
+        record_host_key(known_hosts, target.known_host_name, self.conn.host_key())
+        return target.ssh_argv(known_hosts, only=True)
 
     def host_key_fingerprint(self) -> str:
         """The SHA256 fingerprint of the host key this connection verified."""
@@ -157,10 +173,11 @@ class SSHExecutor(Executor):
         if request.gpus:
             parse_gpus(request.gpus)  # docker gets the value as-is, but a typo costs no build
         plan = self.images.plan(request.context, request.dockerfile, self.spec.platform)
-        from radops.images.registry import pull_credential
+        from radops.images.registry import pull_credential, registry_server
 
         registry = self.spec.registry or resolve_setting(self.settings, "registry")
-        credential = pull_credential(self.settings) if registry else None
+        server = registry_server(registry) if registry else None
+        credential = pull_credential(self.settings, server) if server else None
         shipping = choose_shipping(request.transfer, registry, self.images, self.docker, credential)
         image = shipping.remote_ref(plan.tag)
         job_id = new_job_id()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from radops.progress import ProgressCallback
 
 READY_TIMEOUT_S = 600
+GUEST_ATTRIBUTES_KEY = "enable-guest-attributes"
 # How long a new VM may take to publish its host keys (guest attributes) before radops falls
 # back to trusting the key it shows on first contact; at most half of the readiness budget.
 HOST_KEYS_WAIT_S = 60
@@ -95,7 +96,10 @@ class Provisioner:
         template = self.compute.template(request.template)
         username = request.username or getpass.getuser()
         key_file, public_key = ssh_key_pair(config_dir())
-        metadata = with_ssh_key(template.metadata, username, public_key)
+        # The guest agent publishes the VM's SSH host keys only with guest attributes on.
+        metadata = with_ssh_key(
+            {**template.metadata, GUEST_ATTRIBUTES_KEY: "TRUE"}, username, public_key
+        )
         labels = {MANAGED_LABEL: "true", EXECUTOR_LABEL: name}
         for zone in request.zones:
             self._remember_pending(name, zone)
@@ -215,20 +219,24 @@ class Provisioner:
         last_error: list[RadopsError] = []
         trust = _HostKeyTrust(self.compute, spec, min(HOST_KEYS_WAIT_S, budget / 2), progress)
 
+        def attempt(executor: SSHExecutor) -> bool:
+            report = executor.check()
+            if template.gpus and not report.gpus:
+                raise RadopsError(
+                    f"the template has GPUs ({template.gpu_text()}) but nvidia-smi sees none",
+                    "Use an image with the NVIDIA driver (e.g. a Deep Learning VM image).",
+                )
+            result[:] = [(report, executor.host_key_fingerprint())]
+            return True
+
         def ready() -> bool:
-            options = trust.options()
-            if options is None:
-                return False  # the VM has not published its host keys yet
-            executor = SSHExecutor(spec, options)
+            executor: SSHExecutor | None = None
             try:
-                report = executor.check()
-                if template.gpus and not report.gpus:
-                    raise RadopsError(
-                        f"the template has GPUs ({template.gpu_text()}) but nvidia-smi sees none",
-                        "Use an image with the NVIDIA driver (e.g. a Deep Learning VM image).",
-                    )
-                result[:] = [(report, executor.host_key_fingerprint())]
-                return True
+                options = trust.options()  # an API error here is waited out like the rest
+                if options is None:
+                    return False  # the VM has not published its host keys yet
+                executor = SSHExecutor(spec, options)
+                return attempt(executor)
             except (HostKeyError, UsageError):
                 raise  # waiting will not change these
             except RadopsError as e:
@@ -237,7 +245,8 @@ class Provisioner:
                 last_error[:] = [e]
                 return False
             finally:
-                executor.close()
+                if executor is not None:
+                    executor.close()
 
         if not poll(ready, timeout, interval=2.0):
             reason = f": {last_error[0].message}" if last_error else ""
@@ -375,18 +384,16 @@ class _HostKeyTrust:
         self.deadline = time.monotonic() + wait
         self.progress = progress
         self.told = False
+        self.pins: frozenset[str] = frozenset()  # once published, kept: they do not change
 
     def options(self) -> ConnectOptions | None:
         """The options for the next attempt; None while waiting for the keys."""
-        import base64
-
         from radops.executors.base import ConnectOptions
-        from radops.ssh.hostkeys import blob_fingerprint
 
-        keys = self.compute.host_keys(self.spec.zone, self.spec.instance)
-        if keys:
-            pins = frozenset(blob_fingerprint(base64.b64decode(blob)) for _, blob in keys)
-            return ConnectOptions(pinned_host_keys=pins)
+        if not self.pins:
+            self.pins = _fingerprints(self.compute.host_keys(self.spec.zone, self.spec.instance))
+        if self.pins:
+            return ConnectOptions(pinned_host_keys=self.pins)
         if time.monotonic() < self.deadline:
             return None
         if not self.told:
@@ -395,4 +402,21 @@ class _HostKeyTrust:
                 "key it shows on first contact"
             )
             self.told = True
-        return ConnectOptions(trust_new_host_key=True)
+        return ConnectOptions(trust_new_target_key=True)  # not the ProxyJump hosts
+
+
+def _fingerprints(keys: list[tuple[str, str]]) -> frozenset[str]:
+    """The SHA256 fingerprints of published (key type, base64 blob) keys; a value that is not
+    base64 is skipped (it cannot be the key the VM shows)."""
+    import base64
+    import binascii
+
+    from radops.ssh.hostkeys import blob_fingerprint
+
+    found = set()
+    for _, blob in keys:
+        try:
+            found.add(blob_fingerprint(base64.b64decode(blob, validate=True)))
+        except (binascii.Error, ValueError):
+            continue
+    return frozenset(found)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,18 +49,29 @@ PULL_HINT = (
 
 @dataclass(frozen=True)
 class PullCredential:
-    """What a remote engine logs in to the registry with, only to pull. Never this machine's
-    push credential: that one is not sent anywhere."""
+    """What a remote engine pulls from the registry `server` with. Never this machine's push
+    credential: that one is not sent anywhere."""
 
+    server: str
     username: str
     token: str = field(repr=False)
 
+    def docker_config(self) -> bytes:
+        """A one-line docker config (config.json) holding this credential for `server`."""
+        auth = base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
+        return json.dumps({"auths": {self.server: {"auth": auth}}}).encode()
 
-def pull_credential(settings: Settings) -> PullCredential | None:
-    """The configured pull credential: registry_pull_username with RADOPS_REGISTRY_PULL_TOKEN
-    or the file registry_pull_token_file names; None if none is configured."""
+
+def pull_credential(settings: Settings, server: str) -> PullCredential | None:
+    """The pull credential for registry `server`: registry_pull_username with
+    RADOPS_REGISTRY_PULL_TOKEN or the file registry_pull_token_file names. It belongs to the
+    registry of the `registry` setting: for any other server (an executor's own `--registry`)
+    there is none, so it is never sent to a registry it was not made for."""
     from radops.config import resolve_setting
 
+    configured = resolve_setting(settings, "registry")
+    if configured is None or registry_server(configured) != server:
+        return None
     username = resolve_setting(settings, "registry_pull_username")
     token_file = resolve_setting(settings, "registry_pull_token_file")
     token = os.environ.get(PULL_TOKEN_ENV)
@@ -83,7 +96,7 @@ def pull_credential(settings: Settings) -> PullCredential | None:
         )  # fmt: skip
     if "\n" in token or "\r" in token:
         raise UsageError("the registry pull token must be one line")
-    return PullCredential(username, token)
+    return PullCredential(server, username, token)
 
 
 def push(api: Any, local_tag: str, remote_ref: str, progress: ProgressCallback) -> None:

@@ -29,6 +29,8 @@ KEEPALIVE_S = 30
 _CHUNK = 1 << 16
 _COALESCE_S = 0.002
 
+# What the remote says when it cannot decode a command (no `base64`): never a silent success.
+NO_BASE64 = "radops: this machine needs sh and base64 (coreutils or busybox) to run commands"
 OutputKind = Literal["stdout", "stderr", "exit"]
 # A remote command's output: ("stdout"|"stderr", bytes)... then ("exit", b"<status>").
 RemoteOutput = Iterator[tuple[OutputKind, bytes]]
@@ -108,7 +110,10 @@ def command_line(argv: Sequence[str]) -> str:
     execs it, so the command's stdin, stdout, stderr and exit status are its own.
     """
     payload = base64.b64encode(shlex.join(argv).encode("utf-8", "surrogateescape")).decode()
-    return f"sh -c 'eval \"exec $(echo {payload} | base64 -d)\"'"
+    decode = (
+        f'c=$(echo {payload} | base64 -d) && [ -n "$c" ] || {{ echo "{NO_BASE64}" >&2; exit 127; }}'
+    )
+    return f"sh -c '{decode}; eval \"exec $c\"'"
 
 
 class DirectConnection:

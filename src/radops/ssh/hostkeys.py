@@ -13,10 +13,11 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from radops.errors import HostKeyError
+from radops.errors import ConfigError, HostKeyError
 from radops.ssh.config import known_host_name, load_paramiko
 
 if TYPE_CHECKING:
@@ -57,16 +58,19 @@ class HostKeyPolicy:
         confirm: ConfirmHostKey | None = None,
         trust_new: bool = False,
         pinned: frozenset[str] = frozenset(),
+        trust_new_hops: bool | None = None,  # None: as `trust_new`
     ) -> None:
         self.known_hosts = known_hosts
         self.confirm = confirm
         self.trust_new = trust_new
         self.pinned = pinned
+        self.trust_new_hops = trust_new if trust_new_hops is None else trust_new_hops
         self.revoked: set[str] = set()  # base64 keys marked @revoked (`load_into`)
 
     def for_hops(self) -> HostKeyPolicy:
-        """The policy for ProxyJump hosts on the way: the same, without the target's pins."""
-        return HostKeyPolicy(self.known_hosts, self.confirm, self.trust_new)
+        """The policy for ProxyJump hosts on the way: no pins (they are the target's), and
+        new keys trusted only as the user said for every host."""
+        return HostKeyPolicy(self.known_hosts, self.confirm, self.trust_new_hops)
 
     def load_into(self, client: paramiko.SSHClient) -> None:
         """Give `client` the keys of ~/.ssh/known_hosts and radops' file; note revoked keys."""
@@ -125,15 +129,28 @@ def edit_known_hosts(path: Path) -> Iterator[paramiko.HostKeys]:
 
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=30, mode=0o600):
+        try:
+            text = path.read_text(errors="surrogateescape")
+        except FileNotFoundError:
+            text = ""
+        except OSError as e:  # rewriting a file that could not be read would lose it
+            raise ConfigError(f"cannot read {path}: {e.strerror}") from e
+        known = parse_known_hosts(text, path)
         keys = paramiko.HostKeys()
-        usable, _ = read_known_hosts(path)
-        _load_lines(keys.load, usable)
+        _load_lines(keys.load, known.usable)
         yield keys
         # A new file beside it, 0600 from the start, then renamed over: whole or not at all.
+        # Lines radops does not manage (comments, @revoked, ...) are kept as they were.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".known_hosts.", suffix=".tmp")
         os.close(fd)
         try:
             keys.save(tmp)
+            if known.other:
+                kept = "".join(known.other)
+                with open(tmp, "r+", errors="surrogateescape") as f:
+                    saved = f.read()
+                    f.seek(0)
+                    f.write(kept + saved)
             os.replace(tmp, path)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -153,33 +170,51 @@ def known_host_keys(files: Iterable[Path]) -> paramiko.HostKeys:
 
 def read_known_hosts(path: Path) -> tuple[list[str], set[str]]:
     """The lines of a known-hosts file that paramiko can use, and the base64 keys of its
-    `@revoked` lines. `@cert-authority` lines (certificates are not supported) and lines
-    paramiko cannot parse are skipped, as OpenSSH skips what it cannot use."""
+    `@revoked` lines (a missing or unreadable file has none, as for OpenSSH)."""
+    try:
+        text = path.read_text(errors="surrogateescape")
+    except OSError:
+        return [], set()
+    known = parse_known_hosts(text, path)
+    return known.usable, known.revoked
+
+
+@dataclass
+class KnownHostsText:
+    """A known-hosts file's lines, sorted by what radops does with them."""
+
+    usable: list[str] = field(default_factory=list)  # host key lines paramiko reads
+    revoked: set[str] = field(default_factory=set)  # base64 keys of `@revoked` lines
+    other: list[str] = field(default_factory=list)  # the rest, kept as they are on rewrite
+
+
+def parse_known_hosts(text: str, path: Path) -> KnownHostsText:
+    """Sort a known-hosts file's lines. `@cert-authority` lines (certificates are not
+    supported) and lines paramiko cannot parse are not used, as OpenSSH skips what it cannot
+    use; the former with a warning."""
     load_paramiko()
     from paramiko.hostkeys import HostKeyEntry
 
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return [], set()
-    usable: list[str] = []
-    revoked: set[str] = set()
+    known = KnownHostsText()
     for number, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if fields and fields[0] == "@revoked" and len(fields) >= 4:
-            revoked.add(fields[3])
+            known.revoked.add(fields[3])
         elif fields and fields[0].startswith("@"):
             _warn_once(f"{path}:{number}: {fields[0]} lines are not supported; skipped")
         else:
             try:
-                ok = HostKeyEntry.from_line(line) is not None
+                usable = HostKeyEntry.from_line(line) is not None
             except Exception:  # paramiko's InvalidHostKey and friends: a line it cannot read
-                ok = False
-            if ok:
-                usable.append(line + "\n")
-            elif line.strip() and not line.lstrip().startswith("#"):
+                usable = False
+            if usable:
+                known.usable.append(line + "\n")
+                continue
+            if line.strip() and not line.lstrip().startswith("#"):
                 _log.debug("%s:%d: cannot read this line; skipped", path, number)
-    return usable, revoked
+        if line.strip():
+            known.other.append(line + "\n")
+    return known
 
 
 _warned: set[str] = set()
@@ -206,6 +241,13 @@ def key_is_known(key: paramiko.PKey, name: str, known: paramiko.HostKeys) -> boo
     """Is `key` in `known` for the host named `name` (see `known_host_name`)?"""
     entry = known.lookup(name)
     return entry is not None and entry.get(key.get_name()) == key
+
+
+def record_host_key(known_hosts: Path, name: str, key: paramiko.PKey) -> None:
+    """Make `key` radops' known key for the host named `name` (after it was checked)."""
+    with edit_known_hosts(known_hosts) as keys:
+        if not key_is_known(key, name, keys):
+            keys.add(name, key.get_name(), key)
 
 
 def forget_host(known_hosts: Path, hostname: str, port: int = 22) -> None:

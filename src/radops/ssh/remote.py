@@ -30,11 +30,11 @@ class SSHConnection:
         trust_new_host_key: bool = False,
         persist: int = 0,
         pinned: frozenset[str] = frozenset(),
+        trust_new_hops: bool | None = None,
     ) -> None:
         self.pinned = pinned
-        self.direct = DirectConnection(
-            target, HostKeyPolicy(known_hosts, confirm, trust_new_host_key, pinned)
-        )
+        policy = HostKeyPolicy(known_hosts, confirm, trust_new_host_key, pinned, trust_new_hops)
+        self.direct = DirectConnection(target, policy)
         self.label = target.host if isinstance(target, HostSpec) else target.alias
         # persist > 0 (for a HostSpec): commands go through a shared connection if one serves
         # this host, and a direct connection starts one for later commands.
