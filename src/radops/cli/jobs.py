@@ -77,6 +77,20 @@ def run(
         help="How an SSH executor gets the image: registry, ssh (docker save | load over the "
         "SSH connection) or auto (registry if one is configured, else ssh).",
     ),
+    build_arg: list[str] | None = typer.Option(
+        None,
+        "--build-arg",
+        help="KEY=VALUE for the Dockerfile's ARG (or KEY to pass this shell's value). "
+        "Repeatable; part of the image's tag.",
+    ),
+    target: str | None = typer.Option(
+        None, "--target", help="Build only up to this stage of a multi-stage Dockerfile."
+    ),
+    no_cache: bool = typer.Option(
+        False,
+        "--no-cache",
+        help="Build from scratch even if the image exists (then ship it again).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
     json_output: bool = JSON_OPT,
 ) -> None:
@@ -87,8 +101,9 @@ def run(
     """
     from radops.cli import render
     from radops.errors import UsageError
-    from radops.executors._docker_options import parse_env
+    from radops.executors._docker_options import parse_build_args, parse_env
     from radops.executors.base import JobRequest
+    from radops.images.context import BuildOptions
 
     if follow and json_output:
         raise UsageError("--follow and --json cannot be combined")
@@ -100,6 +115,11 @@ def run(
         gpus=gpus,
         name=name,
         transfer=transfer,
+        build=BuildOptions(
+            build_args=parse_build_args(build_arg or [], dict(os.environ)),
+            target=target or None,
+            no_cache=no_cache,
+        ),
     )
     with _open(executor) as ex:
         ex.connect()  # before the live status line, which would hide a host-key question

@@ -45,6 +45,21 @@ def _gpu_count(request: dict[str, Any], text: str, whole: str) -> None:
         raise UsageError(f"invalid --gpus value {whole!r}: use all, a count or device=IDS")
 
 
+def parse_build_args(items: list[str], environ: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """`--build-arg KEY=VALUE`, or `--build-arg KEY` for this shell's value, as `docker build`."""
+    args: dict[str, str] = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not key or any(c.isspace() for c in key):
+            raise UsageError(f"invalid --build-arg {item!r}: use KEY=VALUE or KEY")
+        if not sep:
+            if key not in environ:
+                raise UsageError(f"--build-arg {key}: {key} is not set in this shell")
+            val = environ[key]
+        args[key] = val
+    return tuple(args.items())
+
+
 def parse_env(items: list[str], environ: dict[str, str]) -> dict[str, str]:
     """`-e KEY=VALUE`, or `-e KEY` to pass this shell's value of KEY, as `docker run -e` does."""
     env: dict[str, str] = {}

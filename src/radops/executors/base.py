@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from radops.errors import UsageError
+from radops.images.context import BuildOptions
 from radops.progress import ProgressCallback
 
 LABEL_PREFIX = "dev.radops."
@@ -60,6 +61,7 @@ class JobRequest:
     gpus: str | None = None
     name: str | None = None
     transfer: str = "auto"  # one of TRANSFERS; executors whose engine is here ignore it
+    build: BuildOptions = field(default_factory=BuildOptions)  # --build-arg, --target, ...
 
     def __post_init__(self) -> None:
         if self.transfer not in TRANSFERS:

@@ -73,7 +73,7 @@ class LocalExecutor(Executor):
         host_config: dict[str, Any] = {"log_config": {"Type": LOG_DRIVER, "Config": LOG_OPTIONS}}
         if request.gpus:  # parsed before building, so a bad value costs no build
             host_config["device_requests"] = [_device_request(parse_gpus(request.gpus))]
-        plan = self.images.plan(request.context, request.dockerfile)
+        plan = self.images.plan(request.context, request.dockerfile, build=request.build)
         image = self.images.ensure(plan, progress)
         job_id = new_job_id()
         labels = job_labels(job_id, self.name, image, request)

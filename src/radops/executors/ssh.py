@@ -37,7 +37,8 @@ from radops.executors.base import (
 
 if TYPE_CHECKING:
     from radops.config import Settings, SSHExecutorSpec
-    from radops.images.service import LocalImages
+    from radops.executors._shipping import Shipping
+    from radops.images.service import ImagePlan, LocalImages
     from radops.ssh.remote import SSHConnection
 
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -172,7 +173,9 @@ class SSHExecutor(Executor):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
         if request.gpus:
             parse_gpus(request.gpus)  # docker gets the value as-is, but a typo costs no build
-        plan = self.images.plan(request.context, request.dockerfile, self.spec.platform)
+        plan = self.images.plan(
+            request.context, request.dockerfile, self.spec.platform, request.build
+        )
         from radops.images.registry import pull_credential, registry_server
 
         registry = self.spec.registry or resolve_setting(self.settings, "registry")
@@ -194,12 +197,14 @@ class SSHExecutor(Executor):
         # Tags are content hashes, so a remote that has the tag has this exact image: try to run
         # first (one round trip) and ship only when the engine says it lacks the image.
         env = argv_for.env_file(request.env)
-        status, err = self.docker.run_argv(argv, stdin=env)
-        if status != 0 and b"No such image" in err:
-            self.images.ensure(plan, progress)
-            status, err = shipping.ship_and_run(plan.tag, argv, env, progress)
-        elif status == 0:
-            progress(f"{self.name} already has {image}; nothing to ship")
+        if request.build.no_cache:  # a fresh build of the same content: ship it, whatever is there
+            status, err = self._ship_and_run(plan, shipping, argv, env, progress)
+        else:
+            status, err = self.docker.run_argv(argv, stdin=env)
+            if status != 0 and b"No such image" in err:
+                status, err = self._ship_and_run(plan, shipping, argv, env, progress)
+            elif status == 0:
+                progress(f"{self.name} already has {image}; nothing to ship")
         if status != 0:
             # docker leaves a Created container when the start fails: a job that never ran
             # must not show up in `jobs`.
@@ -207,6 +212,18 @@ class SSHExecutor(Executor):
             raise self.docker.error(status, err, "starting the job")
         progress(f"Started job {job_id} on {self.name}")
         return job_from_labels(labels, self.name, "running")
+
+    def _ship_and_run(
+        self,
+        plan: ImagePlan,
+        shipping: Shipping,
+        argv: list[str],
+        env: bytes,
+        progress: ProgressCallback,
+    ) -> tuple[int, bytes]:
+        """Build the image here if needed, ship it, start the job: (status, stderr) of the run."""
+        self.images.ensure(plan, progress)
+        return shipping.ship_and_run(plan.tag, argv, env, progress)
 
     def jobs(self) -> list[Job]:
         out = self.docker(*argv_for.ps_argv("")[1:], what="listing jobs")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from radops.errors import BuildError
-from radops.images.context import read_dockerignore
+from radops.images.context import BuildOptions, read_dockerignore
 from radops.progress import ProgressCallback
 
 
@@ -17,6 +17,7 @@ def build_image(
     tag: str,
     progress: ProgressCallback,
     platform: str | None = None,
+    options: BuildOptions | None = None,
 ) -> None:
     """Build `tag` from `context` with the engine behind `api`, reporting each output line.
 
@@ -32,13 +33,14 @@ def build_image(
         packed = tar(str(context), exclude=patterns, dockerfile=(name, inline))
     except OSError as e:
         raise BuildError(f"cannot pack the build context: {e}") from e
+    options = options or BuildOptions()
     with packed:
-        _stream_build(api, packed, name, tag, progress, platform)
+        _stream_build(api, packed, name, tag, progress, platform, options)
 
 
 def _stream_build(
     api: Any, packed: Any, dockerfile: str, tag: str, progress: ProgressCallback,
-    platform: str | None,
+    platform: str | None, options: BuildOptions,
 ) -> None:  # fmt: skip
     from docker.errors import APIError, DockerException
 
@@ -53,6 +55,9 @@ def _stream_build(
             forcerm=True,
             decode=True,
             platform=platform,
+            buildargs=dict(options.build_args) or None,
+            target=options.target,
+            nocache=options.no_cache,
         ):
             if "error" in event:
                 detail = event.get("errorDetail", {}).get("message") or event["error"]

@@ -7,9 +7,28 @@ import os
 import re
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from radops.errors import UsageError
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build, beyond the context: `--build-arg`s and `--target` make another image (they
+    are hashed into its tag); `--no-cache` rebuilds the same one from scratch."""
+
+    build_args: tuple[tuple[str, str], ...] = ()
+    target: str | None = None
+    no_cache: bool = False
+
+    def hash_key(self) -> bytes:
+        """What of these options decides the image (not no_cache: the same content again)."""
+        if not self.build_args and self.target is None:
+            return b""  # no options: the tags radops gave before options existed
+        args = "".join(f"{k}={v}\0" for k, v in sorted(self.build_args))
+        return f"target\0{self.target or ''}\0args\0{args}".encode("utf-8", "surrogateescape")
+
 
 IMAGE_REPOSITORY_PREFIX = "radops/"
 HASH_CHARS = 16  # 64 bits of the context's sha256 in the tag
@@ -83,7 +102,11 @@ def _walk(context: Path) -> list[str]:
 
 
 def hash_context(
-    context: Path, files: Iterable[str], dockerfile: str, platform: str | None = None
+    context: Path,
+    files: Iterable[str],
+    dockerfile: str,
+    platform: str | None = None,
+    build: BuildOptions | None = None,
 ) -> str:
     """sha256 over each path, its type and executable bit, and its content; plus the Dockerfile.
 
@@ -92,6 +115,8 @@ def hash_context(
     h = hashlib.sha256()
     if platform:
         h.update(b"platform\0" + platform.encode() + b"\0")
+    if build is not None:
+        h.update(build.hash_key())
     df = Path(dockerfile) if os.path.isabs(dockerfile) else context / dockerfile
     h.update(b"dockerfile\0" + dockerfile.encode() + b"\0" + df.read_bytes() + b"\0")
     for rel in files:
@@ -124,6 +149,11 @@ def image_tag(context: Path, digest: str) -> str:
     return f"{IMAGE_REPOSITORY_PREFIX}{slug}:{digest[:HASH_CHARS]}"
 
 
-def tag_for_context(context: Path, dockerfile: str, platform: str | None = None) -> str:
+def tag_for_context(
+    context: Path,
+    dockerfile: str,
+    platform: str | None = None,
+    build: BuildOptions | None = None,
+) -> str:
     files = context_files(context, dockerfile)
-    return image_tag(context, hash_context(context, files, dockerfile, platform))
+    return image_tag(context, hash_context(context, files, dockerfile, platform, build))

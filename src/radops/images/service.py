@@ -20,6 +20,7 @@ class ImagePlan(NamedTuple):
     dockerfile: str
     platform: str | None  # None: the local engine's own
     tag: str
+    build: context.BuildOptions = context.BuildOptions()
 
 
 class LocalImages:
@@ -28,7 +29,13 @@ class LocalImages:
     def __init__(self, engine: LocalEngine | None = None) -> None:
         self.engine = engine or LocalEngine()
 
-    def plan(self, folder: Path, dockerfile: str, platform: str | None = None) -> ImagePlan:
+    def plan(
+        self,
+        folder: Path,
+        dockerfile: str,
+        platform: str | None = None,
+        build: context.BuildOptions | None = None,
+    ) -> ImagePlan:
         """Check the context and hash it into its tag; touches no engine unless `platform`
         must be compared with a non-default engine's own.
 
@@ -38,22 +45,25 @@ class LocalImages:
         folder, dockerfile = context.check_context(folder, dockerfile)
         if platform is not None and platform == self.engine.platform():
             platform = None
-        tag = context.tag_for_context(folder, dockerfile, platform)
-        return ImagePlan(folder, dockerfile, platform, tag)
+        build = build or context.BuildOptions()
+        tag = context.tag_for_context(folder, dockerfile, platform, build)
+        return ImagePlan(folder, dockerfile, platform, tag, build)
 
     def ensure(self, plan: ImagePlan, progress: ProgressCallback) -> str:
         """The planned image's tag, built only if the engine lacks it. Runs of the same content
         at once build it once: the others wait for the build (a lock per tag), then reuse it."""
-        folder, dockerfile, platform, tag = plan
-        if self._has(tag):
+        folder, dockerfile, platform, tag, options = plan
+        fresh = options.no_cache  # --no-cache: build again even where the tag exists
+        if not fresh and self._has(tag):
             progress(f"Image {tag} is up to date; not rebuilding")
             return tag
         with _build_lock(tag, progress):
-            if self._has(tag):  # built by another radops while this one waited
+            if not fresh and self._has(tag):  # built by another radops while this one waited
                 progress(f"Image {tag} was just built by another radops; not rebuilding")
                 return tag
-            progress(f"Building {tag} from {folder}" + (f" for {platform}" if platform else ""))
-            build.build_image(self.engine.api, folder, dockerfile, tag, progress, platform)
+            how = " for " + platform if platform else ""
+            progress(f"Building {tag} from {folder}{how}" + (" (--no-cache)" if fresh else ""))
+            build.build_image(self.engine.api, folder, dockerfile, tag, progress, platform, options)
         return tag
 
     def _has(self, tag: str) -> bool:
