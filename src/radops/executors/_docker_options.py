@@ -47,29 +47,24 @@ def _gpu_count(request: dict[str, Any], text: str, whole: str) -> None:
 
 def parse_build_args(items: list[str], environ: dict[str, str]) -> tuple[tuple[str, str], ...]:
     """`--build-arg KEY=VALUE`, or `--build-arg KEY` for this shell's value, as `docker build`."""
-    args: dict[str, str] = {}
-    for item in items:
-        key, sep, val = item.partition("=")
-        if not key or any(c.isspace() for c in key):
-            raise UsageError(f"invalid --build-arg {item!r}: use KEY=VALUE or KEY")
-        if not sep:
-            if key not in environ:
-                raise UsageError(f"--build-arg {key}: {key} is not set in this shell")
-            val = environ[key]
-        args[key] = val
-    return tuple(args.items())
+    return tuple(_key_values(items, environ, "--build-arg").items())
 
 
 def parse_env(items: list[str], environ: dict[str, str]) -> dict[str, str]:
     """`-e KEY=VALUE`, or `-e KEY` to pass this shell's value of KEY, as `docker run -e` does."""
-    env: dict[str, str] = {}
+    return _key_values(items, environ, "--env")
+
+
+def _key_values(items: list[str], environ: dict[str, str], flag: str) -> dict[str, str]:
+    """`KEY=VALUE` items, or `KEY` for this shell's value of KEY; a later KEY wins."""
+    found: dict[str, str] = {}
     for item in items:
         key, sep, val = item.partition("=")
         if not key or any(c.isspace() for c in key):
-            raise UsageError(f"invalid --env {item!r}: use KEY=VALUE or KEY")
+            raise UsageError(f"invalid {flag} {item!r}: use KEY=VALUE or KEY")
         if not sep:
             if key not in environ:
-                raise UsageError(f"--env {key}: {key} is not set in this shell")
+                raise UsageError(f"{flag} {key}: {key} is not set in this shell")
             val = environ[key]
-        env[key] = val
-    return env
+        found[key] = val
+    return found
