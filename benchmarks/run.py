@@ -164,6 +164,11 @@ def render(results: list[Result], quick: bool, started: datetime, seconds: float
         "test rig's tools (`scripts/bootstrap.sh`: openssh-server, docker-registry), and are",
         f"skipped with the reason in the table otherwise. This run: `{_this_command()}`.",
         "",
+        "To check a change for a regression, time it against an earlier revision in one run:",
+        "`python benchmarks/compare_rev.py OLD [NEW]` (each side's median and the ratio NEW/OLD",
+        "for start-up, local and SSH re-submit, SSH `logs` and `jobs`). Its last output is kept",
+        f"in the section `{KEPT_SECTION}` below, which this script carries over.",
+        "",
         "What is timed (radops and its baseline run the same way: `python -m MODULE` with the",
         "same interpreter):",
         "",
@@ -207,6 +212,22 @@ def render(results: list[Result], quick: bool, started: datetime, seconds: float
     return "\n".join(out)
 
 
+KEPT_SECTION = "## Against an earlier revision"
+
+
+def kept_section(path: Path) -> str:
+    """The hand-kept `compare_rev.py` section of the previous file, to carry over ('' if none)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return ""
+    start = text.find(KEPT_SECTION)
+    if start == -1:
+        return ""
+    end = text.find("\n## ", start + len(KEPT_SECTION))
+    return text[start:] if end == -1 else text[start : end + 1]
+
+
 def _this_command() -> str:
     return shlex.join(["python", "benchmarks/run.py", *sys.argv[1:]])
 
@@ -234,6 +255,9 @@ def main() -> int:
         if "_remote" in sys.modules:  # a remote benchmark started the rig: stop it
             sys.modules["_remote"].close()
     text = render(results, args.quick, started, time.perf_counter() - t0)
+    kept = kept_section(args.output)
+    if kept:
+        text = text.rstrip("\n") + "\n\n" + kept.rstrip("\n") + "\n"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(f"[bench] wrote {args.output}", file=sys.stderr)
