@@ -46,6 +46,7 @@ def _split_command(command: list[str]) -> list[str]:
         'radops executors run local demos/remote_execution "testing remote execution"',
         'JOB=$(radops executors run gpu1 ./train "python train.py --lr 3e-4" --gpus all -q)',
         "radops executors run local ./app --follow -- python -c 'print(1)'",
+        "radops executors run gpu1 ./train --build-arg TORCH=2.3 --target test -- pytest -x",
     ),
 )
 def run(
