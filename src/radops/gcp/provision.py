@@ -17,21 +17,18 @@ from typing import TYPE_CHECKING
 from radops.config import LOCAL_EXECUTOR_NAME, GCPExecutorSpec, PendingVM, validate_executor_name
 from radops.errors import CloudError, HostKeyError, NotFoundError, RadopsError, UsageError
 from radops.gcp.compute import EXECUTOR_LABEL, MANAGED_LABEL, VM, CapacityError, Compute, poll
+from radops.gcp.host_keys import GUEST_ATTRIBUTES_KEY, HOST_KEYS_WAIT_S, HostKeyTrust
 from radops.gcp.keys import ssh_key_pair, with_ssh_key
 from radops.ssh.hostkeys import forget_host
 from radops.store import ExecutorStore, config_dir
 
 if TYPE_CHECKING:
-    from radops.executors.base import ConnectOptions, EngineReport
+    from radops.executors.base import EngineReport
     from radops.gcp.compute import Template
     from radops.gcp.settings import GCPTarget
     from radops.progress import ProgressCallback
 
 READY_TIMEOUT_S = 600
-GUEST_ATTRIBUTES_KEY = "enable-guest-attributes"
-# How long a new VM may take to publish its host keys (guest attributes) before radops falls
-# back to trusting the key it shows on first contact; at most half of the readiness budget.
-HOST_KEYS_WAIT_S = 60
 _VM_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -217,7 +214,7 @@ class Provisioner:
 
         result: list[tuple[EngineReport, str]] = []
         last_error: list[RadopsError] = []
-        trust = _HostKeyTrust(self.compute, spec, min(HOST_KEYS_WAIT_S, budget / 2), progress)
+        trust = HostKeyTrust(self.compute, spec, min(HOST_KEYS_WAIT_S, budget / 2), progress)
 
         def attempt(executor: SSHExecutor) -> bool:
             report = executor.check()
@@ -369,54 +366,3 @@ class Provisioner:
             with self.store.edit() as config:
                 for name in stale:
                     config.gcp_pending.pop(name, None)
-
-
-class _HostKeyTrust:
-    """How a new VM's host key becomes trusted: the keys its guest agent publishes (guest
-    attributes `hostkeys/`, read with the Compute API) are pinned; an image that publishes none
-    within `wait` seconds gets trust on first use, and the user is told."""
-
-    def __init__(
-        self, compute: Compute, spec: GCPExecutorSpec, wait: float, progress: ProgressCallback
-    ) -> None:
-        self.compute = compute
-        self.spec = spec
-        self.deadline = time.monotonic() + wait
-        self.progress = progress
-        self.told = False
-        self.pins: frozenset[str] = frozenset()  # once published, kept: they do not change
-
-    def options(self) -> ConnectOptions | None:
-        """The options for the next attempt; None while waiting for the keys."""
-        from radops.executors.base import ConnectOptions
-
-        if not self.pins:
-            self.pins = _fingerprints(self.compute.host_keys(self.spec.zone, self.spec.instance))
-        if self.pins:
-            return ConnectOptions(pinned_host_keys=self.pins)
-        if time.monotonic() < self.deadline:
-            return None
-        if not self.told:
-            self.progress(
-                f"{self.spec.name} publishes no SSH host keys (guest attributes); trusting the "
-                "key it shows on first contact"
-            )
-            self.told = True
-        return ConnectOptions(trust_new_target_key=True)  # not the ProxyJump hosts
-
-
-def _fingerprints(keys: list[tuple[str, str]]) -> frozenset[str]:
-    """The SHA256 fingerprints of published (key type, base64 blob) keys; a value that is not
-    base64 is skipped (it cannot be the key the VM shows)."""
-    import base64
-    import binascii
-
-    from radops.ssh.hostkeys import blob_fingerprint
-
-    found = set()
-    for _, blob in keys:
-        try:
-            found.add(blob_fingerprint(base64.b64decode(blob, validate=True)))
-        except (binascii.Error, ValueError):
-            continue
-    return frozenset(found)
