@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from radops.errors import UsageError
 from radops.images.context import check_context, context_files, image_tag, tag_for_context
+from tests import rig
 
 TAG_RE = re.compile(r"^radops/[a-z0-9-]+:[0-9a-f]{16}$")
 
@@ -161,3 +164,30 @@ def test_every_spelling_of_the_same_dockerfile_gives_one_tag(tmp_path: Path) -> 
         assert name == "Dockerfile"
         tags.add(tag_for_context(checked, name))
     assert len(tags) == 1
+
+
+@pytest.mark.parametrize("dockerignore", [None, "*.log\n"])
+def test_an_unreadable_folder_is_named_in_a_usage_error(dockerignore: str | None) -> None:
+    """As another user (the tests run as root, who reads everything): effective uid only, so
+    this process gets root back at the end."""
+    uid = rig.ensure_user(rig.OTHER_USER)
+    top = Path(tempfile.mkdtemp(prefix="radops-unreadable-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        folder = context(top, main="x\n")
+        if dockerignore is not None:
+            (folder / ".dockerignore").write_text(dockerignore)
+        secret = folder / "private"
+        secret.mkdir(mode=0o700)  # root's: the other user cannot list it
+        os.seteuid(uid)
+        try:
+            with pytest.raises(UsageError) as caught:
+                tag(folder)
+        finally:
+            os.seteuid(0)
+        assert caught.value.message == (
+            f"cannot read {str(secret)!r} in the build context: Permission denied"
+        )
+        assert caught.value.hint and ".dockerignore" in caught.value.hint
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

@@ -88,14 +88,29 @@ def context_files(context: Path, dockerfile: str) -> list[str]:
         return sorted(_walk(context))
     from docker.utils.build import exclude_paths
 
-    return sorted(exclude_paths(str(context), patterns, dockerfile=dockerfile))
+    try:
+        return sorted(exclude_paths(str(context), patterns, dockerfile=dockerfile))
+    except OSError as e:  # docker-py walks the folder and lets the first unreadable one through
+        raise _unreadable(e) from e
+
+
+def _unreadable(e: OSError) -> UsageError:
+    where = f" {str(e.filename)!r}" if e.filename else ""
+    return UsageError(
+        f"cannot read{where} in the build context: {e.strerror or e}",
+        "Fix its permissions, or leave it out of the build with .dockerignore.",
+    )
 
 
 def _walk(context: Path) -> list[str]:
     """Every file and folder below `context`, relative, as docker-py lists them (no symlinks
     followed)."""
     found: list[str] = []
-    for folder, dirs, files in os.walk(context):
+
+    def fail(e: OSError) -> None:  # os.walk would skip an unreadable folder without a word
+        raise _unreadable(e) from e
+
+    for folder, dirs, files in os.walk(context, onerror=fail):
         rel = os.path.relpath(folder, context)
         found += [name if rel == "." else f"{rel}/{name}" for name in (*dirs, *files)]
     return found
