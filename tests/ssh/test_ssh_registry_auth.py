@@ -38,6 +38,14 @@ def _remote_auths(remote: rig.RemoteHost) -> dict[str, object]:
     return json.loads(config.read_text()).get("auths", {}) if config.exists() else {}
 
 
+@pytest.fixture
+def pushing_cli(cli: CLI, remote: rig.RemoteHost, tmp_path: Path) -> CLI:
+    """The CLI with the registry that wants a password, and this machine's push credential."""
+    cli.env["RADOPS_REGISTRY"] = remote.auth_registry
+    cli.env["DOCKER_CONFIG"] = str(_docker_config(tmp_path / "docker", remote.auth_registry))
+    return cli
+
+
 def _with_pull_credential(cli: CLI, tmp_path: Path) -> None:
     token = tmp_path / "pull-token"
     token.write_text(rig.AUTH_PASSWORD + "\n")
@@ -47,12 +55,10 @@ def _with_pull_credential(cli: CLI, tmp_path: Path) -> None:
 
 
 def test_the_push_credential_never_goes_to_the_remote(
-    cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost, tmp_path: Path
+    pushing_cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost, tmp_path: Path
 ) -> None:
-    cli.env["RADOPS_REGISTRY"] = remote.auth_registry
-    cli.env["DOCKER_CONFIG"] = str(_docker_config(tmp_path / "docker", remote.auth_registry))
     before = _leftovers()
-    result = cli("executors", "run", box, str(job_context), "sh /job/args.sh private")
+    result = pushing_cli("executors", "run", box, str(job_context), "sh /job/args.sh private")
     assert result.returncode == 1, result.stderr.decode()
     err = result.stderr.decode()
     assert f"Pushing {remote.auth_registry}/" in err  # this machine's credential pushed
@@ -64,13 +70,13 @@ def test_the_push_credential_never_goes_to_the_remote(
 
 
 def test_a_pull_credential_logs_the_remote_in_for_one_pull(
-    cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost, tmp_path: Path
+    pushing_cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost, tmp_path: Path
 ) -> None:
-    cli.env["RADOPS_REGISTRY"] = remote.auth_registry
-    cli.env["DOCKER_CONFIG"] = str(_docker_config(tmp_path / "docker", remote.auth_registry))
-    _with_pull_credential(cli, tmp_path)
+    _with_pull_credential(pushing_cli, tmp_path)
     before = _leftovers()
-    result = cli("executors", "run", box, str(job_context), "sh /job/args.sh private", "--json")
+    result = pushing_cli(
+        "executors", "run", box, str(job_context), "sh /job/args.sh private", "--json"
+    )
     assert result.returncode == 0, result.stderr.decode()
     err = result.stderr.decode()
     assert f"(logged in to {remote.auth_registry} as {rig.AUTH_USER})" in err
@@ -79,18 +85,16 @@ def test_a_pull_credential_logs_the_remote_in_for_one_pull(
     assert remote.auth_registry not in _remote_auths(remote)
     assert _leftovers() == before
     job = json.loads(result.stdout)["job_id"]
-    logs = cli("executors", "logs", box, job, "--follow")
+    logs = pushing_cli("executors", "logs", box, job, "--follow")
     assert logs.stdout == b"<private>\n"
 
 
 def test_a_client_killed_while_the_remote_pulls_leaves_no_login_behind(
-    cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost, tmp_path: Path
+    pushing_cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost, tmp_path: Path
 ) -> None:
-    cli.env["RADOPS_REGISTRY"] = remote.auth_registry
-    cli.env["DOCKER_CONFIG"] = str(_docker_config(tmp_path / "docker", remote.auth_registry))
-    _with_pull_credential(cli, tmp_path)
+    _with_pull_credential(pushing_cli, tmp_path)
     before = _leftovers()
-    proc = cli.popen("executors", "run", box, str(job_context), "sh /job/args.sh killed")
+    proc = pushing_cli.popen("executors", "run", box, str(job_context), "sh /job/args.sh killed")
     assert proc.stderr is not None
     for line in proc.stderr:  # kill -9 as soon as the remote login-and-pull starts
         if b"logged in to" in line:
