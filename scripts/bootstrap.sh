@@ -12,6 +12,7 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 install_debian_packages() {
   local missing=()
   command -v dockerd >/dev/null || missing+=(docker.io)
+  has_buildkit || missing+=(docker.io)  # its docker 20.10 client builds with BuildKit
   [ -x /bin/busybox ] && file_is_static /bin/busybox || missing+=(busybox-static)
   command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
@@ -27,6 +28,17 @@ install_debian_packages() {
 }
 
 file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
+
+# Some docker client on PATH builds with BuildKit: the buildx plugin, or BuildKit built in
+# (clients before 23.0), as radops looks for them (src/radops/images/builder.py).
+has_buildkit() {
+  local d
+  for d in $(type -ap docker); do
+    "$d" buildx version >/dev/null 2>&1 && return 0
+    [[ "$("$d" --version 2>/dev/null)" =~ ^Docker\ version\ (18\.09|19\.|2[0-2]\.) ]] && return 0
+  done
+  return 1
+}
 
 install_radops() {
   local stamp="$VENV/.radops-installed"

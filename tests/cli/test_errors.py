@@ -165,7 +165,8 @@ def test_gpus_are_requested_from_the_engine(
     # Without GPUs the engine refuses the device request: a clean one-line error, not a crash.
     assert result.returncode == 1, describe(result)
     assert result.stdout == ""
-    assert result.stderr.splitlines()[-1].startswith("radops: error: ")
-    assert "gpu" in result.stderr.lower()
+    lines = result.stderr.splitlines()
+    assert lines[-2].startswith("radops: error: --gpus: ") and lines[-1].startswith("hint: ")
+    assert "NVIDIA Container Toolkit" in result.stderr
     assert "Traceback" not in result.stderr
     assert session_job_containers(docker_client) == before  # a job that never started is gone

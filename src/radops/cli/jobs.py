@@ -47,6 +47,7 @@ def _split_command(command: list[str]) -> list[str]:
         'JOB=$(radops executors run gpu1 ./train "python train.py --lr 3e-4" --gpus all -q)',
         "radops executors run local ./app --follow -- python -c 'print(1)'",
         "radops executors run gpu1 ./train --build-arg TORCH=2.3 --target test -- pytest -x",
+        "radops executors run gpu1 ./train --secret id=pip,src=$HOME/.netrc -- python train.py",
     ),
 )
 def run(
@@ -92,6 +93,18 @@ def run(
         "--no-cache",
         help="Build from scratch even if the image exists (then ship it again).",
     ),
+    secret: list[str] | None = typer.Option(
+        None,
+        "--secret",
+        help="id=ID,src=PATH: a file the build reads with RUN --mount=type=secret,id=ID "
+        "(BuildKit). Never stored in the image or its tag. Repeatable.",
+    ),
+    ssh: list[str] | None = typer.Option(
+        None,
+        "--ssh",
+        help="default (this shell's SSH agent) or ID=SOCKET_OR_KEY: SSH access for the build's "
+        "RUN --mount=type=ssh, e.g. to clone a private repository (BuildKit). Repeatable.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
     json_output: bool = JSON_OPT,
 ) -> None:
@@ -102,7 +115,12 @@ def run(
     """
     from radops.cli import render
     from radops.errors import UsageError
-    from radops.executors._docker_options import parse_build_args, parse_env
+    from radops.executors._docker_options import (
+        parse_build_args,
+        parse_env,
+        parse_secrets,
+        parse_ssh,
+    )
     from radops.executors.base import JobRequest
     from radops.images.context import BuildOptions
 
@@ -120,6 +138,8 @@ def run(
             build_args=parse_build_args(build_arg or [], dict(os.environ)),
             target=target or None,
             no_cache=no_cache,
+            secrets=parse_secrets(secret or []),
+            ssh=parse_ssh(ssh or [], dict(os.environ)),
         ),
     )
     with _open(executor) as ex:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
@@ -95,6 +96,11 @@ def write_output(chunks: Iterator[tuple[Stream, bytes]]) -> None:
         raise SystemExit(141) from None
 
 
+# Progress lines that stay on a terminal (the others only pass through the status line): radops'
+# own steps, the legacy builder's steps, BuildKit's steps (`#5 [2/3] RUN ...`), warnings.
+_KEPT = re.compile(r"(Building|Step|Started|Image|Pushing|Pulling|Warning)|#\d+ \[(?!internal)")
+
+
 @contextmanager
 def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
     """A progress callback: a live status line on a terminal, plain lines on stderr otherwise."""
@@ -111,7 +117,7 @@ def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
 
         def update(line: str) -> None:
             line = visible(line)  # build output may carry terminal escapes
-            if line.startswith(("Building", "Step", "Started", "Image", "Pushing", "Pulling")):
+            if _KEPT.match(line):
                 console.print(f"[dim]{escape(line)}[/dim]")
             status.update(escape(line[: console.width - 4]))
 

@@ -1,11 +1,28 @@
-"""Pure translations of `docker run` flag values into Docker Engine API structures."""
+"""Pure translations of `docker run` and `docker build` flag values into what radops passes on."""
 
 from __future__ import annotations
 
 import csv
+import os
+import re
 from typing import Any
 
-from radops.errors import UsageError
+from radops.errors import RadopsError, UsageError
+
+# What an engine without the NVIDIA runtime answers to `--gpus`.
+NO_GPU_DRIVER = "could not select device driver"
+
+
+def no_gpu_runtime(where: str) -> RadopsError:
+    """`--gpus` on an engine that has no NVIDIA runtime: what is missing, and how to add it."""
+    return RadopsError(
+        f"--gpus: the Docker engine on {where} cannot give containers GPUs (no NVIDIA runtime: "
+        "the NVIDIA Container Toolkit is not installed or not set up for Docker)",
+        "Install the NVIDIA driver and the NVIDIA Container Toolkit there "
+        "(https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/"
+        "install-guide.html), then `sudo nvidia-ctk runtime configure --runtime=docker && "
+        "sudo systemctl restart docker`. `nvidia-smi` there lists the GPUs it would see.",
+    )
 
 
 def parse_gpus(value: str) -> dict[str, Any]:
@@ -68,3 +85,61 @@ def _key_values(items: list[str], environ: dict[str, str], flag: str) -> dict[st
             val = environ[key]
         found[key] = val
     return found
+
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def parse_secrets(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """`--secret id=ID,src=PATH` (as `docker build --secret`): (id, absolute path) pairs. The
+    file must be readable now; only its path goes to the builder, never its content."""
+    found: dict[str, str] = {}
+    for item in items:
+        fields = dict(_fields(item, "--secret", "id=ID,src=PATH"))
+        kind = fields.pop("type", "file")
+        secret_id = fields.pop("id", "")
+        source = fields.pop("src", None) or fields.pop("source", None)
+        if kind != "file" or fields or not _ID.fullmatch(secret_id) or not source:
+            raise UsageError(
+                f"invalid --secret {item!r}: use id=ID,src=PATH",
+                "The Dockerfile reads it with RUN --mount=type=secret,id=ID.",
+            )
+        path = os.path.abspath(os.path.expanduser(source))
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise UsageError(f"--secret {secret_id}: cannot read the file {source!r}")
+        if secret_id in found:
+            raise UsageError(f"--secret {secret_id} is given twice")
+        found[secret_id] = path
+    return tuple(found.items())
+
+
+def parse_ssh(items: list[str], environ: dict[str, str]) -> tuple[str, ...]:
+    """`--ssh default` (this shell's agent), `--ssh ID=SOCKET_OR_KEY[,...]`, as `docker build`."""
+    found: list[str] = []
+    for item in items:
+        ssh_id, sep, paths = item.partition("=")
+        if not _ID.fullmatch(ssh_id) or (sep and not paths):
+            raise UsageError(f"invalid --ssh {item!r}: use default, or ID=PATH of an agent socket "
+                             "or key")  # fmt: skip
+        if not sep and not environ.get("SSH_AUTH_SOCK"):
+            raise UsageError(
+                f"--ssh {ssh_id}: no SSH agent in this shell (SSH_AUTH_SOCK is not set)",
+                "Start one (`eval $(ssh-agent)`, `ssh-add`), or give a key: "
+                "--ssh default=~/.ssh/id_ed25519.",
+            )
+        resolved = [os.path.abspath(os.path.expanduser(p)) for p in paths.split(",") if p]
+        for path in resolved:
+            if not os.path.exists(path):
+                raise UsageError(f"--ssh {ssh_id}: no such agent socket or key {path!r}")
+        found.append(f"{ssh_id}={','.join(resolved)}" if sep else ssh_id)
+    return tuple(found)
+
+
+def _fields(item: str, flag: str, form: str) -> list[tuple[str, str]]:
+    pairs = []
+    for field in item.split(","):
+        key, sep, value = field.partition("=")
+        if not sep:
+            raise UsageError(f"invalid {flag} {item!r}: use {form}")
+        pairs.append((key.strip(), value))
+    return pairs

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
 from radops.executors._docker_argv import error_line
+from radops.executors._docker_options import NO_GPU_DRIVER, no_gpu_runtime
 from radops.ssh.connection import NO_BASE64
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class RemoteDocker:
                 "Add the user to the `docker` group on the machine, then log in again "
                 f"(`radops executors check {self.executor}` renews radops' shared connection).",
             )
+        if NO_GPU_DRIVER in text:
+            return no_gpu_runtime(host)
         if "Cannot connect to the Docker daemon" in text:
             return self.engine_down()
         if "No such container" in text or "No such object" in text:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from radops.errors import NotFoundError, RadopsError
-from radops.executors._docker_options import parse_gpus
+from radops.executors._docker_options import NO_GPU_DRIVER, no_gpu_runtime, parse_gpus
 from radops.executors._frames import demux_frames
 from radops.executors._labels import (
     job_from_inspect,
@@ -89,9 +89,11 @@ class LocalExecutor(Executor):
             )
             try:
                 self.api.start(container["Id"])
-            except Exception:
+            except Exception as e:
                 # A job that never started is not a job: leave nothing behind in `jobs`.
                 self.api.remove_container(container["Id"], force=True)
+                if NO_GPU_DRIVER in str(e):
+                    raise no_gpu_runtime("this machine") from e
                 raise
         progress(f"Started job {job_id}")
         return job_from_labels(labels, self.name, "running")

@@ -6,11 +6,14 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from radops.errors import UsageError
+from radops.images import statcache
 
 
 @dataclass(frozen=True)
@@ -21,9 +24,19 @@ class BuildOptions:
     build_args: tuple[tuple[str, str], ...] = ()
     target: str | None = None
     no_cache: bool = False
+    # BuildKit only, and never part of the tag: `--secret id=ID,src=PATH` as (id, absolute
+    # path), and `--ssh` specs (`default`, `ID=PATH`) forwarded to RUN --mount=type=ssh.
+    secrets: tuple[tuple[str, str], ...] = ()
+    ssh: tuple[str, ...] = ()
+
+    @property
+    def needs_buildkit(self) -> list[str]:
+        """The options given that only BuildKit can honour."""
+        return [flag for flag, used in (("--secret", self.secrets), ("--ssh", self.ssh)) if used]
 
     def hash_key(self) -> bytes:
-        """What of these options decides the image (not no_cache: the same content again)."""
+        """What of these options decides the image (not no_cache: the same content again; not
+        secrets, which must stay out of the image and its name)."""
         if not self.build_args and self.target is None:
             return b""  # no options: the tags radops gave before options existed
         args = "".join(f"{k}={v}\0" for k, v in sorted(self.build_args))
@@ -116,14 +129,23 @@ def _walk(context: Path) -> list[str]:
     return found
 
 
-def hash_context(
+class _Hashed(NamedTuple):
+    digest: str
+    tokens: dict[str, bytes]  # relative path -> what of it went into the digest
+    settled: dict[str, tuple[statcache.StatKey, str]]  # regular files safe to remember
+
+
+def _hash(
     context: Path,
     files: Iterable[str],
     dockerfile: str,
-    platform: str | None = None,
-    build: BuildOptions | None = None,
-) -> str:
-    """sha256 over each path, its type and executable bit, and its content; plus the Dockerfile.
+    platform: str | None,
+    build: BuildOptions | None,
+    known: Mapping[str, tuple[statcache.StatKey, str]],
+    started_ns: int,
+) -> _Hashed:
+    """sha256 over the Dockerfile, then each path, its type and whole mode, and its content's
+    sha256 (taken from `known` when the file's stat key is unchanged, else read).
 
     A build for another platform than the engine's own (`platform`) hashes differently.
     """
@@ -133,29 +155,128 @@ def hash_context(
     if build is not None:
         h.update(build.hash_key())
     df = Path(dockerfile) if os.path.isabs(dockerfile) else context / dockerfile
-    h.update(b"dockerfile\0" + dockerfile.encode() + b"\0" + df.read_bytes() + b"\0")
-    for rel in files:
-        path = context / rel
-        st = path.lstat()
-        h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
-        if stat.S_ISLNK(st.st_mode):
-            h.update(b"L" + os.readlink(path).encode("utf-8", "surrogateescape"))
-        elif stat.S_ISDIR(st.st_mode):
-            h.update(b"D%o" % stat.S_IMODE(st.st_mode))
-        elif stat.S_ISREG(st.st_mode):
+    h.update(b"dockerfile\0" + dockerfile.encode() + b"\0" + _read(df) + b"\0")
+    tokens: dict[str, bytes] = {}
+    settled: dict[str, tuple[statcache.StatKey, str]] = {}
+    root = os.fspath(context) + os.sep
+    racy_after = started_ns - statcache.RACY_NS
+    for rel in files:  # plain strings and os calls: this loop runs once per file of the context
+        path = root + rel
+        try:
+            st = os.lstat(path)
+        except OSError as e:
+            raise _unreadable(e) from e
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
+            key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, mode)
+            remembered = known.get(rel)
+            if remembered is not None and remembered[0] == key:
+                digest = remembered[1]
+            else:
+                digest = _file_digest(Path(path))
+            if max(st.st_mtime_ns, st.st_ctime_ns) < racy_after:  # settled: outside the racy window
+                settled[rel] = (key, digest)
             # The whole mode: COPY keeps it, so 0600 -> 0644 is another image.
-            h.update(b"F%o" % stat.S_IMODE(st.st_mode))
-            try:
-                with path.open("rb") as f:
-                    while chunk := f.read(_CHUNK):
-                        h.update(chunk)
-            except OSError as e:
-                message = f"cannot read {str(path)!r} in the build context: {e.strerror}"
-                raise UsageError(message) from e
+            token = b"F%o:" % stat.S_IMODE(mode) + digest.encode()
+        elif stat.S_ISDIR(mode):
+            token = b"D%o" % stat.S_IMODE(mode)
+        elif stat.S_ISLNK(mode):
+            token = b"L" + os.readlink(path).encode("utf-8", "surrogateescape")
         else:  # a socket, FIFO or device: docker sends only its header, so hash only its kind
-            h.update(b"S%o" % stat.S_IFMT(st.st_mode))
-        h.update(b"\0")
+            token = b"S%o" % stat.S_IFMT(mode)
+        tokens[rel] = token
+        h.update(rel.encode("utf-8", "surrogateescape") + b"\0" + token + b"\0")
+    return _Hashed(h.hexdigest(), tokens, settled)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise _unreadable(e) from e
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+    except OSError as e:
+        raise _unreadable(e) from e
     return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A build context as it was hashed into its tag: what was sent, and how each path looked.
+
+    `changed()` after a build tells whether the build may have seen anything else, so a tag is
+    only ever put on an image built from exactly the hashed content.
+    """
+
+    context: Path
+    dockerfile: str
+    platform: str | None
+    build: BuildOptions | None
+    files: tuple[str, ...]
+    hashed: _Hashed
+
+    @property
+    def digest(self) -> str:
+        return self.hashed.digest
+
+    @property
+    def tag(self) -> str:
+        return image_tag(self.context, self.digest)
+
+    def changed(self) -> str | None:
+        """The first path of the context that differs from the snapshot now, or None.
+
+        Files whose stat key is unchanged since they settled are trusted (any write moves the
+        ctime); the others, and the Dockerfile, are read again.
+        """
+        files = tuple(context_files(self.context, self.dockerfile))
+        if files != self.files:
+            return sorted(set(files) ^ set(self.files))[0]
+        now = _hash(
+            self.context, files, self.dockerfile, self.platform, self.build,
+            self.hashed.settled, time.time_ns(),
+        )  # fmt: skip
+        if now.digest == self.digest:
+            return None
+        differs = (rel for rel in files if now.tokens[rel] != self.hashed.tokens[rel])
+        return next(differs, self.dockerfile)
+
+
+def snapshot(
+    context: Path,
+    dockerfile: str,
+    platform: str | None = None,
+    build: BuildOptions | None = None,
+) -> Snapshot:
+    """Hash the build context (`context_files`) into a `Snapshot`, reading only the files whose
+    stat changed since the last hash of this folder (the stat cache)."""
+    started_ns = time.time_ns()
+    files = tuple(context_files(context, dockerfile))
+    known = statcache.load(context)
+    hashed = _hash(context, files, dockerfile, platform, build, known, started_ns)
+    if any(known.get(rel) != entry for rel, entry in hashed.settled.items()) or len(
+        hashed.settled
+    ) != len(known):
+        statcache.save(context, hashed.settled)
+    return Snapshot(context, dockerfile, platform, build, files, hashed)
+
+
+def hash_context(
+    context: Path,
+    files: Iterable[str],
+    dockerfile: str,
+    platform: str | None = None,
+    build: BuildOptions | None = None,
+) -> str:
+    """The content digest of `files` in `context`, every file read (no stat cache)."""
+    return _hash(context, files, dockerfile, platform, build, {}, time.time_ns()).digest
 
 
 def image_tag(context: Path, digest: str) -> str:
@@ -170,5 +291,4 @@ def tag_for_context(
     platform: str | None = None,
     build: BuildOptions | None = None,
 ) -> str:
-    files = context_files(context, dockerfile)
-    return image_tag(context, hash_context(context, files, dockerfile, platform, build))
+    return snapshot(context, dockerfile, platform, build).tag

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from radops.errors import RadopsError
+from radops.errors import BuildError, RadopsError, UsageError
 from radops.images import build, context, registry
+from radops.images.builder import NO_BUILDKIT_HINT, Builder, find_builder
 from radops.images.engine import LocalEngine, docker_errors
 from radops.progress import ProgressCallback
 
@@ -21,6 +22,7 @@ class ImagePlan(NamedTuple):
     platform: str | None  # None: the local engine's own
     tag: str
     build: context.BuildOptions = context.BuildOptions()
+    snapshot: context.Snapshot | None = None  # the content as hashed into `tag`
 
 
 class LocalImages:
@@ -28,6 +30,14 @@ class LocalImages:
 
     def __init__(self, engine: LocalEngine | None = None) -> None:
         self.engine = engine or LocalEngine()
+        self._builder: Builder | None = None
+
+    @property
+    def builder(self) -> Builder:
+        """How this machine builds (BuildKit through the docker CLI, else the legacy builder)."""
+        if self._builder is None:
+            self._builder = find_builder()
+        return self._builder
 
     def plan(
         self,
@@ -46,35 +56,89 @@ class LocalImages:
         if platform is not None and platform == self.engine.platform():
             platform = None
         build = build or context.BuildOptions()
-        tag = context.tag_for_context(folder, dockerfile, platform, build)
-        return ImagePlan(folder, dockerfile, platform, tag, build)
+        snapshot = context.snapshot(folder, dockerfile, platform, build)
+        return ImagePlan(folder, dockerfile, platform, snapshot.tag, build, snapshot)
 
     def ensure(self, plan: ImagePlan, progress: ProgressCallback) -> str:
         """The planned image's tag, built only if the engine lacks it. Runs of the same content
-        at once build it once: the others wait for the build (a lock per tag), then reuse it."""
-        folder, dockerfile, platform, tag, options = plan
+        at once build it once: the others wait for the build (a lock per tag), then reuse it.
+
+        The tag goes on the new image only if the context is still what was hashed into it
+        (`Snapshot.changed`), so a tag always names the content it was built from.
+        """
+        tag, options = plan.tag, plan.build
         fresh = options.no_cache  # --no-cache: build again even where the tag exists
         if not fresh and self._has(tag):
             progress(f"Image {tag} is up to date; not rebuilding")
             return tag
+        builder = self.builder
+        if not builder.buildkit and options.needs_buildkit:
+            flags = options.needs_buildkit
+            raise UsageError(
+                f"{' and '.join(flags)} {'need' if len(flags) > 1 else 'needs'} BuildKit, and "
+                f"this machine has none ({builder.why})",
+                NO_BUILDKIT_HINT,
+            )
         with _build_lock(tag, progress):
             if not fresh and self._has(tag):  # built by another radops while this one waited
                 progress(f"Image {tag} was just built by another radops; not rebuilding")
                 return tag
-            how = " for " + platform if platform else ""
-            progress(f"Building {tag} from {folder}{how}" + (" (--no-cache)" if fresh else ""))
-            build.build_image(self.engine.api, folder, dockerfile, tag, progress, platform, options)
+            if not builder.buildkit:
+                progress(f"Warning: no BuildKit ({builder.why}): using Docker's legacy builder, "
+                         f"which cannot build RUN --mount. {NO_BUILDKIT_HINT}")  # fmt: skip
+            how = " for " + plan.platform if plan.platform else ""
+            progress(
+                f"Building {tag} from {plan.context}{how}" + (" (--no-cache)" if fresh else "")
+            )
+            image_id = build.build_image(
+                self.engine.api, builder, plan.context, plan.dockerfile, progress,
+                plan.platform, options,
+            )  # fmt: skip
+            self._tag_unchanged(plan, image_id)
         return tag
 
-    def _has(self, tag: str) -> bool:
+    def _tag_unchanged(self, plan: ImagePlan, image_id: str) -> None:
+        """Tag `image_id` as the plan's tag if its context still is what was hashed; otherwise
+        drop the image: it may hold other content than the tag names."""
+        snapshot = plan.snapshot or context.snapshot(
+            plan.context, plan.dockerfile, plan.platform, plan.build
+        )
+        changed = snapshot.changed()
+        api = self.engine.api
+        if changed is not None:
+            self._remove_if_untagged(image_id)
+            raise BuildError(
+                f"{changed!r} in {plan.context} changed while the image was building; "
+                "the image was not tagged",
+                "Run again once the edit is saved: a radops tag only ever names the exact "
+                "content it was built from.",
+            )
+        repository, _, name = plan.tag.rpartition(":")
+        replaced = self._image_id(plan.tag)
+        with docker_errors("tagging the image"):
+            api.tag(image_id, repository, name, force=True)
+        if replaced and replaced != image_id:  # --no-cache rebuilt it: drop the old one
+            self._remove_if_untagged(replaced)
+
+    def _image_id(self, tag: str) -> str | None:
         import docker.errors
 
         with docker_errors("checking for the image"):
             try:
-                self.engine.api.inspect_image(tag)
+                return str(self.engine.api.inspect_image(tag)["Id"])
             except docker.errors.ImageNotFound:
-                return False
-        return True
+                return None
+
+    def _remove_if_untagged(self, image_id: str) -> None:
+        """Remove an image nothing names (no tag) and no container uses; leave it otherwise."""
+        import docker.errors
+
+        with docker_errors("removing an image"), contextlib.suppress(docker.errors.APIError):
+            if not self.engine.api.inspect_image(image_id).get("RepoTags"):
+                self.engine.api.remove_image(image_id)
+
+    def _has(self, tag: str) -> bool:
+        return self._image_id(tag) is not None
 
     def export(self, tag: str) -> Iterator[bytes]:
         """`docker save` of `tag` as a stream of chunks."""
