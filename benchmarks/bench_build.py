@@ -168,7 +168,7 @@ def run(quick: bool) -> Result:
             sides.cleanup()
     result.notes.append(
         f"- Builds: {runs} runs each, alternating, after one warm-up each; BuildKit is "
-        f"{builder.describe()}; `docker build -q` is the first docker on PATH "
+        f"`{buildkit}`; `docker build -q` is the first docker on PATH "
         f"({_first_docker()}). The one-file change appends a line to `src/train.py`. With "
         "`Dockerfile` (`COPY . /app/`) both sides copy the 300 MB into a new layer; with "
         "`split.Dockerfile` only the small last layer is rebuilt, so what is left is radops' "

@@ -221,9 +221,11 @@ def kept_section(path: Path) -> str:
         text = path.read_text()
     except OSError:
         return ""
-    start = text.find(KEPT_SECTION)
+    # The heading at the start of a line, not its name quoted in the text above it.
+    start = text.find(f"\n{KEPT_SECTION}\n")
     if start == -1:
         return ""
+    start += 1
     end = text.find("\n## ", start + len(KEPT_SECTION))
     return text[start:] if end == -1 else text[start : end + 1]
 
