@@ -97,22 +97,47 @@ def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 RIG_BRIDGE = "radopsrig0"
-# TEST-NET-1 (RFC 5737): documentation addresses, never routed; the rig's containers need none.
-RIG_BRIDGE_ADDRESS = "192.0.2.1/24"
+# Private /24s for the rig's bridge, the first that no route of this machine overlaps is used.
+# (TEST-NET-1, used before, is this very machine's eth0 network: the host then routed to the
+# rig's containers through eth0, and `forward` could not reach them.)
+RIG_BRIDGE_CANDIDATES = ("10.213.37.1/24", "172.30.213.1/24", "192.168.213.1/24")
+
+
+def _bridge_address(ip: str) -> str:
+    import ipaddress
+
+    routes = subprocess.run([ip, "-4", "route", "show", "table", "all"], capture_output=True,
+                            text=True).stdout  # fmt: skip
+    used = []
+    for line in routes.splitlines():
+        first = line.split()[0] if line.split() else ""
+        if "/" in first and RIG_BRIDGE not in line.split():
+            used.append(ipaddress.ip_network(first, strict=False))
+    for candidate in RIG_BRIDGE_CANDIDATES:
+        network = ipaddress.ip_interface(candidate).network
+        if not any(network.overlaps(u) for u in used):
+            return candidate
+    raise RigError(f"every candidate network for the rig's bridge is in use: {used}")
 
 
 def _ensure_bridge() -> str:
-    """The rig engine's own bridge (created once; left in place for the next session)."""
+    """The rig engine's own bridge, on a network no other interface here uses (created once
+    and left in place for the next session; made again if its address collides)."""
     ip = _tool("ip", "/usr/sbin/ip", "/sbin/ip")
-    if subprocess.run([ip, "link", "show", RIG_BRIDGE], capture_output=True).returncode != 0:
-        for argv in (
-            [ip, "link", "add", "name", RIG_BRIDGE, "type", "bridge"],
-            [ip, "addr", "add", RIG_BRIDGE_ADDRESS, "dev", RIG_BRIDGE],
-            [ip, "link", "set", RIG_BRIDGE, "up"],
-        ):
-            result = subprocess.run(argv, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise RigError(f"cannot create the rig's bridge: {result.stderr.strip()}")
+    address = _bridge_address(ip)
+    shown = subprocess.run([ip, "-4", "addr", "show", RIG_BRIDGE], capture_output=True, text=True)
+    if shown.returncode == 0 and f"inet {address} " in shown.stdout:
+        return RIG_BRIDGE
+    if shown.returncode == 0:  # an older rig's bridge, on another network: replace it
+        subprocess.run([ip, "link", "del", RIG_BRIDGE], capture_output=True)
+    for argv in (
+        [ip, "link", "add", "name", RIG_BRIDGE, "type", "bridge"],
+        [ip, "addr", "add", address, "dev", RIG_BRIDGE],
+        [ip, "link", "set", RIG_BRIDGE, "up"],
+    ):
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RigError(f"cannot create the rig's bridge: {result.stderr.strip()}")
     return RIG_BRIDGE
 
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
+import struct
 import subprocess
+import termios
 import time
 
 
 class Terminal:
     """A child process whose stdin, stdout and stderr are one pty; expect text, type answers."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str], size: tuple[int, int] = (24, 80)
+    ) -> None:
         master, slave = os.openpty()
+        # A new pty has no size (0x0); a real terminal has one. (rows, columns)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
         self.proc = subprocess.Popen(
             argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
         )
