@@ -9,21 +9,29 @@ asked of it. Point an executor kind at this class with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, ClassVar
 
 from radops.config import AnyExecutorSpec
-from radops.errors import RadopsError
+from radops.errors import NotFoundError, RadopsError
 from radops.executors._labels import match_job_id
+from radops.executors._prune import running_refused, stopped_jobs
 from radops.executors.base import (
     ConnectOptions,
     EngineReport,
     Executor,
+    Image,
     Job,
     JobRequest,
+    PortStream,
     ProgressCallback,
+    PrunePlan,
+    PruneResult,
     StopResult,
     Stream,
     new_job_id,
@@ -49,6 +57,8 @@ class FakeEngine:
     log_errors: dict[str, RadopsError] = field(default_factory=dict)
     requests: list[JobRequest] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # refs of the images on the engine
+    files: dict[str, bytes] = field(default_factory=dict)  # path in every job -> content
     opened: int = 0
     closed: int = 0
 
@@ -169,6 +179,63 @@ class FakeExecutor(Executor):
         stopped = replace(job, status="exited", exit_code=STOPPED_EXIT_CODE)
         self.engine.jobs[job.id] = stopped
         return StopResult(stopped, was_running=True)
+
+    def copy_from(self, job_id: str, path: str) -> Iterator[bytes]:
+        self._call("copy_from", job_id, path)
+        self._job(job_id)
+        content = self.engine.files.get(path)
+        if content is None:
+            raise NotFoundError(f"no {path!r} in job {job_id}")
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            info = tarfile.TarInfo(path.rstrip("/").rsplit("/", 1)[-1])
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+        yield archive.getvalue()
+
+    def copy_to(self, job_id: str, source: Path, dest: str) -> None:
+        self._call("copy_to", job_id, source, dest)
+        self._job(job_id)
+
+    def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
+        self._call("copy_archive_to", job_id, b"".join(archive), dest)
+        self._job(job_id)
+
+    def exec(
+        self, job_id: str, command: list[str], interactive: bool = False, tty: bool = False
+    ) -> int:
+        self._call("exec", job_id, command, interactive, tty)
+        self._job(job_id)
+        return self.engine.next_exit_code
+
+    def port_opener(self, job_id: str, port: int) -> Callable[[], PortStream]:
+        self._call("port_opener", job_id, port)
+        self._job(job_id)
+        raise RadopsError("the fake executor has no ports")
+
+    def remove(self, job_id: str, force: bool = False) -> Job:
+        self._call("remove", job_id, force)
+        job = self._job(job_id)
+        if job.status == "running" and not force:
+            raise running_refused(job, self.name)
+        del self.engine.jobs[job.id]
+        return job
+
+    def prune_plan(self, older_than: datetime | None = None, images: bool = False) -> PrunePlan:
+        self._call("prune_plan", older_than, images)
+        jobs = stopped_jobs(self.jobs(), older_than)
+        left = {j.image for j in self.engine.jobs.values() if j not in jobs}
+        found = [Image(ref, [ref], 1_000_000) for ref in self.engine.images if ref not in left]
+        return PrunePlan(jobs, found if images else [])
+
+    def prune(self, plan: PrunePlan) -> PruneResult:
+        self._call("prune", plan)
+        for job in plan.jobs:
+            self.engine.jobs.pop(job.id, None)
+        for image in plan.images:
+            self.engine.images.remove(image.id)
+        return PruneResult([j.id for j in plan.jobs], [i.id for i in plan.images],
+                           sum(i.size for i in plan.images))  # fmt: skip
 
     def close(self) -> None:
         self.engine.closed += 1

@@ -382,3 +382,83 @@ def test_stop_json_prints_the_job_as_it_is_afterwards(invoke: Invoke, engine: Fa
     assert data == replace(engine.jobs[job.id], executor=NAME).to_json()
     assert (data["status"], data["exit_code"]) == ("exited", STOPPED_EXIT_CODE)
     assert result.stderr == ""
+
+
+# rm / prune ----------------------------------------------------------------------------------
+
+
+def test_rm_removes_each_job_and_fails_for_the_one_that_runs(
+    invoke: Invoke, engine: FakeEngine
+) -> None:
+    ended = engine.add_job(["true"], status="exited", exit_code=0)
+    running = engine.add_job(["sleep", "300"])
+    result = invoke("executors", "rm", NAME, running.id[:6], ended.id)
+    assert result.returncode == 2, result  # the first failure's exit code, after trying all
+    assert result.stderr.splitlines() == [
+        f"radops: error: job {running.id} on '{NAME}' is running",
+        f"hint: Stop it first (`radops executors stop {NAME} {running.id}`), or remove it with "
+        "--force.",
+        f"Removed job {ended.id} (exited).",
+    ]
+    assert list(engine.jobs) == [running.id]
+    forced = invoke("executors", "rm", NAME, running.id, "--force", "--json")
+    assert forced.returncode == 0 and json.loads(forced.stdout)[0]["job_id"] == running.id
+    assert engine.jobs == {}
+
+
+def test_prune_asks_unless_yes_and_reports_what_it_freed(
+    invoke: Invoke, engine: FakeEngine
+) -> None:
+    old = engine.add_job(["true"], status="exited", exit_code=0, age=timedelta(days=9))
+    young = engine.add_job(["true"], status="exited", exit_code=1, age=timedelta(hours=1))
+    running = engine.add_job(["sleep", "300"])
+    engine.images = ["radops/fake:0123456789ab", "radops/old:0123456789ab"]
+    refused = invoke("executors", "prune", NAME)  # stdin is not a terminal: no question
+    assert refused.returncode == 2 and "Pass --yes." in refused.stderr
+    assert len(engine.jobs) == 3
+
+    result = invoke("executors", "prune", NAME, "--until", "7d", "--yes")
+    assert result.returncode == 0, result
+    assert result.stdout == f"Removed 1 job from {NAME}; freed 0 B.\n"
+    assert set(engine.jobs) == {young.id, running.id} and old.id not in engine.jobs
+
+    result = invoke("executors", "prune", NAME, "--images", "--yes", "--json")
+    assert json.loads(result.stdout) == {
+        "jobs": [young.id], "images": ["radops/old:0123456789ab"], "space_freed": 1_000_000,
+    }  # fmt: skip
+    assert engine.images == ["radops/fake:0123456789ab"]  # the running job's image stays
+    nothing = invoke("executors", "prune", NAME, "--yes")
+    assert nothing.stderr == f"Nothing to prune on {NAME}.\n"
+    bad = invoke("executors", "prune", NAME, "--until", "soon")
+    assert_one_error(bad, 2, "invalid --until 'soon': use a duration such as 12h, 7d or 2w", None)
+
+
+# cp ------------------------------------------------------------------------------------------
+
+
+def test_cp_needs_exactly_one_job_side(invoke: Invoke, engine: FakeEngine) -> None:
+    for args in (("./a", "./b"), ("3f2a:/a", "77b0:/b")):
+        result = invoke("executors", "cp", NAME, *args)
+        assert_one_error(
+            result, 2, "give one side as JOB_ID:PATH and the other as a local path (or -)",
+            "e.g. radops executors cp gpu1 3f2a:/workspace/out ./out",
+        )  # fmt: skip
+    assert engine.calls == []
+
+
+def test_cp_from_a_job_follows_docker_cp_rules_here(
+    invoke: Invoke, engine: FakeEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = engine.add_job(["train"], status="exited", exit_code=0)
+    engine.files["/out/model.pt"] = b"weights"
+    monkeypatch.chdir(tmp_path)
+    assert invoke("executors", "cp", NAME, f"{job.id}:/out/model.pt", "best.pt").returncode == 0
+    assert (tmp_path / "best.pt").read_bytes() == b"weights"  # a new name: the file becomes it
+    (tmp_path / "ckpt").mkdir()
+    assert invoke("executors", "cp", NAME, f"{job.id}:/out/model.pt", "ckpt").returncode == 0
+    assert (tmp_path / "ckpt" / "model.pt").read_bytes() == b"weights"  # a folder: into it
+    missing = invoke("executors", "cp", NAME, f"{job.id}:/out/model.pt", "nope/x.pt")
+    assert_one_error(missing, 2, f"the destination's folder {str(tmp_path / 'nope')!r} does not "
+                     "exist", None)  # fmt: skip
+    gone = invoke("executors", "cp", NAME, f"{job.id}:/out/other", "x")
+    assert_one_error(gone, 3, f"no '/out/other' in job {job.id}", None)

@@ -8,16 +8,22 @@ folders (`argv_context`, `tools_context` from tests/conftest.py), which every ex
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
+import secrets
+import tarfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from radops.errors import BuildError, NotFoundError, UsageError
-from radops.executors.base import EngineReport, Executor, Job, JobRequest, Stream
+from radops.executors.base import EngineReport, Executor, Job, JobRequest, PrunePlan, Stream
+from radops.executors.run_options import parse_run_options
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{12}$")
 TIMESTAMP_RE = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d) ")
@@ -48,6 +54,15 @@ class ExecutorContract:
     @pytest.fixture
     def remove_job(self) -> Callable[[str], None]:
         raise NotImplementedError("subclasses provide a way to delete a job's container")
+
+    @pytest.fixture
+    def machine_folder(self, tmp_path: Path) -> Path:
+        """A folder on the executor's machine, readable here too. The rigs' engines all run on
+        this machine, so a local folder is one; an executor kind elsewhere overrides this."""
+        folder = tmp_path / "on-the-machine"
+        folder.mkdir()
+        folder.chmod(0o777)  # jobs may run as another user
+        return folder
 
     @pytest.fixture
     def started(
@@ -116,6 +131,73 @@ class ExecutorContract:
         job = started(tools_context, ["true"], name="my experiment")
         assert job.name == "my experiment"
         assert executor.get(job.id).name == "my experiment"
+
+    def test_a_100k_character_argument_reaches_the_container_verbatim(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        # Longer than a remote command line may be: over SSH the argv travels on stdin.
+        long = "".join(WEIRD_ARGS) * 4000 + "é"
+        assert len(long) > 100_000
+        script = 'printf %s "$1" | md5sum | cut -c1-32; printf %s "$1" | wc -c; echo "$WITH"'
+        job = started(tools_context, ["sh", "-c", script, "-", long], env={"WITH": "env too"})
+        assert executor.wait(job.id) == 0
+        digest = hashlib.md5(long.encode()).hexdigest()
+        expected = f"{digest}\n{len(long.encode())}\nenv too\n"
+        assert collect(executor.logs(job.id))["stdout"].decode() == expected
+
+    # run options (-v, --shm-size, ...) -------------------------------------------------------
+
+    def test_shm_size_gives_a_job_more_than_dockers_64_mb(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        # What a PyTorch DataLoader with workers does: put ~100 MB through /dev/shm.
+        fill = ["sh", "-c", "dd if=/dev/zero of=/dev/shm/batch bs=1048576 count=100 2>&1"]
+        small = started(tools_context, fill)
+        assert executor.wait(small.id) != 0
+        assert b"No space left on device" in collect(executor.logs(small.id))["stdout"]
+        big = started(tools_context, fill, options=parse_run_options(shm_size="256m"))
+        assert executor.wait(big.id) == 0
+
+    def test_volumes_read_only_and_read_write(
+        self,
+        executor: Executor,
+        started: Callable[..., Job],
+        tools_context: Path,
+        machine_folder: Path,
+    ) -> None:
+        (machine_folder / "data").mkdir()
+        (machine_folder / "data" / "train.csv").write_text("x,y\n1,2\n")
+        (machine_folder / "out").mkdir()
+        options = parse_run_options(
+            volumes=[f"{machine_folder}/data:/data:ro", f"{machine_folder}/out:/out"]
+        )
+        script = "cat /data/train.csv; echo ckpt > /out/model.pt; touch /data/x 2>&1; true"
+        job = started(tools_context, ["sh", "-c", script], options=options)
+        assert executor.wait(job.id) == 0
+        output = collect(executor.logs(job.id))["stdout"].decode()
+        assert output.startswith("x,y\n1,2\n") and "Read-only file system" in output
+        assert (machine_folder / "out" / "model.pt").read_text() == "ckpt\n"
+        assert not (machine_folder / "data" / "x").exists()
+
+    def test_container_options_apply_and_are_recorded_on_the_job(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        options = parse_run_options(
+            workdir="/tmp", user="65534:65534", entrypoint="sh", memory="64m", cpus="0.5",
+            ipc="private", network="none", labels=["team=vision"], mounts=[
+                "type=tmpfs,target=/scratch,tmpfs-size=1048576"
+            ],
+        )  # fmt: skip
+        job = started(tools_context, ["-c", "pwd; id -u; id -g; df -k /scratch | tail -1"],
+                      options=options)  # fmt: skip
+        assert executor.wait(job.id) == 0
+        lines = collect(executor.logs(job.id))["stdout"].decode().splitlines()
+        assert lines[:3] == ["/tmp", "65534", "65534"]
+        assert lines[3].split()[1] == "1024"  # the tmpfs mount, 1 MiB
+        recorded = executor.get(job.id).options
+        assert recorded == options.to_json() and recorded["labels"] == {"team": "vision"}
+        listed = next(j for j in executor.jobs() if j.id == job.id)
+        assert listed.options == recorded
 
     def test_missing_context_is_a_usage_error(self, executor: Executor, tmp_path: Path) -> None:
         with pytest.raises(UsageError):
@@ -246,6 +328,126 @@ class ExecutorContract:
         again = result.job
         assert not result.was_running
         assert (again.status, again.exit_code) == ("exited", 2)
+
+    # cp --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _tree(executor: Executor, job_id: str, path: str) -> dict[str, bytes | None]:
+        """What copy_from streams: each entry's name, and a file's content (None: a folder)."""
+        data = b"".join(executor.copy_from(job_id, path))
+        found: dict[str, bytes | None] = {}
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar.getmembers():
+                f = tar.extractfile(member) if member.isfile() else None
+                found[member.name.rstrip("/")] = f.read() if f else None
+        return found
+
+    def test_copy_from_an_ended_job_streams_its_files_as_tar(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        script = "mkdir -p /out/sub && printf ckpt > /out/model.pt && printf 2 > /out/sub/step"
+        job = started(tools_context, ["sh", "-c", script])
+        assert executor.wait(job.id) == 0
+        assert self._tree(executor, job.id, "/out") == {
+            "out": None, "out/model.pt": b"ckpt", "out/sub": None, "out/sub/step": b"2",
+        }  # fmt: skip
+        with pytest.raises(NotFoundError):
+            b"".join(executor.copy_from(job.id, "/nowhere"))
+
+    def test_copy_to_follows_docker_cp_rules(
+        self,
+        executor: Executor,
+        started: Callable[..., Job],
+        tools_context: Path,
+        tmp_path: Path,
+    ) -> None:
+        job = started(tools_context, ["sh", "-c", "mkdir /in"])
+        executor.wait(job.id)
+        folder = tmp_path / "config"
+        (folder / "sub").mkdir(parents=True)
+        (folder / "a.yaml").write_text("lr: 3e-4\n")
+        (folder / "sub" / "b.txt").write_text("b\n")
+        executor.copy_to(job.id, folder, "/in")  # /in exists: the folder goes into it
+        executor.copy_to(job.id, folder, "/fresh")  # /fresh does not: the folder becomes it
+        executor.copy_to(job.id, folder / "a.yaml", "/in/renamed.yaml")
+        tree = self._tree(executor, job.id, "/in")
+        assert tree["in/config/a.yaml"] == b"lr: 3e-4\n" and tree["in/config/sub/b.txt"] == b"b\n"
+        assert tree["in/renamed.yaml"] == b"lr: 3e-4\n"
+        assert self._tree(executor, job.id, "/fresh")["fresh/a.yaml"] == b"lr: 3e-4\n"
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            info = tarfile.TarInfo("streamed.txt")
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+        executor.copy_archive_to(job.id, [archive.getvalue()], "/in")
+        assert self._tree(executor, job.id, "/in/streamed.txt") == {"streamed.txt": b"abc"}
+
+    def test_copy_reaches_files_on_a_mounted_volume(
+        self,
+        executor: Executor,
+        started: Callable[..., Job],
+        tools_context: Path,
+        machine_folder: Path,
+    ) -> None:
+        options = parse_run_options(volumes=[f"{machine_folder}:/data"])
+        job = started(tools_context, ["sh", "-c", "echo logged > /data/run.log"], options=options)
+        assert executor.wait(job.id) == 0
+        assert self._tree(executor, job.id, "/data/run.log") == {"run.log": b"logged\n"}
+
+    # rm / prune ------------------------------------------------------------------------------
+
+    def test_remove_takes_an_ended_job_away(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        job = started(tools_context, ["sh", "-c", "exit 3"])
+        executor.wait(job.id)
+        removed = executor.remove(job.id[:8])  # a prefix, like every job command
+        assert (removed.id, removed.status, removed.exit_code) == (job.id, "exited", 3)
+        with pytest.raises(NotFoundError):
+            executor.get(job.id)
+        with pytest.raises(NotFoundError):
+            executor.remove(job.id)
+
+    def test_remove_refuses_a_running_job_unless_forced(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        job = started(tools_context, ["sleep", "300"])
+        with pytest.raises(UsageError, match="is running"):
+            executor.remove(job.id)
+        assert executor.get(job.id).status == "running"
+        assert executor.remove(job.id, force=True).status == "running"
+        with pytest.raises(NotFoundError):
+            executor.get(job.id)
+
+    def test_prune_plans_ended_jobs_and_the_images_only_they_use(
+        self, executor: Executor, started: Callable[..., Job], tmp_path: Path
+    ) -> None:
+        # An image of its own (a new folder content), used by one ended and one running job.
+        context = tmp_path / f"prune-{secrets.token_hex(4)}"
+        context.mkdir()
+        (context / "Dockerfile").write_text(f"FROM busybox:1.36\nLABEL nonce={context.name}\n")
+        ended = started(context, ["true"])
+        running = started(context, ["sleep", "300"])
+        executor.wait(ended.id)
+        plan = executor.prune_plan(images=True)
+        planned = {job.id for job in plan.jobs}
+        assert ended.id in planned and running.id not in planned
+        assert not [i for i in plan.images if ended.image in i.refs]  # the running job uses it
+        old_only = executor.prune_plan(datetime.now(timezone.utc) - timedelta(hours=1))
+        assert ended.id not in {job.id for job in old_only.jobs}  # --until: too young
+        executor.stop(running.id, timeout=0)
+        plan = executor.prune_plan(images=True)
+        ours = [image for image in plan.images if ended.image in image.refs]
+        assert len(ours) == 1 and ours[0].size > 0
+        # Prune only what this test made: the engine may hold other people's ended jobs.
+        mine = PrunePlan([j for j in plan.jobs if j.id in (ended.id, running.id)], ours)
+        result = executor.prune(mine)
+        assert sorted(result.jobs) == sorted([ended.id, running.id])
+        assert result.images == [ours[0].id]
+        assert result.space_freed is not None and result.space_freed >= 0
+        assert not [j for j in executor.jobs() if j.id in (ended.id, running.id)]
+        again = executor.prune(mine)  # gone already: nothing removed, no error
+        assert (again.jobs, again.images) == ([], [])
 
     # check -----------------------------------------------------------------------------------
 

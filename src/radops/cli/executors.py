@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from radops.cli import cleanup as cleanup_cli
+from radops.cli import files as files_cli
 from radops.cli import gcp as gcp_cli
 from radops.cli import jobs as jobs_cli
+from radops.cli import ports as ports_cli
 from radops.cli.options import EXECUTOR_ARG, JSON_OPT
 from radops.cli.prompts import ask, connect_options
 from radops.cli.render import examples
@@ -255,4 +258,7 @@ def connect(
 
 
 app.add_typer(jobs_cli.app)  # run, logs, jobs, stop: commands of this group
+app.add_typer(files_cli.app)  # cp, exec
+app.add_typer(ports_cli.app)  # forward
+app.add_typer(cleanup_cli.app)  # rm, prune
 app.add_typer(gcp_cli.app, name="gcp")

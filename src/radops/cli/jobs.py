@@ -22,11 +22,24 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 
-def _open(name: str) -> Executor:
+def open_executor_named(name: str) -> Executor:
+    """The registered executor `name`, opened (a host-key question may come on first use)."""
     from radops.executors import open_executor
     from radops.store import ExecutorStore
 
     return open_executor(ExecutorStore().get(name), connect_options())
+
+
+def _job_env(items: list[str], files: list[str]) -> dict[str, str]:
+    """`--env-file`s in order, then `-e`s: a later value of a key wins, as with `docker run`."""
+    from radops.executors._docker_options import parse_env
+    from radops.executors.run_options import read_env_file
+
+    environ = dict(os.environ)
+    env: dict[str, str] = {}
+    for file in files:
+        env.update(read_env_file(file, environ))
+    return {**env, **parse_env(items, environ)}
 
 
 def _split_command(command: list[str]) -> list[str]:
@@ -61,7 +74,10 @@ def run(
         ),
     ),
     file: str | None = typer.Option(
-        None, "--file", help="Dockerfile to use, relative to PATH \\[default: PATH/Dockerfile]."
+        None,
+        "--file",
+        help="Dockerfile to use, relative to PATH \\[default: PATH/Dockerfile].",
+        rich_help_panel="Build",
     ),
     env: list[str] | None = typer.Option(
         None, "-e", "--env", help="KEY=VALUE (or KEY to pass this shell's value). Repeatable."
@@ -84,26 +100,112 @@ def run(
         "--build-arg",
         help="KEY=VALUE for the Dockerfile's ARG (or KEY to pass this shell's value). "
         "Repeatable; part of the image's tag.",
+        rich_help_panel="Build",
     ),
     target: str | None = typer.Option(
-        None, "--target", help="Build only up to this stage of a multi-stage Dockerfile."
+        None,
+        "--target",
+        help="Build only up to this stage of a multi-stage Dockerfile.",
+        rich_help_panel="Build",
     ),
     no_cache: bool = typer.Option(
         False,
         "--no-cache",
         help="Build from scratch even if the image exists (then ship it again).",
+        rich_help_panel="Build",
     ),
     secret: list[str] | None = typer.Option(
         None,
         "--secret",
         help="id=ID,src=PATH: a file the build reads with RUN --mount=type=secret,id=ID "
         "(BuildKit). Never stored in the image or its tag. Repeatable.",
+        rich_help_panel="Build",
     ),
     ssh: list[str] | None = typer.Option(
         None,
         "--ssh",
         help="default (this shell's SSH agent) or ID=SOCKET_OR_KEY: SSH access for the build's "
         "RUN --mount=type=ssh, e.g. to clone a private repository (BuildKit). Repeatable.",
+        rich_help_panel="Build",
+    ),
+    volume: list[str] | None = typer.Option(
+        None,
+        "-v",
+        "--volume",
+        help="HOST_PATH:CONTAINER_PATH[:ro]: a folder of the executor's machine in the job "
+        "(an absolute path there, or a named volume). Repeatable.",
+        rich_help_panel="Container",
+    ),
+    mount: list[str] | None = typer.Option(
+        None,
+        "--mount",
+        help="As docker's: type=bind|volume|tmpfs,source=...,target=...[,readonly]. Repeatable.",
+        rich_help_panel="Container",
+    ),
+    shm_size: str | None = typer.Option(
+        None,
+        "--shm-size",
+        help="Size of /dev/shm, e.g. 8g (Docker's default of 64m kills PyTorch DataLoader "
+        "workers).",
+        rich_help_panel="Container",
+    ),
+    ipc: str | None = typer.Option(
+        None,
+        "--ipc",
+        help="IPC namespace: host, private, shareable, none.",
+        rich_help_panel="Container",
+    ),
+    publish: list[str] | None = typer.Option(
+        None,
+        "-p",
+        "--publish",
+        help="[IP:]HOST_PORT:CONTAINER_PORT: publish a port on the executor's machine. Repeatable.",
+        rich_help_panel="Container",
+    ),
+    workdir: str | None = typer.Option(
+        None,
+        "-w",
+        "--workdir",
+        help="Working folder in the container (absolute).",
+        rich_help_panel="Container",
+    ),
+    user: str | None = typer.Option(
+        None,
+        "-u",
+        "--user",
+        help="NAME, UID, NAME:GROUP or UID:GID to run as.",
+        rich_help_panel="Container",
+    ),
+    entrypoint: str | None = typer.Option(
+        None,
+        "--entrypoint",
+        help="Replace the image's ENTRYPOINT (one program).",
+        rich_help_panel="Container",
+    ),
+    memory: str | None = typer.Option(
+        None, "--memory", help="Memory limit, e.g. 16g.", rich_help_panel="Container"
+    ),
+    cpus: str | None = typer.Option(
+        None, "--cpus", help="CPU limit, e.g. 4 or 1.5.", rich_help_panel="Container"
+    ),
+    network: str | None = typer.Option(
+        None,
+        "--network",
+        help="Docker network: host, none, or a network's name.",
+        rich_help_panel="Container",
+    ),
+    label: list[str] | None = typer.Option(
+        None,
+        "--label",
+        help="KEY=VALUE label on the job's container. Repeatable.",
+        rich_help_panel="Container",
+    ),
+    env_file: list[str] | None = typer.Option(
+        None,
+        "--env-file",
+        help="A file of KEY=VALUE lines, read here; values go to the job as -e ones do, never "
+        "on a command line. Repeatable; -e wins.",
+        rich_help_panel="Container",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
     json_output: bool = JSON_OPT,
@@ -117,11 +219,11 @@ def run(
     from radops.errors import UsageError
     from radops.executors._docker_options import (
         parse_build_args,
-        parse_env,
         parse_secrets,
         parse_ssh,
     )
     from radops.executors.base import JobRequest
+    from radops.executors.run_options import parse_run_options
     from radops.images.context import BuildOptions
 
     if follow and json_output:
@@ -130,7 +232,7 @@ def run(
         context=path,
         command=_split_command(command or []),
         dockerfile=file or "Dockerfile",
-        env=parse_env(env or [], dict(os.environ)),
+        env=_job_env(env or [], env_file or []),
         gpus=gpus,
         name=name,
         transfer=transfer,
@@ -141,8 +243,22 @@ def run(
             secrets=parse_secrets(secret or []),
             ssh=parse_ssh(ssh or [], dict(os.environ)),
         ),
+        options=parse_run_options(
+            volumes=volume,
+            mounts=mount,
+            shm_size=shm_size,
+            ipc=ipc,
+            publish=publish,
+            workdir=workdir,
+            user=user,
+            entrypoint=entrypoint,
+            memory=memory,
+            cpus=cpus,
+            network=network,
+            labels=label,
+        ),
     )
-    with _open(executor) as ex:
+    with open_executor_named(executor) as ex:
         ex.connect()  # before the live status line, which would hide a host-key question
         with render.progress_reporter(quiet) as progress:
             job = ex.run(request, progress)
@@ -194,7 +310,7 @@ def logs(
     """Print a job's output, byte for byte (stdout to stdout, stderr to stderr)."""
     from radops.cli import render
 
-    with _open(executor) as ex:
+    with open_executor_named(executor) as ex:
         if follow:
             try:
                 render.write_output(ex.logs(job_id, follow=True, tail=tail, timestamps=timestamps))
@@ -211,7 +327,7 @@ def jobs(executor: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
     """List the radops jobs on an executor, newest first."""
     from radops.cli import render
 
-    with _open(executor) as ex:
+    with open_executor_named(executor) as ex:
         found = ex.jobs()
     if json_output:
         render.print_json([job.to_json() for job in found])
@@ -233,7 +349,7 @@ def stop(
     """Stop a running job (SIGTERM, then SIGKILL). Its logs and exit code stay."""
     from radops.cli import render
 
-    with _open(executor) as ex:
+    with open_executor_named(executor) as ex:
         result = ex.stop(job_id, timeout=timeout)
     job = result.job
     if json_output:

@@ -11,9 +11,11 @@ from radops.executors.base import (
     LABEL_IMAGE,
     LABEL_JOB_ID,
     LABEL_NAME,
+    LABEL_OPTIONS,
     LOG_DRIVER,
     LOG_OPTIONS,
 )
+from radops.executors.run_options import RunOptions
 
 # One JSON object per job, shaped like the Engine API's container list entries.
 _PS_FORMAT = (
@@ -27,6 +29,7 @@ _PS_FORMAT = (
             LABEL_IMAGE,
             LABEL_CREATED_AT,
             LABEL_NAME,
+            LABEL_OPTIONS,
         )
     )
     + "}}"
@@ -41,6 +44,7 @@ def run_argv(
     command: list[str],
     gpus: str | None,
     env_from_stdin: bool,
+    options: RunOptions | None = None,
 ) -> list[str]:
     """`docker run -d`: labels and options first, then the image, then the job's own arguments."""
     # --pull never: a missing image is reported, and radops ships it (never a silent pull).
@@ -55,6 +59,8 @@ def run_argv(
         argv += ["--env-file", "/dev/stdin"]
     if gpus:
         argv += ["--gpus", gpus]
+    if options is not None:
+        argv += options.docker_argv()
     # docker stops reading options at the image, so the job's arguments are never docker's.
     return [*argv, image, *command]
 

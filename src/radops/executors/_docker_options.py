@@ -87,7 +87,7 @@ def _key_values(items: list[str], environ: dict[str, str], flag: str) -> dict[st
     return found
 
 
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # compiled on first use, not at start-up
 
 
 def parse_secrets(items: list[str]) -> tuple[tuple[str, str], ...]:
@@ -99,7 +99,7 @@ def parse_secrets(items: list[str]) -> tuple[tuple[str, str], ...]:
         kind = fields.pop("type", "file")
         secret_id = fields.pop("id", "")
         source = fields.pop("src", None) or fields.pop("source", None)
-        if kind != "file" or fields or not _ID.fullmatch(secret_id) or not source:
+        if kind != "file" or fields or not re.fullmatch(_ID, secret_id) or not source:
             raise UsageError(
                 f"invalid --secret {item!r}: use id=ID,src=PATH",
                 "The Dockerfile reads it with RUN --mount=type=secret,id=ID.",
@@ -118,7 +118,7 @@ def parse_ssh(items: list[str], environ: dict[str, str]) -> tuple[str, ...]:
     found: list[str] = []
     for item in items:
         ssh_id, sep, paths = item.partition("=")
-        if not _ID.fullmatch(ssh_id) or (sep and not paths):
+        if not re.fullmatch(_ID, ssh_id) or (sep and not paths):
             raise UsageError(f"invalid --ssh {item!r}: use default, or ID=PATH of an agent socket "
                              "or key")  # fmt: skip
         if not sep and not environ.get("SSH_AUTH_SOCK"):

@@ -15,6 +15,7 @@ from radops.executors.base import (
     LABEL_IMAGE,
     LABEL_JOB_ID,
     LABEL_NAME,
+    LABEL_OPTIONS,
     Job,
     JobRequest,
 )
@@ -32,7 +33,18 @@ def job_labels(job_id: str, executor: str, image: str, request: JobRequest) -> d
     }
     if request.name:
         labels[LABEL_NAME] = request.name
+    options = request.options.to_json()
+    if options:
+        labels[LABEL_OPTIONS] = json.dumps(options, separators=(",", ":"))
     return labels
+
+
+def _options(labels: dict[str, str]) -> dict[str, Any]:
+    try:
+        value = json.loads(labels.get(LABEL_OPTIONS, "{}"))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _command(labels: dict[str, str]) -> list[str]:
@@ -63,6 +75,7 @@ def job_from_labels(
         command=_command(labels),
         image=labels.get(LABEL_IMAGE, ""),
         name=labels.get(LABEL_NAME),
+        options=_options(labels),
     )
 
 

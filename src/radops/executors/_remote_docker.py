@@ -33,6 +33,13 @@ class RemoteDocker:
             raise self.error(status, err, what)
         return out
 
+    def run_script(self, argv: Sequence[str], what: str) -> bytes:
+        """Run an argv made elsewhere (a script); its stdout, or the classified error."""
+        status, out, err = self.conn.run(argv)
+        if status != 0:
+            raise self.error(status, err, what)
+        return out
+
     def run_argv(self, argv: Sequence[str], stdin: bytes | None = None) -> tuple[int, bytes]:
         """Run a docker argv made elsewhere; return (exit status, stderr)."""
         status, _, err = self.conn.run(argv, stdin=stdin)

@@ -90,6 +90,48 @@ def stop_argv(docker: str, name: str, timeout: int) -> list[str]:
             "container", "inspect", name]  # fmt: skip
 
 
+# prune's look: every container's name and image id, a marker line, then every image's id,
+# size in bytes and tags. Containers or images removed meanwhile are skipped, not an error.
+PRUNE_LOOK_SCRIPT = (
+    'd=$1; ids=$("$d" ps -aq --no-trunc) || exit $?; '
+    'if [ -n "$ids" ]; then "$d" container inspect --format "{{.Name}} {{.Image}}" $ids '
+    "2>/dev/null; fi; echo radops:images; "
+    'imgs=$("$d" images -q --no-trunc) || exit $?; '
+    'if [ -n "$imgs" ]; then "$d" image inspect --format '
+    '"{{.Id}} {{.Size}}{{range .RepoTags}} {{.}}{{end}}" $imgs 2>/dev/null; fi; exit 0'
+)
+# prune: remove the containers (not --force: one started again meanwhile stays), then the image
+# refs after `--`; one line per success, and the engine's image disk use before and after.
+PRUNE_SCRIPT = (
+    'd=$1; shift; size() { "$d" system df --format "{{.Type}} {{.Size}}" 2>/dev/null '
+    '| sed -n "s/^Images //p"; }; echo "radops:before $(size)"; '
+    'while [ $# -gt 0 ] && [ "$1" != -- ]; do "$d" rm "$1" >/dev/null 2>&1 && '
+    'echo "radops:job $1"; shift; done; [ $# -gt 0 ] && shift; '
+    'for r in "$@"; do "$d" rmi "$r" >/dev/null 2>&1 && echo "radops:ref $r"; done; '
+    'echo "radops:after $(size)"'
+)
+
+
+# copy to a job: stdin is a tar of one entry, NAME; unpacked in a temporary folder there, then
+# `docker cp`, so its rules (into DEST if it is a folder, else as DEST) are docker's own.
+COPY_TO_SCRIPT = (
+    "d=$1 c=$2 n=$3 dest=$4; t=$(mktemp -d) || exit 1; trap 'rm -rf \"$t\"' EXIT; "
+    'tar -x -f - -C "$t" || exit 1; "$d" cp "$t/$n" "$c:$dest"'
+)
+
+
+def copy_to_argv(docker: str, container: str, name: str, dest: str) -> list[str]:
+    return ["sh", "-c", COPY_TO_SCRIPT, "radops-cp", docker, container, name, dest]
+
+
+def prune_look_argv(docker: str) -> list[str]:
+    return ["sh", "-c", PRUNE_LOOK_SCRIPT, "radops-prune", docker]
+
+
+def prune_argv(docker: str, containers: list[str], refs: list[str]) -> list[str]:
+    return ["sh", "-c", PRUNE_SCRIPT, "radops-prune", docker, *containers, "--", *refs]
+
+
 @dataclass(frozen=True)
 class Header:
     """A script's header line and the bytes that followed it."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import abc
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from radops.errors import UsageError
+from radops.executors.run_options import RunOptions
 from radops.images.context import BuildOptions
 from radops.progress import ProgressCallback
 
@@ -27,6 +28,7 @@ LABEL_COMMAND = LABEL_PREFIX + "command"
 LABEL_IMAGE = LABEL_PREFIX + "image"
 LABEL_CREATED_AT = LABEL_PREFIX + "created-at"
 LABEL_NAME = LABEL_PREFIX + "name"
+LABEL_OPTIONS = LABEL_PREFIX + "options"  # the run options given (JSON), absent without any
 CONTAINER_PREFIX = "radops-"
 # Docker's `local` log driver keeps output byte for byte (json-file turns bytes that are not
 # UTF-8 into U+FFFD) and compresses it; the options cap a job's log at 1 GiB on disk.
@@ -62,6 +64,7 @@ class JobRequest:
     name: str | None = None
     transfer: str = "auto"  # one of TRANSFERS; executors whose engine is here ignore it
     build: BuildOptions = field(default_factory=BuildOptions)  # --build-arg, --target, ...
+    options: RunOptions = field(default_factory=RunOptions)  # -v, --shm-size, -p, ...
 
     def __post_init__(self) -> None:
         if self.transfer not in TRANSFERS:
@@ -97,6 +100,7 @@ class Job:
     command: list[str]
     image: str
     name: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # RunOptions.to_json() of the run
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -108,6 +112,7 @@ class Job:
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "command": self.command,
             "image": self.image,
+            "options": self.options,
         }
 
 
@@ -145,6 +150,55 @@ class StopResult:
 
     job: Job
     was_running: bool
+
+
+class PortStream(Protocol):
+    """A TCP stream to a job's port: a socket, or an SSH channel."""
+
+    def sendall(self, data: bytes) -> None: ...
+    def recv(self, size: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+# Job states that `prune` removes: the job is not running and never will again by itself.
+STOPPED_STATES = ("exited", "dead", "created")
+# A radops image, built here (`radops/x:hash`) or pulled from a registry (`REG/.../radops/x:hash`).
+RADOPS_IMAGE = r"(^|/)radops/[a-z0-9-]+:[0-9a-f]{16}$"
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image on an executor's engine."""
+
+    id: str
+    refs: list[str]  # its repository:tag names
+    size: int  # bytes, as the engine reports it (layers shared with other images included)
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What `prune` would remove: stopped jobs, and radops images no container left uses."""
+
+    jobs: list[Job]
+    images: list[Image]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jobs": [j.id for j in self.jobs],
+            "images": [{"id": i.id, "refs": i.refs, "size": i.size} for i in self.images],
+        }
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What `prune` removed, and the disk space the engine freed (bytes; None: unknown)."""
+
+    jobs: list[str]
+    images: list[str]
+    space_freed: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"jobs": self.jobs, "images": self.images, "space_freed": self.space_freed}
 
 
 class Executor(abc.ABC):
@@ -207,6 +261,50 @@ class Executor(abc.ABC):
         """Stop the job if it runs (SIGTERM, then SIGKILL after `timeout` seconds); return its
         state afterwards and whether it was running. A job that already ended is left as it
         is (no error)."""
+
+    @abc.abstractmethod
+    def remove(self, job_id: str, force: bool = False) -> Job:
+        """Remove the job's container, and with it its logs and exit code; return the job as it
+        was. A running job is refused (UsageError) unless `force`, which kills it first."""
+
+    @abc.abstractmethod
+    def prune_plan(self, older_than: datetime | None = None, images: bool = False) -> PrunePlan:
+        """The stopped jobs (created before `older_than`, if given) and, with `images`, the
+        radops images that no container would use once those jobs are gone."""
+
+    @abc.abstractmethod
+    def prune(self, plan: PrunePlan) -> PruneResult:
+        """Remove what `plan` names. Images that a container started meanwhile uses, or that
+        are gone already, are left out of the result, never an error."""
+
+    @abc.abstractmethod
+    def copy_from(self, job_id: str, path: str) -> Iterator[bytes]:
+        """`path` in the job's container (running or ended, mounted volumes included) as a tar
+        stream, as `docker cp JOB:PATH -` writes it: one top-level entry, PATH's base name."""
+
+    @abc.abstractmethod
+    def copy_to(self, job_id: str, source: Path, dest: str) -> None:
+        """Copy the local file or folder `source` to `dest` in the job's container, with
+        `docker cp`'s rules (into `dest` if it is a folder there, else as `dest`)."""
+
+    @abc.abstractmethod
+    def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
+        """Extract a tar stream into the folder `dest` in the job's container (`docker cp -`)."""
+
+    @abc.abstractmethod
+    def exec(
+        self, job_id: str, command: list[str], interactive: bool = False, tty: bool = False
+    ) -> int:
+        """Run `command` in the running job, like `docker exec`, attached to this process's
+        stdin (with `interactive`), stdout and stderr; with `tty`, on a terminal (window size,
+        Ctrl-C to the process). Return the command's exit code. A job that is not running is a
+        UsageError."""
+
+    @abc.abstractmethod
+    def port_opener(self, job_id: str, port: int) -> Callable[[], PortStream]:
+        """A function that opens a new TCP stream to `port` of the running job each time it is
+        called (for `forward`): straight to the container on this machine, through the SSH
+        connection on another. Errors: UsageError if the job is not running or has no network."""
 
     def connect(self) -> None:  # noqa: B027 - optional hook, for executors with a connection
         """Open the connection now (it is otherwise opened on first use): a question about an

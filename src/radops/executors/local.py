@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from radops.errors import NotFoundError, RadopsError
+from radops.errors import NotFoundError, RadopsError, UsageError
+from radops.executors._docker_argv import error_line
 from radops.executors._docker_options import NO_GPU_DRIVER, no_gpu_runtime, parse_gpus
 from radops.executors._frames import demux_frames
 from radops.executors._labels import (
@@ -18,6 +22,13 @@ from radops.executors._labels import (
     match_job_id,
     newest_first,
 )
+from radops.executors._prune import (
+    job_address,
+    not_running,
+    running_refused,
+    stopped_jobs,
+    unused_radops_images,
+)
 from radops.executors.base import (
     LABEL_JOB_ID,
     LOG_DRIVER,
@@ -25,14 +36,19 @@ from radops.executors.base import (
     ConnectOptions,
     EngineReport,
     Executor,
+    Image,
     Job,
     JobRequest,
+    PortStream,
     ProgressCallback,
+    PrunePlan,
+    PruneResult,
     StopResult,
     Stream,
     container_name,
     new_job_id,
 )
+from radops.executors.run_options import RunOptions, size_bytes
 from radops.images.engine import LocalEngine, docker_errors, engine_unreachable
 from radops.images.service import LocalImages
 
@@ -70,7 +86,11 @@ class LocalExecutor(Executor):
         )
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
-        host_config: dict[str, Any] = {"log_config": {"Type": LOG_DRIVER, "Config": LOG_OPTIONS}}
+        container_fields, host_fields = _engine_fields(request.options)
+        host_config: dict[str, Any] = {
+            "log_config": {"Type": LOG_DRIVER, "Config": LOG_OPTIONS},
+            **host_fields,
+        }
         if request.gpus:  # parsed before building, so a bad value costs no build
             host_config["device_requests"] = [_device_request(parse_gpus(request.gpus))]
         plan = self.images.plan(request.context, request.dockerfile, build=request.build)
@@ -82,10 +102,11 @@ class LocalExecutor(Executor):
                 image,
                 command=request.command or None,
                 name=container_name(job_id),
-                labels=labels,
+                labels={**dict(request.options.labels), **labels},
                 environment=request.env or None,
                 host_config=self.api.create_host_config(**host_config),
                 detach=True,
+                **container_fields,
             )
             try:
                 self.api.start(container["Id"])
@@ -177,6 +198,136 @@ class LocalExecutor(Executor):
             after = self.api.inspect_container(data["Id"])
         return StopResult(job_from_inspect(after, self.name), was_running=True)
 
+    def copy_from(self, job_id: str, path: str) -> Iterator[bytes]:
+        import docker.errors
+
+        data = self._container(job_id)
+        job = job_from_inspect(data, self.name)
+        with docker_errors(f"copying {path} from job {job.id}"):
+            try:
+                chunks, _ = self.api.get_archive(data["Id"], path, chunk_size=1 << 20)
+            except docker.errors.NotFound as e:
+                raise NotFoundError(f"no {path!r} in job {job.id} on {self.name!r}") from e
+            yield from chunks
+
+    def copy_to(self, job_id: str, source: Path, dest: str) -> None:
+        """Through the docker CLI, whose `docker cp` rules this promises; local files only."""
+        import shutil
+        import subprocess
+
+        data = self._container(job_id)
+        job = job_from_inspect(data, self.name)
+        if not os.path.lexists(source):
+            raise UsageError(f"no such file or folder here: {str(source)!r}")
+        docker = shutil.which("docker")
+        if docker is None:
+            raise RadopsError("copying to a job needs the docker CLI on PATH")
+        result = subprocess.run(
+            [docker, "cp", "--", str(source), f"{data['Id']}:{dest}"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            line = error_line(result.stderr.decode(errors="replace"))
+            raise RadopsError(f"copying to {dest!r} in job {job.id}: {line}")
+
+    def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
+        import docker.errors
+
+        data = self._container(job_id)
+        job = job_from_inspect(data, self.name)
+        with docker_errors(f"copying into {dest} in job {job.id}"):
+            try:
+                self.api.put_archive(data["Id"], dest, iter(archive))
+            except docker.errors.NotFound as e:
+                raise NotFoundError(f"no folder {dest!r} in job {job.id}") from e
+
+    def exec(
+        self, job_id: str, command: list[str], interactive: bool = False, tty: bool = False
+    ) -> int:
+        """Through the docker CLI, attached to this process's terminal or pipes."""
+        import shutil
+        import subprocess
+
+        data = self._container(job_id)
+        job = job_from_inspect(data, self.name)
+        if not data["State"]["Running"]:
+            raise not_running(job, self.name)
+        docker = shutil.which("docker")
+        if docker is None:
+            raise RadopsError("exec needs the docker CLI on PATH")
+        flags = [*(["--interactive"] if interactive else []), *(["--tty"] if tty else [])]
+        stdin = None if interactive else subprocess.DEVNULL
+        return subprocess.run(
+            [docker, "exec", *flags, data["Id"], *command], stdin=stdin, check=False
+        ).returncode
+
+    def port_opener(self, job_id: str, port: int) -> Callable[[], PortStream]:
+        import socket
+
+        data = self._container(job_id)
+        address = job_address(data, job_from_inspect(data, self.name), self.name)
+
+        def open_stream() -> PortStream:
+            return socket.create_connection((address, port), timeout=10)
+
+        return open_stream
+
+    def remove(self, job_id: str, force: bool = False) -> Job:
+        data = self._container(job_id)
+        job = job_from_inspect(data, self.name)
+        if data["State"]["Running"] and not force:
+            raise running_refused(job, self.name)
+        with docker_errors(f"removing job {job.id}"):
+            self.api.remove_container(data["Id"], force=force)
+        return job
+
+    def prune_plan(self, older_than: datetime | None = None, images: bool = False) -> PrunePlan:
+        jobs = stopped_jobs(self.jobs(), older_than)
+        if not images:
+            return PrunePlan(jobs, [])
+        going = {"/" + container_name(job.id) for job in jobs}
+        with docker_errors("listing containers and images"):
+            containers = self.api.containers(all=True)
+            found = [
+                Image(str(i["Id"]), list(i.get("RepoTags") or []), int(i.get("Size") or 0))
+                for i in self.api.images()
+            ]
+        used = {str(c["ImageID"]) for c in containers if not going & set(c.get("Names") or [])}
+        return PrunePlan(jobs, unused_radops_images(found, used))
+
+    def prune(self, plan: PrunePlan) -> PruneResult:
+        import docker.errors
+
+        before = self._layers_size()
+        jobs: list[str] = []
+        for job in plan.jobs:  # not --force: a job started again meanwhile stays
+            with docker_errors("removing a job"), contextlib.suppress(docker.errors.APIError):
+                self.api.remove_container(container_name(job.id))
+                jobs.append(job.id)
+        images: list[str] = []
+        for image in plan.images:
+            removed = 0
+            for ref in image.refs:
+                with (
+                    docker_errors("removing an image"),
+                    contextlib.suppress(docker.errors.APIError),
+                ):
+                    self.api.remove_image(ref)
+                    removed += 1
+            if removed == len(image.refs):
+                images.append(image.id)
+        after = self._layers_size()
+        freed = before - after if before is not None and after is not None else None
+        return PruneResult(jobs, images, max(freed, 0) if freed is not None else None)
+
+    def _layers_size(self) -> int | None:
+        """The bytes the engine's image layers take on disk (`docker system df`)."""
+        with docker_errors("measuring the engine's disk use"):
+            size = self.api.df().get("LayersSize")
+        return int(size) if size is not None else None
+
 
 def _engine_socket_path() -> str | None:
     """The engine's unix socket, as docker-py resolves DOCKER_HOST; None for tcp:// and ssh://."""
@@ -221,6 +372,67 @@ def _get_unchunked(socket_path: str, path: str, params: dict[str, Any], what: st
         error = NotFoundError if response.status == 404 else RadopsError
         raise error(f"{what}: {message}")
     return response
+
+
+def _engine_fields(options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`options` as docker-py's create_container arguments and host config fields: what the
+    docker CLI sends the Engine API for the same `docker run` flags."""
+    container: dict[str, Any] = {}
+    host: dict[str, Any] = {}
+    if options.volumes:
+        host["binds"] = list(options.volumes)
+    if options.mounts:
+        host["mounts"] = [_mount(spec) for spec in options.mounts]
+    if options.shm_size:
+        host["shm_size"] = size_bytes(options.shm_size)
+    if options.ipc:
+        host["ipc_mode"] = options.ipc
+    if options.memory:
+        host["mem_limit"] = size_bytes(options.memory)
+    if options.cpus:
+        host["nano_cpus"] = int(float(options.cpus) * 1e9)
+    if options.network:
+        host["network_mode"] = options.network
+    if options.publish:
+        from docker.utils.ports import build_port_bindings
+
+        bindings = build_port_bindings(list(options.publish))
+        host["port_bindings"] = bindings
+        container["ports"] = [tuple(str(key).split("/", 1)) if "/" in str(key) else int(key)
+                              for key in bindings]  # fmt: skip
+    if options.workdir:
+        container["working_dir"] = options.workdir
+    if options.user:
+        container["user"] = options.user
+    if options.entrypoint is not None:  # one word, as `docker run --entrypoint`; "" resets it
+        container["entrypoint"] = [options.entrypoint]
+    return container, host
+
+
+def _mount(spec: str) -> Any:
+    """A `--mount` value (checked by run_options) as docker-py's Mount."""
+    import csv
+
+    from docker.types import Mount
+
+    fields: dict[str, str] = {}
+    for item in next(csv.reader([spec])):
+        key, sep, value = item.partition("=")
+        fields[key.strip().lower()] = value if sep else "true"
+    kind = fields.get("type", "volume")
+    target = fields.get("target") or fields.get("destination") or fields.get("dst") or ""
+    read_only = fields.get("readonly", fields.get("ro", "false")).lower() in ("true", "1")
+    tmpfs_size = fields.get("tmpfs-size")
+    return Mount(
+        target,
+        fields.get("source") or fields.get("src"),
+        type=kind,
+        read_only=read_only,
+        propagation=fields.get("bind-propagation"),
+        no_copy=fields.get("volume-nocopy", "false").lower() in ("true", "1"),
+        tmpfs_size=size_bytes(tmpfs_size) if tmpfs_size else None,
+        tmpfs_mode=int(fields["tmpfs-mode"], 8) if "tmpfs-mode" in fields else None,
+    )
 
 
 def _local_gpus() -> list[str]:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterator
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from radops.config import GCPExecutorSpec, resolve_setting
 from radops.errors import NotFoundError, RadopsError, UsageError
 from radops.executors import _docker_argv as argv_for
 from radops.executors import _remote_scripts as scripts
+from radops.executors._archive import pack
 from radops.executors._docker_options import parse_gpus
 from radops.executors._labels import (
     job_from_inspect,
@@ -21,14 +28,26 @@ from radops.executors._labels import (
     match_job_id,
     newest_first,
 )
+from radops.executors._prune import (
+    human_bytes,
+    job_address,
+    not_running,
+    running_refused,
+    stopped_jobs,
+    unused_radops_images,
+)
 from radops.executors._remote_docker import RemoteDocker
 from radops.executors.base import (
     ConnectOptions,
     EngineReport,
     Executor,
+    Image,
     Job,
     JobRequest,
+    PortStream,
     ProgressCallback,
+    PrunePlan,
+    PruneResult,
     StopResult,
     Stream,
     container_name,
@@ -193,6 +212,7 @@ class SSHExecutor(Executor):
             request.command,
             request.gpus,
             env_from_stdin=bool(request.env),
+            options=request.options,
         )
         # Tags are content hashes, so a remote that has the tag has this exact image: try to run
         # first (one round trip) and ship only when the engine says it lacks the image.
@@ -292,6 +312,160 @@ class SSHExecutor(Executor):
         out = self.docker("wait", name, what="waiting for the job")
         return int(out.strip() or 0)
 
+    def copy_from(self, job_id: str, path: str) -> Iterator[bytes]:
+        job_id = self._full_id(job_id)
+        argv = self.docker.argv("cp", f"{container_name(job_id)}:{path}", "-")
+        errors: list[bytes] = []
+        for stream, data in self.conn.stream(argv):
+            if stream == "stdout":
+                yield data
+            elif stream == "stderr":
+                errors.append(data)
+            elif data != b"0":
+                raise self._copy_error(job_id, int(data), b"".join(errors), path)
+
+    def copy_to(self, job_id: str, source: Path, dest: str) -> None:
+        job_id = self._full_id(job_id)
+        name = source.name or "root"
+        archive = pack(source, name)
+        argv = scripts.copy_to_argv(self.spec.docker_path, container_name(job_id), name, dest)
+        status, output = self.conn.run_with_input(argv, archive)
+        if status != 0:
+            raise self._copy_error(job_id, status, output, dest)
+
+    def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
+        job_id = self._full_id(job_id)
+        argv = self.docker.argv("cp", "-", f"{container_name(job_id)}:{dest}")
+        status, output = self.conn.run_with_input(argv, archive)
+        if status != 0:
+            raise self._copy_error(job_id, status, output, dest)
+
+    def _copy_error(self, job_id: str, status: int, stderr: bytes, path: str) -> RadopsError:
+        text = stderr.decode(errors="replace")
+        lowered = text.lower()
+        if any(s in lowered for s in ("could not find the file", "no such file", "container:path")):
+            return NotFoundError(f"no {path!r} in job {job_id} on {self.name!r}")
+        if "No such container" in text:
+            return job_not_found(job_id, self.name)
+        return self.docker.error(status, stderr, f"copying {path!r} of job {job_id}")
+
+    def exec(
+        self, job_id: str, command: list[str], interactive: bool = False, tty: bool = False
+    ) -> int:
+        data = self._inspect(job_id)
+        job = job_from_inspect(data, self.name)
+        if not data["State"]["Running"]:
+            raise not_running(job, self.name)
+        flags = [*(["--interactive"] if interactive else []), *(["--tty"] if tty else [])]
+        argv = self.docker.argv("exec", *flags, container_name(job.id), *command)
+        if tty:
+            return self._exec_on_terminal(argv)
+        if interactive:
+            return self._exec_with_stdin(argv)
+        status = b"1"
+        for stream, chunk in self.conn.execute(argv, None):
+            if stream == "exit":
+                status = chunk
+            else:
+                _write(stream, chunk)
+        return int(status)
+
+    def _exec_with_stdin(self, argv: list[str]) -> int:
+        """stdin is fed from its own thread while output is read here, so a command that
+        answers as it reads (a REPL, `cat`) never waits on a full window either way."""
+        with self.conn.direct.session() as process:
+            process.start(argv)
+
+            def feed() -> None:
+                try:
+                    for chunk in _stdin_chunks():
+                        process.write(chunk)
+                    process.close_stdin()
+                except (RadopsError, OSError):
+                    pass  # the command ended first: its exit status says what happened
+
+            threading.Thread(target=feed, name="radops-exec-stdin", daemon=True).start()
+            for stream, chunk in process.output():
+                _write(stream, chunk)
+            return process.exit_status()
+
+    def _exec_on_terminal(self, argv: list[str]) -> int:
+        """OpenSSH's client with a pty (`ssh -t`): it carries the window size and its changes,
+        and the terminal's keys (Ctrl-C included) to the command. Host keys as `connect`."""
+        from radops.ssh.connection import command_line
+
+        ssh = self.ssh_argv()
+        try:
+            return subprocess.run(
+                [ssh[0], "-t", "-q", *ssh[1:], command_line(argv)], check=False
+            ).returncode
+        except OSError as e:
+            raise UsageError(f"cannot start ssh: {e.strerror}", "Install OpenSSH's client.") from e
+
+    def port_opener(self, job_id: str, port: int) -> Callable[[], PortStream]:
+        data = self._inspect(job_id)
+        address = job_address(data, job_from_inspect(data, self.name), self.name)
+        direct = self.conn.direct  # a shared connection carries commands, not tunnels
+        direct.open()
+
+        def open_stream() -> PortStream:
+            return direct.open_tunnel(address, port)
+
+        return open_stream
+
+    def remove(self, job_id: str, force: bool = False) -> Job:
+        data = self._inspect(job_id)
+        job = job_from_inspect(data, self.name)
+        if data["State"]["Running"] and not force:
+            raise running_refused(job, self.name)
+        argv = ["rm", *(["--force"] if force else []), container_name(job.id)]
+        status, _, err = self.conn.run(self.docker.argv(*argv))
+        if status != 0:
+            raise self._lookup_error(job.id, status, err, "removing the job")
+        return job
+
+    def prune_plan(self, older_than: datetime | None = None, images: bool = False) -> PrunePlan:
+        jobs = stopped_jobs(self.jobs(), older_than)
+        if not images:
+            return PrunePlan(jobs, [])
+        out = self.docker.run_script(
+            scripts.prune_look_argv(self.spec.docker_path), "listing containers and images"
+        )
+        containers, _, image_lines = out.decode(errors="replace").partition("radops:images\n")
+        going = {"/" + container_name(job.id) for job in jobs}
+        used = set()
+        for line in containers.splitlines():
+            name, _, image_id = line.partition(" ")
+            if name not in going:
+                used.add(image_id.strip())
+        found: dict[str, Image] = {}
+        for line in image_lines.splitlines():
+            image_id, size, *refs = line.split()
+            found[image_id] = Image(image_id, refs, int(size) if size.isdigit() else 0)
+        return PrunePlan(jobs, unused_radops_images(found.values(), used))
+
+    def prune(self, plan: PrunePlan) -> PruneResult:
+        names = [container_name(job.id) for job in plan.jobs]
+        refs = [ref for image in plan.images for ref in image.refs]
+        out = self.docker.run_script(
+            scripts.prune_argv(self.spec.docker_path, names, refs), "pruning"
+        ).decode(errors="replace")
+        removed_names, removed_refs, sizes = set(), set(), {}
+        for line in out.splitlines():
+            kind, _, value = line.partition(" ")
+            if kind == "radops:job":
+                removed_names.add(value)
+            elif kind == "radops:ref":
+                removed_refs.add(value)
+            elif kind in ("radops:before", "radops:after"):
+                sizes[kind] = human_bytes(value)
+        before, after = sizes.get("radops:before"), sizes.get("radops:after")
+        return PruneResult(
+            [job.id for job in plan.jobs if container_name(job.id) in removed_names],
+            [image.id for image in plan.images if set(image.refs) <= removed_refs],
+            max(before - after, 0) if before is not None and after is not None else None,
+        )
+
     def stop(self, job_id: str, timeout: int = 10) -> StopResult:
         job_id = self._full_id(job_id)
         argv = scripts.stop_argv(self.spec.docker_path, container_name(job_id), timeout)
@@ -304,3 +478,15 @@ class SSHExecutor(Executor):
         running, _, inspect = header.rest.partition(b"\n")
         job = job_from_inspect(json.loads(inspect)[0], self.name)
         return StopResult(job, was_running=running.strip() == b"true")
+
+
+def _stdin_chunks() -> Iterator[bytes]:
+    """This process's stdin as it arrives (a read returns what is there, up to 64 KiB)."""
+    while chunk := os.read(sys.stdin.fileno(), 1 << 16):
+        yield chunk
+
+
+def _write(stream: str, chunk: bytes) -> None:
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    out.buffer.write(chunk)
+    out.buffer.flush()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from radops.errors import BuildError, RadopsError, UsageError
-from radops.images import build, context, registry
-from radops.images.builder import NO_BUILDKIT_HINT, Builder, find_builder
+from radops.images import context, registry
 from radops.images.engine import LocalEngine, docker_errors
 from radops.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from radops.images import builder as builder_module
 
 
 class ImagePlan(NamedTuple):
@@ -30,11 +32,13 @@ class LocalImages:
 
     def __init__(self, engine: LocalEngine | None = None) -> None:
         self.engine = engine or LocalEngine()
-        self._builder: Builder | None = None
+        self._builder: builder_module.Builder | None = None
 
     @property
-    def builder(self) -> Builder:
+    def builder(self) -> builder_module.Builder:
         """How this machine builds (BuildKit through the docker CLI, else the legacy builder)."""
+        from radops.images.builder import find_builder
+
         if self._builder is None:
             self._builder = find_builder()
         return self._builder
@@ -71,6 +75,9 @@ class LocalImages:
         if not fresh and self._has(tag):
             progress(f"Image {tag} is up to date; not rebuilding")
             return tag
+        from radops.images import build
+        from radops.images.builder import NO_BUILDKIT_HINT
+
         builder = self.builder
         if not builder.buildkit and options.needs_buildkit:
             flags = options.needs_buildkit

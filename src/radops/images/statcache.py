@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 # (size, mtime_ns, ctime_ns, inode, device, mode): what must not move for a digest to hold.
@@ -46,6 +45,8 @@ def load(context: Path) -> dict[str, tuple[StatKey, str]]:
 def save(context: Path, entries: dict[str, tuple[StatKey, str]]) -> None:
     """Remember `entries` for `context` (atomically, 0600); a cache that cannot be written is
     only a slower next hash, never an error."""
+    import tempfile
+
     file = _cache_file(context)
     data = {
         "version": _VERSION,

@@ -45,9 +45,16 @@ class RemoteProcess:
         self.target = target
 
     def start(self, argv: Sequence[str]) -> None:
-        """Run argv on this channel (see `command_line`)."""
+        """Run argv on this channel (see `command_line`). A long argv goes as stdin's first
+        line instead (`stdin_command_line`): a command line is one argument of the remote
+        login shell, which Linux caps at 128 KiB."""
+        payload = _payload(argv)
         with ssh_errors(self.target):
-            self.channel.exec_command(command_line(argv))
+            if len(payload) <= INLINE_ARGV_MAX:
+                self.channel.exec_command(_decode_and_exec(f"echo {payload}"))  # command_line
+            else:
+                self.channel.exec_command(stdin_command_line())
+                self.channel.sendall(payload.encode() + b"\n")
 
     def write(self, data: bytes) -> None:
         with ssh_errors(self.target):
@@ -100,6 +107,19 @@ class RemoteProcess:
         self.close()
 
 
+INLINE_ARGV_MAX = 32 * 1024  # base64 characters of an argv sent on the command line itself
+
+
+def _payload(argv: Sequence[str]) -> str:
+    return base64.b64encode(shlex.join(argv).encode("utf-8", "surrogateescape")).decode()
+
+
+def _decode_and_exec(source: str, before: str = "") -> str:
+    """`sh -c '...'`: decode the base64 that `source` prints, and exec it."""
+    decode = f'c=$({source} | base64 -d) && [ -n "$c" ] || {{ echo "{NO_BASE64}" >&2; exit 127; }}'
+    return f"sh -c '{before}{decode}; eval \"exec $c\"'"
+
+
 def command_line(argv: Sequence[str]) -> str:
     """The remote command line that runs argv exactly, whatever the user's login shell.
 
@@ -109,11 +129,14 @@ def command_line(argv: Sequence[str]) -> str:
     parts mean the same to sh, bash, zsh, fish and csh: `sh` decodes the argv, quoted for sh, and
     execs it, so the command's stdin, stdout, stderr and exit status are its own.
     """
-    payload = base64.b64encode(shlex.join(argv).encode("utf-8", "surrogateescape")).decode()
-    decode = (
-        f'c=$(echo {payload} | base64 -d) && [ -n "$c" ] || {{ echo "{NO_BASE64}" >&2; exit 127; }}'
-    )
-    return f"sh -c '{decode}; eval \"exec $c\"'"
+    return _decode_and_exec(f"echo {_payload(argv)}")
+
+
+def stdin_command_line() -> str:
+    """The fixed command line for an argv too long for a command line: `sh` reads it, base64,
+    from stdin's first line (`read` takes no byte beyond it), then execs it as `command_line`
+    does, so the rest of stdin is the command's own."""
+    return _decode_and_exec('printf "%s" "$c"', before="IFS= read -r c || exit 127; ")
 
 
 class DirectConnection:

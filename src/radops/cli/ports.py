@@ -1,0 +1,131 @@
+"""`radops executors forward`: reach a job's ports from here (TensorBoard, Jupyter, a server)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import typer
+
+from radops.cli.jobs import open_executor_named
+from radops.cli.options import EXECUTOR_ARG
+from radops.cli.render import examples
+from radops.errors import RadopsError, UsageError
+
+if TYPE_CHECKING:
+    import socket
+
+    from radops.executors.base import PortStream
+
+app = typer.Typer()
+
+_SPEC = re.compile(r"^(\d{1,5})(?::(\d{1,5}))?$")
+_CHUNK = 1 << 16
+
+
+def parse_forward(spec: str) -> tuple[int, int]:
+    """`PORT` or `PORT:LOCAL_PORT` -> (the job's port, the local port; 0 = any free one)."""
+    match = _SPEC.match(spec)
+    if not match:
+        raise UsageError(f"invalid port {spec!r}: use PORT or PORT:LOCAL_PORT, e.g. 6006:16006")
+    port, local = int(match[1]), int(match[2] if match[2] is not None else match[1])
+    if not 0 < port < 65536 or not 0 <= local < 65536:
+        raise UsageError(f"invalid port {spec!r}: ports are 1-65535 (LOCAL_PORT 0: any free one)")
+    return port, local
+
+
+@app.command(
+    "forward",
+    epilog=examples(
+        "radops executors forward gpu1 3f2a9c1b7d4e 6006",
+        "radops executors forward gpu1 3f2a 8888:18888 6006:0",
+    ),
+)
+def forward(
+    executor: str = EXECUTOR_ARG,
+    job_id: str = typer.Argument(..., metavar="JOB_ID", help="A running job's id (or prefix)."),
+    ports: list[str] = typer.Argument(
+        ..., metavar="PORT[:LOCAL_PORT]...", help="The job's port, and the port here for it."
+    ),
+) -> None:
+    """Reach ports of a running job from this machine, until Ctrl-C.
+
+    Each PORT of the job answers on 127.0.0.1:LOCAL_PORT here (LOCAL_PORT defaults to PORT; 0
+    picks a free one). On an SSH executor the traffic goes through the SSH connection
+    (ProxyJump included); nothing needs publishing on the machine.
+    """
+    import threading
+
+    from radops.cli import render
+
+    wanted = [parse_forward(spec) for spec in ports]
+    with open_executor_named(executor) as ex:
+        listeners = []
+        try:
+            for port, local in wanted:
+                opener = ex.port_opener(job_id, port)
+                listener = _listen(local, port)
+                listeners.append(listener)
+                bound = listener.getsockname()[1]
+                render.print_line(f"http://127.0.0.1:{bound} -> port {port} of job {job_id}")
+                threading.Thread(target=_serve, args=(listener, opener, port), daemon=True).start()
+            render.print_line("Forwarding; Ctrl-C to stop.", err=True)
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            render.print_line("Stopped forwarding.", err=True)
+        finally:
+            for listener in listeners:
+                listener.close()
+
+
+def _listen(local: int, port: int) -> socket.socket:
+    import socket
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", local))
+    except OSError as e:
+        listener.close()
+        raise UsageError(
+            f"cannot listen on 127.0.0.1:{local} here: {e.strerror}",
+            f"Pick another local port: {port}:LOCAL_PORT (0 for any free one).",
+        ) from e
+    listener.listen(16)
+    return listener
+
+
+def _serve(listener: socket.socket, opener: Callable[[], PortStream], port: int) -> None:
+    import threading
+
+    from radops.cli import render
+
+    while True:
+        try:
+            client, _ = listener.accept()
+        except OSError:  # closed: the command is ending
+            return
+        try:
+            remote = opener()
+        except Exception as e:  # OSError here; paramiko's ChannelException over SSH
+            message = e.message if isinstance(e, RadopsError) else str(e) or type(e).__name__
+            render.print_line(f"cannot reach port {port} of the job: {message}", err=True)
+            client.close()
+            continue
+        for source, sink in ((client, remote), (remote, client)):
+            threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+
+def _pump(source: PortStream, sink: PortStream) -> None:
+    """Copy one direction until it ends, then end both (a half-close is not needed here)."""
+    try:
+        while data := source.recv(_CHUNK):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.close()
