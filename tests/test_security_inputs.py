@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,14 +99,21 @@ def test_unprintable_characters_are_shown_escaped() -> None:
 
 
 def test_a_job_name_cannot_drive_the_terminal(
-    make_context: Callable[..., Path], start_job: Callable[..., str], wait_job: Callable[..., int]
+    make_context: Callable[..., Path], job_ids: list[str], docker_client: Any
 ) -> None:
-    from tests.conftest import TOOLS_DOCKERFILE
+    from tests.conftest import BASE_IMAGE, TOOLS_DOCKERFILE
 
-    context = make_context("escapes", {"Dockerfile": TOOLS_DOCKERFILE, "marker.txt": "x"})
     hostile = "\x1b]0;pwned\x07\x1b[2J"
-    job_id = start_job(context, "true", options=("--name", hostile))
-    wait_job(job_id)
+    context = make_context("escapes", {"Dockerfile": TOOLS_DOCKERFILE, "marker.txt": "x"})
+    refused = run_radops("executors", "run", "local", str(context), "--name", hostile, "--", "true")
+    assert refused.returncode == 2 and "invalid --name" in refused.stderr
+    assert "\x1b" not in refused.stderr  # the error line shows it escaped too
+    # A job whose label has escapes anyway (another tool, an older radops) still lists safely.
+    job_id = secrets.token_hex(6)
+    labels = {"dev.radops.job-id": job_id, "dev.radops.executor": "local",
+              "dev.radops.command": "[]", "dev.radops.name": hostile}  # fmt: skip
+    docker_client.api.create_container(BASE_IMAGE, ["true"], name=f"radops-{job_id}", labels=labels)
+    job_ids.append(job_id)
     listed = run_radops("executors", "jobs", "local")
     assert listed.returncode == 0, describe(listed)
     line = next(line for line in listed.stdout.splitlines() if line.startswith(job_id))

@@ -184,6 +184,27 @@ class ExecutorStore:
             self._check_new(spec.name, {} if replace else config.executors)
             config.executors[spec.name] = spec
 
+    def update(self, name: str, **changes: Any) -> AnyExecutorSpec:
+        """Change fields of registered executor `name` (checked as `add` checks them); its
+        other settings, and its jobs, stay. A value of None clears an optional field."""
+        from pydantic import ValidationError
+
+        if name == LOCAL_EXECUTOR_NAME:
+            raise UsageError("'local' is built in: it has no settings to change")
+        with self.edit() as config:
+            spec = config.executors.get(name)
+            if spec is None:
+                raise NotFoundError(
+                    f"unknown executor {name!r}", "List executors with `radops executors list`."
+                )
+            try:
+                changed = type(spec).model_validate({**spec.model_dump(), **changes})
+            except ValidationError as e:
+                message = str(e.errors()[0]["msg"]).removeprefix("Value error, ")
+                raise UsageError(message) from None
+            config.executors[name] = changed
+        return changed
+
     def update_platform(self, name: str, platform: str) -> None:
         """Record the platform an executor's engine reported (images are built for it)."""
         with self.edit() as config:

@@ -19,8 +19,9 @@ from typing import Any, ClassVar
 
 from radops.config import AnyExecutorSpec
 from radops.errors import NotFoundError, RadopsError
-from radops.executors._labels import match_job_id
+from radops.executors._labels import match_job
 from radops.executors._prune import running_refused, stopped_jobs
+from radops.executors._top import TopReport
 from radops.executors.base import (
     ConnectOptions,
     EngineReport,
@@ -69,6 +70,7 @@ class FakeEngine:
         exit_code: int | None = None,
         age: timedelta = timedelta(0),
         name: str | None = None,
+        user: str | None = None,
     ) -> Job:
         """A job as if an earlier `run` had started it."""
         job = Job(
@@ -80,6 +82,7 @@ class FakeEngine:
             command=command,
             image="radops/fake:0123456789ab",
             name=name,
+            user=user,
         )
         self.jobs[job.id] = job
         return job
@@ -105,7 +108,7 @@ class FakeExecutor(Executor):
             raise failure
 
     def _job(self, job_id: str) -> Job:
-        found = match_job_id(job_id, list(self.engine.jobs), self.name)
+        found = match_job(job_id, list(self.engine.jobs.values()), self.name)
         return replace(self.engine.jobs[found], executor=self.name)
 
     def connect(self) -> None:
@@ -212,6 +215,10 @@ class FakeExecutor(Executor):
         self._call("port_opener", job_id, port)
         self._job(job_id)
         raise RadopsError("the fake executor has no ports")
+
+    def top(self) -> TopReport:
+        self._call("top")
+        return TopReport(self.name, None, [])
 
     def remove(self, job_id: str, force: bool = False) -> Job:
         self._call("remove", job_id, force)

@@ -18,7 +18,7 @@ import pytest
 from radops.config import SSHExecutorSpec
 from radops.errors import EngineUnreachableError
 from radops.executors import KNOWN_KINDS
-from radops.executors.base import Job, Stream
+from radops.executors.base import Job, Stream, this_user
 from radops.store import ExecutorStore
 from tests.cli import fake_executor
 from tests.cli.fake_executor import STOPPED_EXIT_CODE, FakeEngine
@@ -317,17 +317,50 @@ def test_jobs_json_lists_every_job_newest_first(invoke: Invoke, engine: FakeEngi
 def test_jobs_table_has_one_row_per_job_with_status_and_exit_code(
     invoke: Invoke, engine: FakeEngine
 ) -> None:
-    old = engine.add_job(["python", "a.py"], status="exited", exit_code=2, age=timedelta(hours=3))
-    new = engine.add_job(["sleep", "60"], name="nap")
+    old = engine.add_job(
+        ["python", "a.py"], status="exited", exit_code=2, age=timedelta(hours=3), user="bo@lab"
+    )
+    new = engine.add_job(["sleep", "60"], name="nap", user=this_user())
 
     result = invoke("executors", "jobs", NAME)
 
     assert result.returncode == 0, result
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["JOB", "ID", "NAME", "STATUS", "EXIT", "AGE", "COMMAND", "IMAGE"]
+    assert header.split() == [
+        "JOB", "ID", "NAME", "USER", "STATUS", "EXIT", "AGE", "COMMAND", "IMAGE",
+    ]  # fmt: skip
     assert len(rows) == 2
-    assert rows[0].split()[:3] == [new.id, "nap", "running"]
-    assert rows[1].split()[:5] == [old.id, "exited", "2", "3h", "python"]
+    assert rows[0].split()[:4] == [new.id, "nap", this_user(), "running"]
+    assert rows[1].split()[:6] == [old.id, "bo@lab", "exited", "2", "3h", "python"]
+    mine = invoke("executors", "jobs", NAME, "--mine", "--json")
+    assert [job["job_id"] for job in json.loads(mine.stdout)] == [new.id]
+
+
+def test_a_long_name_is_clipped_in_the_table_and_a_bad_one_refused(
+    invoke: Invoke, engine: FakeEngine, context: Path
+) -> None:
+    engine.add_job(["true"], name="x" * 150)
+    row = invoke("executors", "jobs", NAME).stdout.splitlines()[1]
+    assert "x" * 39 + "…" in row and "x" * 41 not in row
+    for name, message in (
+        ("two\nlines", "invalid --name 'two\\nlines': use printable text on one line"),
+        ("y" * 201, "--name is 201 characters long; at most 200"),
+    ):
+        result = invoke("executors", "run", NAME, str(context), "--name", name, "--", "true")
+        assert_one_error(result, 2, message, None)
+
+
+def test_a_unique_name_works_where_a_job_id_does(invoke: Invoke, engine: FakeEngine) -> None:
+    job = engine.add_job(["sleep", "60"], name="resnet")
+    engine.add_job(["sleep", "60"], name="twin")
+    engine.add_job(["sleep", "60"], name="twin")
+    stopped = invoke("executors", "stop", NAME, "resnet")
+    assert stopped.stderr.startswith(f"Stopped job {job.id}")
+    ambiguous = invoke("executors", "stop", NAME, "twin")
+    assert_one_error(
+        ambiguous, 2, f"2 jobs on '{NAME}' are named 'twin'",
+        f"Give the job id (see `radops executors jobs {NAME}`).",
+    )  # fmt: skip
 
 
 def test_jobs_on_an_empty_executor_says_so_on_stderr(invoke: Invoke, engine: FakeEngine) -> None:
@@ -462,3 +495,18 @@ def test_cp_from_a_job_follows_docker_cp_rules_here(
                      "exist", None)  # fmt: skip
     gone = invoke("executors", "cp", NAME, f"{job.id}:/out/other", "x")
     assert_one_error(gone, 3, f"no '/out/other' in job {job.id}", None)
+
+
+def test_inspect_shows_one_job_with_its_options(invoke: Invoke, engine: FakeEngine) -> None:
+    job = engine.add_job(["python", "train.py"], name="resnet", user="ana@laptop")
+    engine.jobs[job.id] = replace(job, options={"shm_size": "8g", "volumes": ["/d:/d:ro"]})
+    result = invoke("executors", "inspect", NAME, "resnet")
+    assert result.returncode == 0, result
+    shown = {k: v.strip() for k, v in (line.split(":", 1) for line in result.stdout.splitlines())}
+    expected = {
+        "job": job.id, "name": "resnet", "user": "ana@laptop", "status": "running",
+        "command": "python train.py", "shm_size": '"8g"', "volumes": '["/d:/d:ro"]',
+    }  # fmt: skip
+    assert {k: shown.get(k) for k in expected} == expected
+    as_json = json.loads(invoke("executors", "inspect", NAME, job.id[:5], "--json").stdout)
+    assert as_json["options"] == {"shm_size": "8g", "volumes": ["/d:/d:ro"]}

@@ -321,3 +321,27 @@ def test_environment_overrides_the_config_file(monkeypatch: pytest.MonkeyPatch) 
 
 def test_config_set_unknown_key_is_a_usage_error() -> None:
     assert_usage_error(radops("config", "set", "colour", "blue"), "colour")
+
+
+def test_set_changes_one_setting_and_keeps_the_rest() -> None:
+    added = add("--name", "box", "--hostname", "box.example", "--username", "ana",
+                "--registry", "ghcr.io/team")  # fmt: skip
+    assert added.returncode == 0, describe(added)
+    changed = radops("executors", "set", "box", "--docker-path", "/usr/local/bin/docker")
+    assert changed.returncode == 0, describe(changed)
+    assert changed.stderr == "Changed executor box: docker_path /usr/local/bin/docker.\n"
+    shown = json.loads(radops("executors", "show", "box", "--json").stdout)
+    assert (shown["docker_path"], shown["username"], shown["registry"]) == (
+        "/usr/local/bin/docker", "ana", "ghcr.io/team",
+    )  # fmt: skip
+    cleared = radops("executors", "set", "box", "--registry", "", "--json")
+    assert "registry" not in json.loads(cleared.stdout)
+    for args, code, message in (
+        (("local", "--docker-path", "/x"), 2, "'local' is built in: it has no settings to change"),
+        (("nobody", "--docker-path", "/x"), 3, "unknown executor 'nobody'"),
+        (("box",), 2, "nothing to change"),
+        (("box", "--docker-path=-rf"), 2, "invalid docker path '-rf'"),
+    ):
+        result = radops("executors", "set", *args)
+        assert result.returncode == code, describe(result)
+        assert result.stderr.startswith(f"radops: error: {message}"), result.stderr

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from radops.executors.base import this_user
 from tests.cli_process import describe, radops
 from tests.conftest import BASE_IMAGE
 
@@ -306,7 +307,7 @@ def test_jobs_table_shows_status_and_exit_code(
     header = result.stdout.splitlines()[0].split()
     assert header[:2] == ["JOB", "ID"] and "STATUS" in header and "EXIT" in header
     row = next(line for line in result.stdout.splitlines() if line.startswith(job_id))
-    assert row.split()[:4] == [job_id, "tabled", "exited", "4"]
+    assert row.split()[:5] == [job_id, "tabled", this_user(), "exited", "4"]  # USER: who ran it
     assert "sh -c 'exit 4'" in row
     assert "radops/" in row
 

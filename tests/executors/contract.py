@@ -12,6 +12,7 @@ import hashlib
 import io
 import re
 import secrets
+import shutil
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -393,6 +394,23 @@ class ExecutorContract:
         job = started(tools_context, ["sh", "-c", "echo logged > /data/run.log"], options=options)
         assert executor.wait(job.id) == 0
         assert self._tree(executor, job.id, "/data/run.log") == {"run.log": b"logged\n"}
+
+    # top -------------------------------------------------------------------------------------
+
+    def test_top_reports_running_jobs_and_no_gpus_without_nvidia_smi(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        busy = started(tools_context, ["sh", "-c", "while :; do :; done"])
+        ended = started(tools_context, ["true"])
+        executor.wait(ended.id)
+        report = executor.top()
+        rows = {row.job_id: row for row in report.jobs}
+        assert busy.id in rows and ended.id not in rows
+        assert rows[busy.id].pids == 1 and rows[busy.id].memory_limit
+        assert rows[busy.id].cpu_percent is not None
+        # The machines of these tests have no NVIDIA driver (see docs/training.md).
+        assert shutil.which("nvidia-smi") is None and report.gpus is None
+        assert report.to_json()["gpus"] is None
 
     # rm / prune ------------------------------------------------------------------------------
 

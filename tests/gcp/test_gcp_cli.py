@@ -48,7 +48,7 @@ def test_list_templates_shows_global_and_regional(gcli: CLI) -> None:
     assert next(line for line in lines if line.startswith("cpu-small")).split()[-1] == "global"
     as_json = json.loads(gcli("executors", "gcp", "list-templates", "--json").stdout)
     assert {t["name"]: t["gpus"] for t in as_json} == {
-        "a100-1g": [["nvidia-tesla-a100", 1]],
+        "a100-1g": [{"type": "nvidia-tesla-a100", "count": 1}],
         "cpu-small": [],
     }
 

@@ -6,6 +6,7 @@ import os
 
 import typer
 
+from radops.cli.options import complete_setting
 from radops.cli.render import examples
 
 app = typer.Typer(
@@ -43,8 +44,10 @@ def show(json_output: bool = typer.Option(False, "--json", help="Print a JSON ob
         source = f"env {env}" if os.environ.get(env) else "file" if value else ""
         rows.append((key, value or "", source))
     if json_output:
+        # "sources": where each value comes from ("file", "env VAR", or null: not set).
         render.print_json(
-            {key: value or None for key, value, _ in rows} | {"path": str(store.path)}
+            {key: value or None for key, value, _ in rows}
+            | {"path": str(store.path), "sources": {key: src or None for key, _, src in rows}}
         )
     else:
         render.print_table(("SETTING", "VALUE", "FROM"), rows)
@@ -53,7 +56,7 @@ def show(json_output: bool = typer.Option(False, "--json", help="Print a JSON ob
 
 @app.command("set", epilog=examples("radops config set registry ghcr.io/my-org"))
 def set_(
-    key: str = typer.Argument(..., help=KEY_HELP),
+    key: str = typer.Argument(..., help=KEY_HELP, autocompletion=complete_setting),
     value: str = typer.Argument(..., help="The new value."),
 ) -> None:
     """Set a setting in the config file (its environment variable still wins)."""
@@ -69,7 +72,9 @@ def set_(
 
 
 @app.command("unset", epilog=examples("radops config unset registry"))
-def unset(key: str = typer.Argument(..., help=KEY_HELP)) -> None:
+def unset(
+    key: str = typer.Argument(..., help=KEY_HELP, autocompletion=complete_setting),
+) -> None:
     """Remove a setting from the config file."""
     from radops.store import ExecutorStore
 

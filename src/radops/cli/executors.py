@@ -76,6 +76,55 @@ def show(name: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
         render.print_fields(_spec_fields(spec))
 
 
+@app.command(
+    "set",
+    epilog=examples(
+        "radops executors set gpu1 --docker-path /usr/local/bin/docker",
+        "radops executors set gpu1 --registry ghcr.io/my-org",
+        "radops executors set gpu1 --registry ''",
+    ),
+)
+def set_(
+    name: str = EXECUTOR_ARG,
+    docker_path: str | None = typer.Option(
+        None, "--docker-path", help="Path to docker on the machine (`which docker` there)."
+    ),
+    registry: str | None = typer.Option(
+        None, "--registry", help="This executor's own registry; '' to use the setting again."
+    ),
+    identity_file: str | None = typer.Option(
+        None, "--identity-file", help="SSH private key; '' to use ~/.ssh/config's again."
+    ),
+    username: str | None = typer.Option(None, "--username", help="SSH user on the machine."),
+    json_output: bool = JSON_OPT,
+) -> None:
+    """Change a registered executor's settings, keeping the rest (and its jobs).
+
+    Nothing is checked on the machine: `radops executors check NAME` does that.
+    """
+    from radops.cli import render
+    from radops.errors import UsageError
+    from radops.store import ExecutorStore
+
+    changes: dict[str, str | None] = {}
+    for field, value in (
+        ("docker_path", docker_path), ("registry", registry),
+        ("identity_file", identity_file), ("username", username),
+    ):  # fmt: skip
+        if value is not None:
+            changes[field] = value or None
+    if "docker_path" in changes and not changes["docker_path"]:
+        raise UsageError("--docker-path cannot be empty")
+    if not changes:
+        raise UsageError("nothing to change", "Give --docker-path, --registry, ... (see -h).")
+    spec = ExecutorStore().update(name, **changes)
+    if json_output:
+        render.print_json(spec.model_dump(mode="json", exclude_none=True))
+    else:
+        what = ", ".join(f"{field} {changes[field] or '(cleared)'}" for field in changes)
+        render.print_line(f"Changed executor {name}: {what}.", err=True)
+
+
 @app.command("remove", epilog=examples("radops executors remove gpu1"))
 def remove(
     name: str = EXECUTOR_ARG,
@@ -259,6 +308,6 @@ def connect(
 
 app.add_typer(jobs_cli.app)  # run, logs, jobs, stop: commands of this group
 app.add_typer(files_cli.app)  # cp, exec
-app.add_typer(ports_cli.app)  # forward
+app.add_typer(ports_cli.app)  # forward, top
 app.add_typer(cleanup_cli.app)  # rm, prune
 app.add_typer(gcp_cli.app, name="gcp")

@@ -10,6 +10,7 @@ import typer
 from radops.cli.render import examples
 
 if TYPE_CHECKING:
+    from radops.gcp.compute import Template
     from radops.gcp.provision import Provisioner
 
 app = typer.Typer(
@@ -48,13 +49,11 @@ def _provisioner(project: str | None, zone: str | None = None) -> Provisioner:
 )
 def list_templates(project: str | None = PROJECT_OPT, json_output: bool = JSON_OPT) -> None:
     """List the project's instance templates (global and regional): the VM types you can create."""
-    from dataclasses import asdict
-
     from radops.cli import render
 
     templates = _provisioner(project).compute.templates()
     if json_output:
-        render.print_json([asdict(t) for t in templates])
+        render.print_json([_template_json(t) for t in templates])
         return
     rows = [
         (t.name, t.machine_type, t.gpu_text(), t.image.rsplit("/", 1)[-1], t.region or "global")
@@ -208,3 +207,12 @@ def list_(project: str | None = PROJECT_OPT, json_output: bool = JSON_OPT) -> No
     for row in rows:
         if row["problem"]:
             render.print_line(f"warning: {row['name']}: {row['problem']}", err=True)
+
+
+def _template_json(template: Template) -> dict[str, object]:
+    """A template for scripts: GPUs as objects (`{"type": ..., "count": ...}`), not pairs."""
+    from dataclasses import asdict
+
+    data: dict[str, object] = asdict(template)
+    data["gpus"] = [{"type": kind, "count": count} for kind, count in template.gpus]
+    return data

@@ -65,9 +65,12 @@ def _split_command(command: list[str]) -> list[str]:
 )
 def run(
     executor: str = EXECUTOR_ARG,
-    path: Path = typer.Argument(..., help="Folder with a Dockerfile: the build context."),
+    path: Path = typer.Argument(
+        ..., metavar="PATH", help="Folder with a Dockerfile: the build context."
+    ),
     command: list[str] | None = typer.Argument(
         None,
+        metavar="COMMAND",
         help=(
             "What the container gets as arguments, like `docker run IMAGE ARGS...`. One string is "
             "split like a shell would (no shell runs it); after `--`, several are passed as-is."
@@ -307,7 +310,11 @@ def logs(
         False, "--timestamps", "-t", help="Prefix each line with its time."
     ),
 ) -> None:
-    """Print a job's output, byte for byte (stdout to stdout, stderr to stderr)."""
+    """Print a job's output, byte for byte (stdout to stdout, stderr to stderr).
+
+    One exception, Docker's: a line of 16 KiB or more comes back without its newline, joined to
+    the next (Docker 20.10's `local` log driver). Lines shorter than that are exact.
+    """
     from radops.cli import render
 
     with open_executor_named(executor) as ex:
@@ -321,20 +328,68 @@ def logs(
 
 
 @app.command(
-    "jobs", epilog=examples("radops executors jobs local", "radops executors jobs gpu1 --json")
+    "jobs",
+    epilog=examples(
+        "radops executors jobs local",
+        "radops executors jobs gpu1 --mine",
+        "radops executors jobs gpu1 --json",
+    ),
 )
-def jobs(executor: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
-    """List the radops jobs on an executor, newest first."""
+def jobs(
+    executor: str = EXECUTOR_ARG,
+    mine: bool = typer.Option(
+        False, "--mine", help="Only the jobs started by this user on this machine (USER)."
+    ),
+    json_output: bool = JSON_OPT,
+) -> None:
+    """List the radops jobs on an executor, newest first, with who started each (USER)."""
     from radops.cli import render
+    from radops.executors.base import this_user
 
     with open_executor_named(executor) as ex:
         found = ex.jobs()
+    if mine:
+        me = this_user()
+        found = [job for job in found if job.user == me]
     if json_output:
         render.print_json([job.to_json() for job in found])
     elif found:
         render.jobs_table(found)
     else:
         render.print_line(f"No jobs on {executor}.", err=True)
+
+
+@app.command(
+    "inspect",
+    epilog=examples(
+        "radops executors inspect gpu1 3f2a", "radops executors inspect gpu1 resnet50 --json"
+    ),
+)
+def inspect(
+    executor: str = EXECUTOR_ARG, job_id: str = JOB_ARG, json_output: bool = JSON_OPT
+) -> None:
+    """Show one job: status, who started it, its command, image and the options it ran with."""
+    import json as json_module
+
+    from radops.cli import render
+
+    with open_executor_named(executor) as ex:
+        job = ex.get(job_id)
+    if json_output:
+        render.print_json(job.to_json())
+        return
+    fields = [
+        ("job", job.id),
+        ("name", job.name or ""),
+        ("executor", job.executor),
+        ("user", job.user or ""),
+        ("status", job.status + ("" if job.exit_code is None else f" ({job.exit_code})")),
+        ("created", job.created_at.isoformat() if job.created_at else ""),
+        ("command", render.command_text(job.command)),
+        ("image", job.image),
+    ]
+    fields += [(key, json_module.dumps(value)) for key, value in job.options.items()]
+    render.print_fields(fields)
 
 
 @app.command("stop", epilog=examples("radops executors stop gpu1 3f2a9c1b7d4e"))

@@ -4,6 +4,54 @@ from __future__ import annotations
 
 import typer
 
-EXECUTOR_ARG = typer.Argument(..., help="Executor name (see `radops executors list`).")
-JOB_ARG = typer.Argument(..., help="Job id printed by `run` (a unique prefix is enough).")
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def complete_executor(incomplete: str) -> list[str]:
+    """Shell completion: registered executor names (the config file only, no connection)."""
+    from radops.store import ExecutorStore
+
+    try:
+        names = [spec.name for spec in ExecutorStore().list()]
+    except Exception:  # completion must never print an error into the user's command line
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def complete_job(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion: the ids and names of the jobs on the executor named before it (one
+    `jobs` call; an unknown host key is refused, never asked about)."""
+    from radops.executors import open_executor
+    from radops.store import ExecutorStore
+
+    name = ctx.params.get("executor")
+    if not name:
+        return []
+    try:
+        with open_executor(ExecutorStore().get(str(name))) as ex:
+            jobs = ex.jobs()
+    except Exception:  # offline, unknown executor, host key: no completions, no noise
+        return []
+    words = [job.id for job in jobs] + [job.name for job in jobs if job.name]
+    return [word for word in words if word.startswith(incomplete)]
+
+
+def complete_setting(incomplete: str) -> list[str]:
+    """Shell completion: the setting names `config set/unset` take."""
+    from radops.config import SETTINGS_ENV
+
+    return [key for key in SETTINGS_ENV if key.startswith(incomplete)]
+
+
+EXECUTOR_ARG = typer.Argument(
+    ...,
+    metavar="EXECUTOR",
+    help="Executor name (see `radops executors list`).",
+    autocompletion=complete_executor,
+)
+JOB_ARG = typer.Argument(
+    ...,
+    metavar="JOB_ID",
+    help="Job id printed by `run` (a unique prefix is enough), or the job's unique --name.",
+    autocompletion=complete_job,
+)

@@ -1,4 +1,5 @@
-"""`radops executors forward`: reach a job's ports from here (TensorBoard, Jupyter, a server)."""
+"""`radops executors forward|top`: reach a job's ports from here (TensorBoard, Jupyter), and
+see what the machine's GPUs and jobs use."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from radops.cli.jobs import open_executor_named
-from radops.cli.options import EXECUTOR_ARG
+from radops.cli.options import EXECUTOR_ARG, JSON_OPT
 from radops.cli.render import examples
 from radops.errors import RadopsError, UsageError
 
@@ -129,3 +130,58 @@ def _pump(source: PortStream, sink: PortStream) -> None:
         for end in (source, sink):
             with contextlib.suppress(OSError):
                 end.close()
+
+
+@app.command(
+    "top",
+    epilog=examples("radops executors top gpu1", "radops executors top gpu1 --json | jq .gpus"),
+)
+def top(executor: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
+    """Show GPU use and memory (nvidia-smi) and each running job's CPU and memory (docker stats).
+
+    One reading, not a live view: run it under `watch` for that.
+    """
+    from radops.cli import render
+
+    with open_executor_named(executor) as ex:
+        report = ex.top()
+    if json_output:
+        render.print_json(report.to_json())
+        return
+    if report.gpus is None:
+        render.print_line(f"No GPUs: nvidia-smi does not run on {report.executor}'s machine.")
+    else:
+        render.print_table(
+            ["GPU", "NAME", "UTIL", "MEMORY", "TEMP"],
+            [
+                [
+                    str(g.index),
+                    g.name,
+                    "?" if g.utilization is None else f"{g.utilization}%",
+                    f"{_mib(g.memory_used_mib)} / {_mib(g.memory_total_mib)}",
+                    "?" if g.temperature_c is None else f"{g.temperature_c}C",
+                ]
+                for g in report.gpus
+            ],
+        )
+    render.print_line()
+    if not report.jobs:
+        render.print_line(f"No running jobs on {report.executor}.")
+        return
+    render.print_table(
+        ["JOB", "CPU", "MEMORY", "MEM %", "PIDS"],
+        [
+            [
+                j.job_id,
+                "?" if j.cpu_percent is None else f"{j.cpu_percent:.1f}%",
+                f"{j.memory_used} / {j.memory_limit}",
+                "?" if j.memory_percent is None else f"{j.memory_percent:.1f}%",
+                "?" if j.pids is None else str(j.pids),
+            ]
+            for j in report.jobs
+        ],
+    )
+
+
+def _mib(value: int | None) -> str:
+    return "?" if value is None else f"{value} MiB"

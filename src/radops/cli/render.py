@@ -145,7 +145,8 @@ def jobs_table(jobs: Sequence[Job]) -> None:
     rows = [
         (
             job.id,
-            job.name or "",
+            _clip(job.name or "", 40),
+            job.user or "",
             job.status,
             "" if job.exit_code is None else str(job.exit_code),
             age(job.created_at, now),
@@ -154,4 +155,8 @@ def jobs_table(jobs: Sequence[Job]) -> None:
         )
         for job in jobs
     ]
-    print_table(("JOB ID", "NAME", "STATUS", "EXIT", "AGE", "COMMAND", "IMAGE"), rows)
+    print_table(("JOB ID", "NAME", "USER", "STATUS", "EXIT", "AGE", "COMMAND", "IMAGE"), rows)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

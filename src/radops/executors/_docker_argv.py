@@ -12,6 +12,7 @@ from radops.executors.base import (
     LABEL_JOB_ID,
     LABEL_NAME,
     LABEL_OPTIONS,
+    LABEL_USER,
     LOG_DRIVER,
     LOG_OPTIONS,
 )
@@ -30,6 +31,7 @@ _PS_FORMAT = (
             LABEL_CREATED_AT,
             LABEL_NAME,
             LABEL_OPTIONS,
+            LABEL_USER,
         )
     )
     + "}}"

@@ -16,8 +16,10 @@ from radops.executors.base import (
     LABEL_JOB_ID,
     LABEL_NAME,
     LABEL_OPTIONS,
+    LABEL_USER,
     Job,
     JobRequest,
+    this_user,
 )
 
 _EXITED = re.compile(r"^Exited \((-?\d+)\)")
@@ -30,6 +32,7 @@ def job_labels(job_id: str, executor: str, image: str, request: JobRequest) -> d
         LABEL_COMMAND: json.dumps(request.command),
         LABEL_IMAGE: image,
         LABEL_CREATED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        LABEL_USER: this_user(),
     }
     if request.name:
         labels[LABEL_NAME] = request.name
@@ -76,6 +79,7 @@ def job_from_labels(
         image=labels.get(LABEL_IMAGE, ""),
         name=labels.get(LABEL_NAME),
         options=_options(labels),
+        user=labels.get(LABEL_USER),
     )
 
 
@@ -113,6 +117,23 @@ def match_job_id(job_id: str, candidates: list[str], executor: str) -> str:
             f"Give more of the id (see `radops executors jobs {executor}`).",
         )
     raise job_not_found(job_id, executor)
+
+
+def match_job(ref: str, jobs: list[Job], executor: str) -> str:
+    """The id of the job `ref` names: its id, a unique id prefix, else its `--name` if exactly
+    one job on the executor has that name."""
+    try:
+        return match_job_id(ref, [job.id for job in jobs], executor)
+    except NotFoundError:
+        named = [job.id for job in jobs if job.name == ref]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise UsageError(
+                f"{len(named)} jobs on {executor!r} are named {ref!r}",
+                f"Give the job id (see `radops executors jobs {executor}`).",
+            ) from None
+        raise
 
 
 def job_not_found(job_id: str, executor: str) -> NotFoundError:

@@ -57,7 +57,9 @@ class RemoteDocker:
             # when the job's command cannot be run, but then the daemon says so).
             return RadopsError(
                 f"docker not found at {self.path} on {host}",
-                "Give the right path with --docker-path (`which docker` on the machine).",
+                "Give the right path (`which docker` on the machine): `add ... --docker-path "
+                f"PATH`, or for a saved executor `radops executors set {self.executor} "
+                "--docker-path PATH`.",
             )
         if "permission denied" in text.lower() and "docker" in text.lower() and ".sock" in text:
             return RadopsError(

@@ -124,6 +124,19 @@ def copy_to_argv(docker: str, container: str, name: str, dest: str) -> list[str]
     return ["sh", "-c", COPY_TO_SCRIPT, "radops-cp", docker, container, name, dest]
 
 
+# top: nvidia-smi's query (its exit status first: 127 when there is none), then `docker stats`
+# of the running radops jobs.
+TOP_SCRIPT = (
+    'd=$1; shift; g=$("$@" 2>/dev/null); printf "radops:gpus %d\\n%s\\n" "$?" "$g"; '
+    'ids=$("$d" ps -q --filter label=dev.radops.job-id) || exit $?; echo radops:stats; '
+    'if [ -n "$ids" ]; then "$d" stats --no-stream --format "{{json .}}" $ids; fi'
+)
+
+
+def top_argv(docker: str, gpu_query: list[str]) -> list[str]:
+    return ["sh", "-c", TOP_SCRIPT, "radops-top", docker, *gpu_query]
+
+
 def prune_look_argv(docker: str) -> list[str]:
     return ["sh", "-c", PRUNE_LOOK_SCRIPT, "radops-prune", docker]
 

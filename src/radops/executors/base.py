@@ -9,17 +9,21 @@ jobs and nothing local can drift.
 from __future__ import annotations
 
 import abc
+import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from radops.errors import UsageError
 from radops.executors.run_options import RunOptions
 from radops.images.context import BuildOptions
 from radops.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from radops.executors._top import TopReport
 
 LABEL_PREFIX = "dev.radops."
 LABEL_JOB_ID = LABEL_PREFIX + "job-id"
@@ -28,6 +32,7 @@ LABEL_COMMAND = LABEL_PREFIX + "command"
 LABEL_IMAGE = LABEL_PREFIX + "image"
 LABEL_CREATED_AT = LABEL_PREFIX + "created-at"
 LABEL_NAME = LABEL_PREFIX + "name"
+LABEL_USER = LABEL_PREFIX + "user"  # who started the job: user@host of the radops that ran it
 LABEL_OPTIONS = LABEL_PREFIX + "options"  # the run options given (JSON), absent without any
 CONTAINER_PREFIX = "radops-"
 # Docker's `local` log driver keeps output byte for byte (json-file turns bytes that are not
@@ -39,6 +44,7 @@ Stream = Literal["stdout", "stderr"]
 # How an SSH executor gets an image to its engine: `auto` is the registry if one is configured,
 # else a `docker save` stream over the SSH connection.
 TRANSFERS = ("auto", "registry", "ssh")
+NAME_MAX = 200  # characters of a job's --name (a label value; tables show at most 40)
 
 __all__ = ["ProgressCallback"]  # re-exported for executors and their callers
 
@@ -50,6 +56,17 @@ def new_job_id() -> str:
 
 def container_name(job_id: str) -> str:
     return CONTAINER_PREFIX + job_id
+
+
+def this_user() -> str:
+    """`user@host` of whoever runs radops here: what a job records as who started it."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{os.uname().nodename}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,12 @@ class JobRequest:
     options: RunOptions = field(default_factory=RunOptions)  # -v, --shm-size, -p, ...
 
     def __post_init__(self) -> None:
+        if self.name is not None and (
+            not self.name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in self.name)
+        ):
+            raise UsageError(f"invalid --name {self.name!r}: use printable text on one line")
+        if self.name is not None and len(self.name) > NAME_MAX:
+            raise UsageError(f"--name is {len(self.name)} characters long; at most {NAME_MAX}")
         if self.transfer not in TRANSFERS:
             valid = ", ".join(TRANSFERS[:-1]) + " or " + TRANSFERS[-1]
             raise UsageError(f"invalid --transfer {self.transfer!r}: use {valid}")
@@ -101,6 +124,7 @@ class Job:
     image: str
     name: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # RunOptions.to_json() of the run
+    user: str | None = None  # user@host that started it (None: a job from before radops kept it)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +137,7 @@ class Job:
             "command": self.command,
             "image": self.image,
             "options": self.options,
+            "user": self.user,
         }
 
 
@@ -305,6 +330,11 @@ class Executor(abc.ABC):
         """A function that opens a new TCP stream to `port` of the running job each time it is
         called (for `forward`): straight to the container on this machine, through the SSH
         connection on another. Errors: UsageError if the job is not running or has no network."""
+
+    @abc.abstractmethod
+    def top(self) -> TopReport:
+        """GPU use and memory per GPU (`nvidia-smi`; None without it) and CPU and memory per
+        running job (`docker stats --no-stream`)."""
 
     def connect(self) -> None:  # noqa: B027 - optional hook, for executors with a connection
         """Open the connection now (it is otherwise opened on first use): a question about an

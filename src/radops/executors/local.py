@@ -19,7 +19,7 @@ from radops.executors._labels import (
     job_from_labels,
     job_from_summary,
     job_labels,
-    match_job_id,
+    match_job,
     newest_first,
 )
 from radops.executors._prune import (
@@ -30,6 +30,7 @@ from radops.executors._prune import (
     unused_radops_images,
 )
 from radops.executors.base import (
+    CONTAINER_PREFIX,
     LABEL_JOB_ID,
     LOG_DRIVER,
     LOG_OPTIONS,
@@ -54,6 +55,7 @@ from radops.images.service import LocalImages
 
 if TYPE_CHECKING:
     from radops.config import LocalExecutorSpec
+    from radops.executors._top import TopReport
 
 
 class LocalExecutor(Executor):
@@ -86,6 +88,12 @@ class LocalExecutor(Executor):
         )
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
+        if request.transfer != "auto":
+            raise UsageError(
+                f"--transfer {request.transfer} does not apply to {self.name!r}: its engine is "
+                "this machine's, where the image is built",
+                "--transfer chooses how an SSH executor gets the image; drop it here.",
+            )
         container_fields, host_fields = _engine_fields(request.options)
         host_config: dict[str, Any] = {
             "log_config": {"Type": LOG_DRIVER, "Config": LOG_OPTIONS},
@@ -135,8 +143,8 @@ class LocalExecutor(Executor):
                     return data
             except docker.errors.NotFound:
                 pass
-            ids = [j.id for j in self.jobs()]
-            data = self.api.inspect_container(container_name(match_job_id(job_id, ids, self.name)))
+            found = match_job(job_id, self.jobs(), self.name)
+            data = self.api.inspect_container(container_name(found))
             return data
 
     def get(self, job_id: str) -> Job:
@@ -273,6 +281,34 @@ class LocalExecutor(Executor):
             return socket.create_connection((address, port), timeout=10)
 
         return open_stream
+
+    def top(self) -> TopReport:
+        import shutil
+        import subprocess
+
+        from radops.executors._top import (
+            GPU_QUERY,
+            STATS_FORMAT,
+            TopReport,
+            parse_gpus,
+            parse_stats,
+        )
+
+        gpus = None
+        if shutil.which(GPU_QUERY[0]):
+            smi = subprocess.run(GPU_QUERY, capture_output=True, text=True, check=False)
+            gpus = parse_gpus(smi.stdout) if smi.returncode == 0 else None
+        running = [container_name(j.id) for j in self.jobs() if j.status == "running"]
+        docker = shutil.which("docker")
+        if not running:
+            return TopReport(self.name, gpus, [])
+        if docker is None:
+            raise RadopsError("top needs the docker CLI on PATH")
+        stats = subprocess.run(
+            [docker, "stats", "--no-stream", "--format", STATS_FORMAT, *running],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return TopReport(self.name, gpus, parse_stats(stats.stdout, CONTAINER_PREFIX))
 
     def remove(self, job_id: str, force: bool = False) -> Job:
         data = self._container(job_id)

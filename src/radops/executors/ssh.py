@@ -25,7 +25,7 @@ from radops.executors._labels import (
     job_from_summary,
     job_labels,
     job_not_found,
-    match_job_id,
+    match_job,
     newest_first,
 )
 from radops.executors._prune import (
@@ -38,6 +38,7 @@ from radops.executors._prune import (
 )
 from radops.executors._remote_docker import RemoteDocker
 from radops.executors.base import (
+    CONTAINER_PREFIX,
     ConnectOptions,
     EngineReport,
     Executor,
@@ -57,6 +58,7 @@ from radops.executors.base import (
 if TYPE_CHECKING:
     from radops.config import Settings, SSHExecutorSpec
     from radops.executors._shipping import Shipping
+    from radops.executors._top import TopReport
     from radops.images.service import ImagePlan, LocalImages
     from radops.ssh.remote import SSHConnection
 
@@ -254,7 +256,7 @@ class SSHExecutor(Executor):
         """The job's full id: as given, or the one job whose id starts with it."""
         if _JOB_ID.fullmatch(job_id):
             return job_id
-        return match_job_id(job_id, [j.id for j in self.jobs()], self.name)
+        return match_job(job_id, self.jobs(), self.name)
 
     def _inspect(self, job_id: str) -> dict[str, Any]:
         job_id = self._full_id(job_id)
@@ -412,6 +414,17 @@ class SSHExecutor(Executor):
             return direct.open_tunnel(address, port)
 
         return open_stream
+
+    def top(self) -> TopReport:
+        from radops.executors._top import GPU_QUERY, TopReport, parse_gpus, parse_stats
+
+        out = self.docker.run_script(
+            scripts.top_argv(self.spec.docker_path, GPU_QUERY), "reading GPU and job use"
+        ).decode(errors="replace")
+        gpu_part, _, stats = out.partition("radops:stats\n")
+        header, _, gpu_lines = gpu_part.partition("\n")
+        gpus = parse_gpus(gpu_lines) if header.strip() == "radops:gpus 0" else None
+        return TopReport(self.name, gpus, parse_stats(stats, CONTAINER_PREFIX))
 
     def remove(self, job_id: str, force: bool = False) -> Job:
         data = self._inspect(job_id)
