@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 import radops
+from radops.cli import cleanup as cleanup_cli
 from radops.cli import executors as executors_cli
+from radops.cli import files as files_cli
 from radops.cli import jobs as jobs_cli
+from radops.cli import ports as ports_cli
 from tests.cli_process import describe
 from tests.cli_process import radops as run_radops
 from tests.conftest import InProcessResult
@@ -21,7 +24,13 @@ from tests.conftest import InProcessResult
 # The commands the issue asks for; the registered list below must contain at least these.
 ISSUE_COMMANDS = ["list", "show", "add", "remove", "run", "logs", "jobs", "stop"]
 # The executors group is made of the registration commands and the job commands.
-REGISTERED = [*executors_cli.app.registered_commands, *jobs_cli.app.registered_commands]
+REGISTERED = [
+    *executors_cli.app.registered_commands,
+    *jobs_cli.app.registered_commands,
+    *files_cli.app.registered_commands,
+    *ports_cli.app.registered_commands,
+    *cleanup_cli.app.registered_commands,
+]
 EXECUTOR_COMMANDS = [c.name for c in REGISTERED if c.name]
 CONFIG_COMMANDS = ["show", "set", "unset"]
 HEAVY_MODULES = ("docker", "paramiko", "google")
@@ -112,3 +121,13 @@ def test_help_does_not_import_heavy_sdks(args: list[str]) -> None:
     assert "Usage" in result.stdout, describe(result)
     loaded = json.loads(result.stderr.rsplit("LOADED=", 1)[1])
     assert loaded == []
+
+
+@pytest.mark.parametrize("command", EXECUTOR_COMMANDS)
+def test_help_reads_like_docker_and_git(command: str) -> None:
+    """Usage lines name arguments plainly (EXECUTOR, not {executor}); flags have no <bool>."""
+    result = run_radops("executors", command, "--help", env={"COLUMNS": "200"})
+    assert result.returncode == 0, describe(result)
+    usage = next(line for line in result.stdout.splitlines() if "Usage:" in line)
+    assert "{" not in usage and "}" not in usage, usage
+    assert "<bool>" not in result.stdout

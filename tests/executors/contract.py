@@ -200,6 +200,21 @@ class ExecutorContract:
         listed = next(j for j in executor.jobs() if j.id == job.id)
         assert listed.options == recorded
 
+    def test_a_unique_name_finds_the_job_like_its_id(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        name = f"named-{secrets.token_hex(4)}"
+        job = started(tools_context, ["sh", "-c", "echo by-name"], name=name)
+        assert executor.wait(name) == 0
+        assert executor.get(name).id == job.id
+        assert collect(executor.logs(name))["stdout"] == b"by-name\n"
+        twin = f"twin-{secrets.token_hex(4)}"
+        started(tools_context, ["true"], name=twin)
+        started(tools_context, ["true"], name=twin)
+        with pytest.raises(UsageError, match=f"2 jobs on .* are named '{twin}'"):
+            executor.get(twin)
+        assert executor.get(job.id[:8]).name == name  # an id prefix still works, and wins
+
     def test_missing_context_is_a_usage_error(self, executor: Executor, tmp_path: Path) -> None:
         with pytest.raises(UsageError):
             executor.run(JobRequest(context=tmp_path / "absent", command=[]), lambda _: None)

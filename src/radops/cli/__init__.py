@@ -12,6 +12,9 @@ import typer
 from radops import __version__
 from radops.cli import config as config_cli
 from radops.cli import executors as executors_cli
+from radops.cli import help_style
+
+help_style.apply()
 
 app = typer.Typer(
     name="radops",

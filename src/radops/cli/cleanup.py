@@ -50,7 +50,7 @@ def size_text(size: int | None) -> str:
 def rm(
     executor: str = EXECUTOR_ARG,
     job_ids: list[str] = typer.Argument(
-        ..., metavar="JOB_ID...", help="Jobs to remove: ids or unique id prefixes."
+        ..., metavar="JOB_ID", help="Jobs to remove: ids or unique id prefixes."
     ),
     force: bool = typer.Option(
         False, "--force", help="Also remove running jobs (they are killed first)."

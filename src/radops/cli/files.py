@@ -172,7 +172,7 @@ def _place(
 def exec_(
     executor: str = EXECUTOR_ARG,
     job_id: str = typer.Argument(..., metavar="JOB_ID", help="A running job's id (or prefix)."),
-    command: list[str] = typer.Argument(..., metavar="COMMAND...", help="What to run, as-is."),
+    command: list[str] = typer.Argument(..., metavar="COMMAND", help="What to run, as-is."),
     interactive: bool = typer.Option(
         False, "--interactive", "-i", help="Send this shell's stdin to the command."
     ),

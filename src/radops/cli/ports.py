@@ -48,7 +48,7 @@ def forward(
     executor: str = EXECUTOR_ARG,
     job_id: str = typer.Argument(..., metavar="JOB_ID", help="A running job's id (or prefix)."),
     ports: list[str] = typer.Argument(
-        ..., metavar="PORT[:LOCAL_PORT]...", help="The job's port, and the port here for it."
+        ..., metavar="PORT[:LOCAL_PORT]", help="The job's port, and the port here for it."
     ),
 ) -> None:
     """Reach ports of a running job from this machine, until Ctrl-C.
