@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from radops.errors import UsageError
+from radops.executors._labels import job_from_inspect
 from radops.executors.base import RADOPS_IMAGE, STOPPED_STATES, Image, Job
 
 # docker's human sizes (`docker system df`): decimal units, as go-units' HumanSize writes them.
@@ -27,6 +28,19 @@ def not_running(job: Job, executor: str) -> UsageError:
         f"job {job.id} on {executor!r} is not running ({job.status})",
         f"Its files can still be copied: radops executors cp {executor} {job.id}:PATH .",
     )
+
+
+def running_job(data: dict[str, Any], executor: str) -> Job:
+    """The job a container's `docker inspect` describes, if it runs; else a UsageError."""
+    job = job_from_inspect(data, executor)
+    if not data["State"]["Running"]:
+        raise not_running(job, executor)
+    return job
+
+
+def exec_flags(interactive: bool, tty: bool) -> list[str]:
+    """`docker exec`'s flags for `exec -i/-t`."""
+    return [*(["--interactive"] if interactive else []), *(["--tty"] if tty else [])]
 
 
 def job_address(data: dict[str, Any], job: Job, executor: str) -> str:

@@ -23,8 +23,9 @@ from radops.executors._labels import (
     newest_first,
 )
 from radops.executors._prune import (
+    exec_flags,
     job_address,
-    not_running,
+    running_job,
     running_refused,
     stopped_jobs,
     unused_radops_images,
@@ -259,13 +260,11 @@ class LocalExecutor(Executor):
         import subprocess
 
         data = self._container(job_id)
-        job = job_from_inspect(data, self.name)
-        if not data["State"]["Running"]:
-            raise not_running(job, self.name)
+        running_job(data, self.name)
         docker = shutil.which("docker")
         if docker is None:
             raise RadopsError("exec needs the docker CLI on PATH")
-        flags = [*(["--interactive"] if interactive else []), *(["--tty"] if tty else [])]
+        flags = exec_flags(interactive, tty)
         stdin = None if interactive else subprocess.DEVNULL
         return subprocess.run(
             [docker, "exec", *flags, data["Id"], *command], stdin=stdin, check=False

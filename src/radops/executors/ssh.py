@@ -29,9 +29,10 @@ from radops.executors._labels import (
     newest_first,
 )
 from radops.executors._prune import (
+    exec_flags,
     human_bytes,
     job_address,
-    not_running,
+    running_job,
     running_refused,
     stopped_jobs,
     unused_radops_images,
@@ -354,12 +355,10 @@ class SSHExecutor(Executor):
     def exec(
         self, job_id: str, command: list[str], interactive: bool = False, tty: bool = False
     ) -> int:
-        data = self._inspect(job_id)
-        job = job_from_inspect(data, self.name)
-        if not data["State"]["Running"]:
-            raise not_running(job, self.name)
-        flags = [*(["--interactive"] if interactive else []), *(["--tty"] if tty else [])]
-        argv = self.docker.argv("exec", *flags, container_name(job.id), *command)
+        job = running_job(self._inspect(job_id), self.name)
+        argv = self.docker.argv(
+            "exec", *exec_flags(interactive, tty), container_name(job.id), *command
+        )
         if tty:
             return self._exec_on_terminal(argv)
         if interactive:
