@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +15,6 @@ from radops.config import GCPExecutorSpec, resolve_setting
 from radops.errors import NotFoundError, RadopsError, UsageError
 from radops.executors import _docker_argv as argv_for
 from radops.executors import _remote_scripts as scripts
-from radops.executors._archive import pack
 from radops.executors._docker_options import parse_gpus
 from radops.executors._labels import (
     job_from_inspect,
@@ -328,6 +325,8 @@ class SSHExecutor(Executor):
                 raise self._copy_error(job_id, int(data), b"".join(errors), path)
 
     def copy_to(self, job_id: str, source: Path, dest: str) -> None:
+        from radops.executors._archive import pack
+
         job_id = self._full_id(job_id)
         name = source.name or "root"
         archive = pack(source, name)
@@ -385,6 +384,8 @@ class SSHExecutor(Executor):
                 except (RadopsError, OSError):
                     pass  # the command ended first: its exit status says what happened
 
+            import threading
+
             threading.Thread(target=feed, name="radops-exec-stdin", daemon=True).start()
             for stream, chunk in process.output():
                 _write(stream, chunk)
@@ -393,6 +394,8 @@ class SSHExecutor(Executor):
     def _exec_on_terminal(self, argv: list[str]) -> int:
         """OpenSSH's client with a pty (`ssh -t`): it carries the window size and its changes,
         and the terminal's keys (Ctrl-C included) to the command. Host keys as `connect`."""
+        import subprocess
+
         from radops.ssh.connection import command_line
 
         ssh = self.ssh_argv()
