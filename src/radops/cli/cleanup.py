@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import sys
 from datetime import datetime, timedelta, timezone
 
 import typer
 
 from radops.cli.jobs import open_executor_named
 from radops.cli.options import EXECUTOR_ARG, JSON_OPT
+from radops.cli.prompts import confirm
 from radops.cli.render import examples
 
 app = typer.Typer()
@@ -124,7 +124,8 @@ def prune(
         what = _what(len(plan.jobs), len(plan.images))
         size = sum(image.size for image in plan.images)
         sized = f" (images of up to {size_text(size)})" if plan.images else ""
-        _confirm(f"{what} from {ex.name}{sized}", yes)
+        what = f"{what} from {ex.name}{sized}"
+        confirm(f"Remove {what}?", f"not removing {what} without confirmation", yes)
         result = ex.prune(plan)
     if json_output:
         render.print_json(result.to_json())
@@ -143,14 +144,3 @@ def _what(jobs: int, images: int) -> str:
     if images:
         parts.append(f"{images} image{'s' if images != 1 else ''}")
     return " and ".join(parts)
-
-
-def _confirm(what: str, yes: bool) -> None:
-    from radops.errors import UsageError
-
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"not removing {what} without confirmation", "Pass --yes.")
-    if not typer.confirm(f"Remove {what}?", default=False, err=True):
-        raise typer.Exit(1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 import typer
@@ -130,14 +129,13 @@ def create(
 
 
 def _confirm_delete(name: str, yes: bool) -> None:
-    from radops.errors import UsageError
+    from radops.cli.prompts import confirm
 
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(f"refusing to delete VM {name} without confirmation", "Pass --yes.")
-    if not typer.confirm(f"Delete VM {name} and its executor?", default=False, err=True):
-        raise typer.Exit(1)
+    confirm(
+        f"Delete VM {name} and its executor?",
+        f"refusing to delete VM {name} without confirmation",
+        yes,
+    )
 
 
 @app.command("delete", epilog=examples("radops executors gcp delete gpu-a100 --yes"))

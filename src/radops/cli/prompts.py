@@ -30,6 +30,17 @@ def ask(value: str | None, prompt: str, flag: str, default: str | None = None) -
     raise UsageError(f"no answer for {prompt!r} (stdin closed)", f"Give it with {flag}.")
 
 
+def confirm(question: str, refusal: str, yes: bool) -> None:
+    """Go on if `yes` (`--yes`) or the user says yes on a terminal. Without a terminal, refuse
+    with `refusal` (a usage error: scripts pass --yes); a "no" exits 1."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(refusal, "Pass --yes.")
+    if not typer.confirm(question, default=False, err=True):
+        raise typer.Exit(1)
+
+
 def confirm_host_key(host: str, key_type: str, fingerprint: str) -> bool:
     """Ask on the terminal whether to trust an unknown SSH host key."""
     typer.echo(f"The authenticity of host {host!r} can't be established.", err=True)
