@@ -161,7 +161,16 @@ class _Writer:
             *([""] if imports else []),
             "import typer",
         ]
-        footer = ["", "", 'if __name__ == "__main__":', f"    app(prog_name={self.prog_name!r})"]
+        # radops' help presentation (radops.cli.help_style: typer and typing only), so both
+        # sides render the same help with the same work.
+        from radops.cli import help_style
+
+        style = inspect.getsource(help_style).split("from typing import Any", 1)[1]
+        footer = [
+            "", "", "# --- radops.cli.help_style, copied --------------------------------------",
+            "from typing import Any  # noqa: E402", style.strip("\n"), "", "", "apply()",
+            "", "", 'if __name__ == "__main__":', f"    app(prog_name={self.prog_name!r})",
+        ]  # fmt: skip
         return "\n".join([*header, *self.lines, *footer]) + "\n"
 
     def _typer(self, instance: typer.Typer, prefix: str, hint: str) -> str:
@@ -262,6 +271,22 @@ class _Writer:
         self.lines.append(f"    return {values[-1] if values else None}")
         return name
 
+    def _completion_stub(self, fn: Callable[..., Any]) -> str:
+        """Write a stand-in for a shell-completion function (same signature, no completions):
+        it only runs when a shell asks for completions, never for `--help`."""
+        key = (id(fn), "completion")
+        if key in self.stubs:
+            return self.stubs[key]
+        signature = inspect.signature(fn)
+        name = self._unique(fn.__name__)
+        self.stubs[key] = name
+        self.lines += ["", ""]
+        params = self._parameters(signature, fn)
+        self._statement(f"def {name}(", params, f"){self._returns(signature, fn)}:", blank=0)
+        self.lines.append(f'    """Stand-in for {fn.__module__}.{fn.__qualname__}."""')
+        self.lines.append("    return []")
+        return name
+
     def _parameters(self, signature: inspect.Signature, fn: Callable[..., Any]) -> list[str]:
         params = []
         previous = None
@@ -308,6 +333,8 @@ class _Writer:
                 continue
             if attr == "callback" and callable(setting):
                 text = self._param_callback(setting, bool(value.is_eager))
+            elif attr == "autocompletion" and callable(setting):
+                text = self._completion_stub(setting)
             else:
                 text = self._expr(setting, f"{where}.{attr}")
             args.append(f"{attr}={text}")
