@@ -11,7 +11,9 @@ parameter annotations as written (strings, under `from __future__ import annotat
 fresh `typer.Option()`/`typer.Argument()`. Its docstring and the command's name, help and
 epilog are kept; its body is empty. A parameter callback, such as the eager `--version`, becomes
 a small stand-in of the same signature that only passes the value on (an eager one ends the
-command line when given, as `--version` does).
+command line when given, as `--version` does); a shell-completion function, one that completes
+nothing. radops' help presentation (`radops.cli.help_style`, Typer-only code) is copied in and
+applied, so both sides render identical help.
 
 The module it writes imports typer and the standard library only, never radops, so what
 `python -m bare_app executors --help` costs is what Typer, click and rich cost to build and
@@ -19,7 +21,7 @@ render the same help: the baseline radops' start-up is compared with. It is writ
 real tree each time the benchmark runs, so it cannot drift from radops;
 `bench_startup.check_shape()` still compares the two click trees, as a guard. What the writer
 cannot reproduce without radops' code (a default or setting that is not a literal, a callable
-other than a command or parameter callback, a class or annotation name from radops, an
+other than a command, parameter or completion callback, a class or annotation name from radops, an
 `Annotated` parameter) stops it with an error rather than a different baseline.
 """
 
