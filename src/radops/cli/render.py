@@ -126,7 +126,7 @@ def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
 
 def command_text(argv: Sequence[str], width: int | None = None) -> str:
     text = shlex.join(argv) if argv else "(image default)"
-    return text if width is None or len(text) <= width else text[: width - 1] + "…"
+    return text if width is None else _clip(text, width)
 
 
 def age(created: datetime | None, now: datetime | None = None) -> str:

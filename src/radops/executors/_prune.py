@@ -43,10 +43,9 @@ def exec_flags(interactive: bool, tty: bool) -> list[str]:
     return [*(["--interactive"] if interactive else []), *(["--tty"] if tty else [])]
 
 
-def job_address(data: dict[str, Any], job: Job, executor: str) -> str:
+def job_address(data: dict[str, Any], executor: str) -> str:
     """The IP address of a running job's container, as its machine reaches it."""
-    if not data["State"]["Running"]:
-        raise not_running(job, executor)
+    job = running_job(data, executor)
     if data["HostConfig"].get("NetworkMode") == "host":
         return "127.0.0.1"
     settings = data.get("NetworkSettings") or {}

@@ -28,14 +28,11 @@ class RemoteDocker:
 
     def __call__(self, *args: str, stdin: bytes | None = None, what: str) -> bytes:
         """Run `docker ARGS`; return its stdout or raise the classified error."""
-        status, out, err = self.conn.run(self.argv(*args), stdin=stdin)
-        if status != 0:
-            raise self.error(status, err, what)
-        return out
+        return self.run_script(self.argv(*args), what, stdin)
 
-    def run_script(self, argv: Sequence[str], what: str) -> bytes:
+    def run_script(self, argv: Sequence[str], what: str, stdin: bytes | None = None) -> bytes:
         """Run an argv made elsewhere (a script); its stdout, or the classified error."""
-        status, out, err = self.conn.run(argv)
+        status, out, err = self.conn.run(argv, stdin=stdin)
         if status != 0:
             raise self.error(status, err, what)
         return out

@@ -50,7 +50,7 @@ from radops.executors.base import (
     container_name,
     new_job_id,
 )
-from radops.executors.run_options import RunOptions, size_bytes
+from radops.executors.run_options import RunOptions, mount_fields, size_bytes
 from radops.images.engine import LocalEngine, docker_errors, engine_unreachable
 from radops.images.service import LocalImages
 
@@ -221,16 +221,13 @@ class LocalExecutor(Executor):
 
     def copy_to(self, job_id: str, source: Path, dest: str) -> None:
         """Through the docker CLI, whose `docker cp` rules this promises; local files only."""
-        import shutil
         import subprocess
 
         data = self._container(job_id)
         job = job_from_inspect(data, self.name)
         if not os.path.lexists(source):
             raise UsageError(f"no such file or folder here: {str(source)!r}")
-        docker = shutil.which("docker")
-        if docker is None:
-            raise RadopsError("copying to a job needs the docker CLI on PATH")
+        docker = _docker_cli("copying to a job")
         result = subprocess.run(
             [docker, "cp", "--", str(source), f"{data['Id']}:{dest}"],
             stdin=subprocess.DEVNULL,
@@ -256,14 +253,11 @@ class LocalExecutor(Executor):
         self, job_id: str, command: list[str], interactive: bool = False, tty: bool = False
     ) -> int:
         """Through the docker CLI, attached to this process's terminal or pipes."""
-        import shutil
         import subprocess
 
         data = self._container(job_id)
         running_job(data, self.name)
-        docker = shutil.which("docker")
-        if docker is None:
-            raise RadopsError("exec needs the docker CLI on PATH")
+        docker = _docker_cli("exec")
         flags = exec_flags(interactive, tty)
         stdin = None if interactive else subprocess.DEVNULL
         return subprocess.run(
@@ -274,7 +268,7 @@ class LocalExecutor(Executor):
         import socket
 
         data = self._container(job_id)
-        address = job_address(data, job_from_inspect(data, self.name), self.name)
+        address = job_address(data, self.name)
 
         def open_stream() -> PortStream:
             return socket.create_connection((address, port), timeout=10)
@@ -298,11 +292,9 @@ class LocalExecutor(Executor):
             smi = subprocess.run(GPU_QUERY, capture_output=True, text=True, check=False)
             gpus = parse_gpus(smi.stdout) if smi.returncode == 0 else None
         running = [container_name(j.id) for j in self.jobs() if j.status == "running"]
-        docker = shutil.which("docker")
         if not running:
             return TopReport(self.name, gpus, [])
-        if docker is None:
-            raise RadopsError("top needs the docker CLI on PATH")
+        docker = _docker_cli("top")
         stats = subprocess.run(
             [docker, "stats", "--no-stream", "--format", STATS_FORMAT, *running],
             capture_output=True, text=True, check=False,
@@ -409,6 +401,16 @@ def _get_unchunked(socket_path: str, path: str, params: dict[str, Any], what: st
     return response
 
 
+def _docker_cli(what: str) -> str:
+    """The docker CLI on PATH, for what goes through it rather than the Engine API."""
+    import shutil
+
+    docker = shutil.which("docker")
+    if docker is None:
+        raise RadopsError(f"{what} needs the docker CLI on PATH")
+    return docker
+
+
 def _engine_fields(options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
     """`options` as docker-py's create_container arguments and host config fields: what the
     docker CLI sends the Engine API for the same `docker run` flags."""
@@ -446,14 +448,9 @@ def _engine_fields(options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]
 
 def _mount(spec: str) -> Any:
     """A `--mount` value (checked by run_options) as docker-py's Mount."""
-    import csv
-
     from docker.types import Mount
 
-    fields: dict[str, str] = {}
-    for item in next(csv.reader([spec])):
-        key, sep, value = item.partition("=")
-        fields[key.strip().lower()] = value if sep else "true"
+    fields = mount_fields(spec)
     kind = fields.get("type", "volume")
     target = fields.get("target") or fields.get("destination") or fields.get("dst") or ""
     read_only = fields.get("readonly", fields.get("ro", "false")).lower() in ("true", "1")

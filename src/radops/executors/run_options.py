@@ -199,8 +199,8 @@ def check_volume(spec: str) -> str:
     return spec
 
 
-def check_mount(spec: str) -> str:
-    """`--mount type=bind,source=/x,target=/y[,readonly]` as docker reads it (CSV fields)."""
+def mount_fields(spec: str) -> dict[str, str]:
+    """A `--mount` value's CSV fields, keys lowercased; a bare key (`readonly`) is "true"."""
     try:
         items = next(csv.reader([spec]))
     except (csv.Error, StopIteration):
@@ -208,13 +208,19 @@ def check_mount(spec: str) -> str:
     found: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        key = key.strip().lower()
+        found[key.strip().lower()] = value if sep else "true"
+    return found
+
+
+def check_mount(spec: str) -> str:
+    """`--mount type=bind,source=/x,target=/y[,readonly]` as docker reads it (CSV fields)."""
+    found = mount_fields(spec)
+    for key in found:
         if key not in _MOUNT_KEYS:
             raise UsageError(
                 f"invalid --mount {spec!r}: unknown field {key!r}",
                 "Use type=bind|volume|tmpfs,source=...,target=...[,readonly].",
             )
-        found[key] = value if sep else "true"
     kind = found.get("type", "volume")
     target = found.get("target") or found.get("destination") or found.get("dst")
     source = found.get("source") or found.get("src")

@@ -408,7 +408,7 @@ class SSHExecutor(Executor):
 
     def port_opener(self, job_id: str, port: int) -> Callable[[], PortStream]:
         data = self._inspect(job_id)
-        address = job_address(data, job_from_inspect(data, self.name), self.name)
+        address = job_address(data, self.name)
         direct = self.conn.direct  # a shared connection carries commands, not tunnels
         direct.open()
 

@@ -23,8 +23,8 @@ class ImagePlan(NamedTuple):
     dockerfile: str
     platform: str | None  # None: the local engine's own
     tag: str
-    build: context.BuildOptions = context.BuildOptions()
-    snapshot: context.Snapshot | None = None  # the content as hashed into `tag`
+    build: context.BuildOptions
+    snapshot: context.Snapshot  # the content as hashed into `tag`
 
 
 class LocalImages:
@@ -107,10 +107,7 @@ class LocalImages:
     def _tag_unchanged(self, plan: ImagePlan, image_id: str) -> None:
         """Tag `image_id` as the plan's tag if its context still is what was hashed; otherwise
         drop the image: it may hold other content than the tag names."""
-        snapshot = plan.snapshot or context.snapshot(
-            plan.context, plan.dockerfile, plan.platform, plan.build
-        )
-        changed = snapshot.changed()
+        changed = plan.snapshot.changed()
         api = self.engine.api
         if changed is not None:
             self._remove_if_untagged(image_id)
@@ -121,7 +118,8 @@ class LocalImages:
                 "content it was built from.",
             )
         repository, _, name = plan.tag.rpartition(":")
-        replaced = self._image_id(plan.tag)
+        # Under the build lock the tag was missing, unless --no-cache builds it again.
+        replaced = self._image_id(plan.tag) if plan.build.no_cache else None
         with docker_errors("tagging the image"):
             api.tag(image_id, repository, name, force=True)
         if replaced and replaced != image_id:  # --no-cache rebuilt it: drop the old one
