@@ -30,14 +30,9 @@ def parse_age(text: str) -> timedelta:
 
 def size_text(size: int | None) -> str:
     """Bytes as docker shows them (decimal units): 1.33 GB."""
-    if size is None:
-        return "an unknown amount"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.3g} {unit}"
-        value /= 1000
-    return f"{size} B"  # not reached
+    from radops.progress import human_bytes
+
+    return "an unknown amount" if size is None else human_bytes(size)
 
 
 @app.command(

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
     from radops.errors import RadopsError
     from radops.executors.base import Job, ProgressCallback, Stream
+    from radops.progress import TransferMeter
 
 
 def _console(stderr: bool = False) -> Console:
@@ -115,13 +117,57 @@ def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
     console = _console(stderr=True)
     with console.status("Starting") as status:
 
-        def update(line: str) -> None:
-            line = visible(line)  # build output may carry terminal escapes
-            if _KEPT.match(line):
-                console.print(f"[dim]{escape(line)}[/dim]")
-            status.update(escape(line[: console.width - 4]))
+        class Reporter:
+            def __call__(self, line: str) -> None:
+                line = visible(line)  # build output may carry terminal escapes
+                if _KEPT.match(line):
+                    console.print(f"[dim]{escape(line)}[/dim]")
+                status.update(escape(line[: console.width - 4]))
 
-        yield update
+            def transfer(self, label: str, total: int | None) -> TransferMeter:
+                return _StatusMeter(console, status, label, total)
+
+        yield Reporter()
+
+
+class _StatusMeter:
+    """A transfer on the terminal's status line: a bar (when the size is known), bytes, rate
+    and time left, redrawn at most ten times a second; its summary stays when it ends."""
+
+    def __init__(self, console: Any, status: Any, label: str, total: int | None) -> None:
+        from radops.progress import TransferState
+
+        self.console = console
+        self.status = status
+        self.state = TransferState(visible(label), total)
+        self.drawn = 0.0
+        self.finished = False
+
+    def update(self, done: int, total: int | None = None) -> None:
+        self.state.update(done, total)
+        now = time.monotonic()
+        if now - self.drawn >= 0.1:
+            self.drawn = now
+            self._draw()
+
+    def _draw(self) -> None:
+        from rich.markup import escape
+
+        fraction = self.state.fraction
+        bar = ""
+        if fraction is not None:
+            filled = int(fraction * 20)
+            bar = "━" * filled + "╺" + "━" * (19 - filled) if filled < 20 else "━" * 20
+            bar = f"[green]{bar[: filled + 1]}[/green][dim]{bar[filled + 1 :]}[/dim] "
+        text = escape(self.state.text()[: self.console.width - 28])
+        self.status.update(bar + text)
+
+    def finish(self) -> None:
+        from rich.markup import escape
+
+        if not self.finished:
+            self.finished = True
+            self.console.print(f"[dim]{escape(self.state.summary())}[/dim]")
 
 
 def command_text(argv: Sequence[str], width: int | None = None) -> str:

@@ -112,6 +112,21 @@ PRUNE_SCRIPT = (
 )
 
 
+# ship by SSH, first look: the engine's storage driver status (the containerd image store says
+# `io.containerd.snapshotter`), then each image's layers (diff IDs, a JSON list per line).
+# Images removed meanwhile are skipped.
+LAYERS_SCRIPT = (
+    'd=$1; info=$("$d" info --format "{{json .DriverStatus}}") || exit $?; '
+    'printf "radops:driver %s\\n" "$info"; ids=$("$d" images -q --no-trunc) || exit $?; '
+    'if [ -n "$ids" ]; then "$d" image inspect --format "{{json .RootFS.Layers}}" $ids '
+    "2>/dev/null; fi; exit 0"
+)
+
+
+def layers_argv(docker: str) -> list[str]:
+    return ["sh", "-c", LAYERS_SCRIPT, "radops-layers", docker]
+
+
 # copy to a job: stdin is a tar of one entry, NAME; unpacked in a temporary folder there, then
 # `docker cp`, so its rules (into DEST if it is a folder, else as DEST) are docker's own.
 COPY_TO_SCRIPT = (

@@ -17,6 +17,7 @@ from radops.executors._docker_argv import error_line
 from radops.images.registry import PULL_HINT, registry_server
 
 if TYPE_CHECKING:
+    from radops.executors import _layers
     from radops.executors._remote_docker import RemoteDocker
     from radops.images.registry import PullCredential
     from radops.images.service import LocalImages
@@ -45,18 +46,78 @@ class Shipping(abc.ABC):
 
 
 class SSHStream(Shipping):
-    """`docker save | ssh host docker load`, streamed through the executor's one connection."""
+    """`docker save | ssh host docker load`, streamed through the executor's one connection,
+    without the files of the layers the remote engine already has (see `_layers`)."""
 
     def ship_and_run(
         self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
     ) -> tuple[int, bytes]:
-        progress(f"Sending {local_tag} to {self.docker.executor} over SSH")
-        load = self.docker.argv("load", "--quiet")
-        status, output = self.docker.conn.run_with_input(load, self.images.export(local_tag))
-        if status != 0:
-            reason = error_line(output.decode(errors="replace")) or f"exit status {status}"
-            raise RadopsError(f"`docker load` on the remote machine failed: {reason}")
+        from radops.executors import _layers
+
+        out = self.docker.run_script(
+            scripts.layers_argv(self.docker.path), "listing the remote engine's layers"
+        )
+        remote = _layers.parse_remote_layers(out)
+        diffs, size = self.images.layers(local_tag)
+        where = self.docker.executor
+        if not remote.partial_ok:
+            progress(f"{where} uses the containerd image store: sending the whole image")
+            needed = set(diffs)
+        else:
+            needed = remote.needed(diffs)
+        if self._send(local_tag, diffs, needed, size, progress) is None:
+            # The remote removed a layer between the look and the load: send everything.
+            progress(f"{where} lacked a layer it listed a moment ago: sending the whole image")
+            self._send(local_tag, diffs, set(diffs), size, progress)
         return self.docker.run_argv(run_argv, stdin=env)
+
+    def _send(
+        self,
+        local_tag: str,
+        diffs: list[str],
+        needed: set[str],
+        size: int,
+        progress: ProgressCallback,
+    ) -> _layers.FilterStats | None:
+        """Send the archive with the files of `needed` layers only, and load it there. None if
+        a partial archive was refused for a missing layer (the caller sends the whole one)."""
+        from radops.executors import _layers
+        from radops.progress import human_bytes, metered, transfer_meter
+
+        where = self.docker.executor
+        stats = _layers.FilterStats()
+        partial = needed != set(diffs)
+        if partial:
+            kept = sum(1 for d in diffs if d in needed)
+            label = f"Sending {local_tag} to {where} ({kept} of {len(diffs)} layers)"
+            chunks = _layers.filtered_archive(
+                self.images.export(local_tag), needed, set(diffs), stats
+            )
+            total = None  # the layers left out are known by digest, not by size
+        else:
+            label = f"Sending {local_tag} to {where}"
+            chunks = self.images.export(local_tag)
+            total = size or None
+        progress(label)
+        meter = transfer_meter(progress, label, total)
+        load = self.docker.argv("load", "--quiet")
+        status, output = self.docker.conn.run_with_input(load, metered(chunks, meter))
+        if status != 0:
+            text = output.decode(errors="replace")
+            if partial and _MISSING_LAYER.search(text):
+                return None
+            reason = error_line(text) or f"exit status {status}"
+            raise RadopsError(f"`docker load` on the remote machine failed: {reason}")
+        if partial:
+            progress(
+                f"Left out {stats.skipped_layers} layer(s), {human_bytes(stats.skipped_bytes)}, "
+                f"that {where} has"
+            )
+        return stats
+
+
+# `docker load` reading a layer file that a partial archive left out.
+_MISSING_LAYER = re.compile(r"layer\.tar|blobs/sha256/[0-9a-f]+: no such file|no such file", re.I)
 
 
 class Registry(Shipping):

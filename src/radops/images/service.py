@@ -145,6 +145,12 @@ class LocalImages:
     def _has(self, tag: str) -> bool:
         return self._image_id(tag) is not None
 
+    def layers(self, tag: str) -> tuple[list[str], int]:
+        """The image's layers (diff IDs, bottom first) and its size in bytes."""
+        with docker_errors(f"inspecting {tag}"):
+            info = self.engine.api.inspect_image(tag)
+        return list(info.get("RootFS", {}).get("Layers") or []), int(info.get("Size") or 0)
+
     def export(self, tag: str) -> Iterator[bytes]:
         """`docker save` of `tag` as a stream of chunks."""
         from docker.errors import APIError, DockerException

@@ -1,0 +1,129 @@
+"""The archive filter behind partial image transfers, on archives made here (pure logic; the
+real engines' side is tests/ssh/test_ssh_layers.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+
+from radops.executors import _layers
+
+
+def _layer(content: bytes) -> tuple[bytes, str]:
+    """A layer tar holding one file, and its diff ID."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("file")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    data = buffer.getvalue()
+    return data, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _archive(members: list[tuple[str, bytes]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _names(archive: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+
+
+def _filter(archive: bytes, needed: set[str], every: set[str], chunk: int = 777) -> bytes:
+    stats = _layers.FilterStats()
+    pieces = [archive[i : i + chunk] for i in range(0, len(archive), chunk)]
+    out = b"".join(_layers.filtered_archive(pieces, needed, every, stats))
+    assert stats.sent == len(out)
+    return out
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_classic_layout_drops_the_layers_the_remote_has(fmt: int) -> None:
+    (base, base_id), (top, top_id) = _layer(b"b" * 5000), _layer(b"new code")
+    long_dir = "d" * 100  # past 100 characters: ustar prefix, PAX path, GNU long name
+    archive = _archive(
+        [
+            (f"{long_dir}1/json", b"{}"),
+            (f"{long_dir}1/layer.tar", base),
+            (f"{long_dir}2/layer.tar", top),
+            ("manifest.json", b"[]"),
+        ],
+        fmt,
+    )
+    out = _names(_filter(archive, {top_id}, {base_id, top_id}))
+    kept = {f"{long_dir}1/json": b"{}", f"{long_dir}2/layer.tar": top, "manifest.json": b"[]"}
+    assert out == kept
+
+
+def test_oci_layout_drops_known_blobs_without_reading_them() -> None:
+    (base, base_id), (top, top_id) = _layer(b"b" * 3000), _layer(b"t")
+    archive = _archive(
+        [
+            (f"blobs/sha256/{base_id[7:]}", base),
+            (f"blobs/sha256/{top_id[7:]}", top),
+            ("blobs/sha256/" + "c" * 64, b'{"config": 1}'),  # not a layer: kept
+            ("index.json", b"{}"),
+        ]
+    )
+    out = _names(_filter(archive, {top_id}, {base_id, top_id}))
+    assert set(out) == {f"blobs/sha256/{top_id[7:]}", "blobs/sha256/" + "c" * 64, "index.json"}
+
+
+def test_a_held_layer_spills_to_a_file_and_comes_back_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_layers, "HOLD_IN_MEMORY", 1000)
+    big, big_id = _layer(bytes(range(256)) * 40)
+    archive = _archive([("x/layer.tar", big)])
+    assert _names(_filter(archive, {big_id}, {big_id})) == {"x/layer.tar": big}
+    assert _names(_filter(archive, set(), {big_id})) == {}
+
+
+def test_everything_needed_leaves_the_archive_byte_for_byte() -> None:
+    (layer, layer_id) = _layer(b"x" * 10)
+    archive = _archive([("a/layer.tar", layer), ("manifest.json", b"[]")])
+    assert _filter(archive, {layer_id}, {layer_id}) == archive
+
+
+def test_a_truncated_archive_is_an_error() -> None:
+    (layer, layer_id) = _layer(b"x" * 5000)
+    archive = _archive([("a/layer.tar", layer)])
+    with pytest.raises(ValueError, match="ended in the middle"):
+        _filter(archive[:2000], set(), {layer_id})
+
+
+def test_chain_ids_follow_the_image_spec() -> None:
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    expected = "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()
+    assert _layers.chain_ids([a, b]) == [a, expected]
+
+
+def test_needed_is_decided_by_chain_not_by_diff() -> None:
+    a, b, c = ("sha256:" + ch * 64 for ch in "abc")
+    remote = _layers.RemoteLayers(frozenset(_layers.chain_ids([a, c])), False)
+    # c is there, but on a; on b it is another layer for the engine
+    assert remote.needed([a, b, c]) == {b, c}
+    assert remote.needed([a, c]) == set()
+
+
+def test_remote_listing_and_the_containerd_store() -> None:
+    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    out = (
+        b'radops:driver [["Backing Filesystem","extfs"]]\n'
+        + json.dumps([a, b]).encode()
+        + b"\nnot json\n"
+    )
+    remote = _layers.parse_remote_layers(out)
+    assert remote.partial_ok and remote.chains == frozenset(_layers.chain_ids([a, b]))
+    containerd = b'radops:driver [["driver-type","io.containerd.snapshotter.v1"]]\n'
+    assert not _layers.parse_remote_layers(containerd).partial_ok
