@@ -20,7 +20,7 @@ from radops.cli import files as files_cli
 from radops.cli import gcp as gcp_cli
 from radops.cli import jobs as jobs_cli
 from radops.cli import ports as ports_cli
-from radops.cli.options import EXECUTOR_ARG, JSON_OPT
+from radops.cli.options import EXECUTOR_ARG, JSON_OPT, check_build_place
 from radops.cli.prompts import ask, connect_options
 from radops.cli.render import examples
 
@@ -82,6 +82,7 @@ def show(name: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
         "radops executors set gpu1 --docker-path /usr/local/bin/docker",
         "radops executors set gpu1 --registry ghcr.io/my-org",
         "radops executors set gpu1 --registry ''",
+        "radops executors set gpu1 --build remote",
     ),
 )
 def set_(
@@ -96,6 +97,12 @@ def set_(
         None, "--identity-file", help="SSH private key; '' to use ~/.ssh/config's again."
     ),
     username: str | None = typer.Option(None, "--username", help="SSH user on the machine."),
+    build: str | None = typer.Option(
+        None,
+        "--build",
+        help="Where `run` builds by default: local (here, then ship the image) or remote (on "
+        "the machine's engine).",
+    ),
     json_output: bool = JSON_OPT,
 ) -> None:
     """Change a registered executor's settings, keeping the rest (and its jobs).
@@ -113,6 +120,8 @@ def set_(
     ):  # fmt: skip
         if value is not None:
             changes[field] = value or None
+    if build is not None:
+        changes["build"] = check_build_place(build)
     if "docker_path" in changes and not changes["docker_path"]:
         raise UsageError("--docker-path cannot be empty")
     if not changes:
@@ -196,6 +205,12 @@ def add(
         "--registry",
         help="Registry for this executor's images (else RADOPS_REGISTRY or `config set registry`).",
     ),
+    build: str = typer.Option(
+        "local",
+        "--build",
+        help="Where `run` builds by default: local (here, then ship the image) or remote (on "
+        "the machine's engine: only the build context travels).",
+    ),
     json_output: bool = JSON_OPT,
 ) -> None:
     """Register a machine reachable over SSH as an executor.
@@ -236,6 +251,7 @@ def add(
             docker_path=path,
             identity_file=str(identity_file.expanduser()) if identity_file else None,
             registry=registry,
+            build=check_build_place(build),
         )
     except ValidationError as e:
         raise UsageError(str(e.errors()[0]["msg"]).removeprefix("Value error, ")) from None

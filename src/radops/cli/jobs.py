@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from radops.cli.options import EXECUTOR_ARG, JOB_ARG, JSON_OPT
+from radops.cli.options import EXECUTOR_ARG, JOB_ARG, JSON_OPT, check_build_place
 from radops.cli.prompts import connect_options
 from radops.cli.render import examples
 
@@ -61,6 +61,7 @@ def _split_command(command: list[str]) -> list[str]:
         "radops executors run local ./app --follow -- python -c 'print(1)'",
         "radops executors run gpu1 ./train --build-arg TORCH=2.3 --target test -- pytest -x",
         "radops executors run gpu1 ./train --secret id=pip,src=$HOME/.netrc -- python train.py",
+        "radops executors run gpu1 ./train --build remote -- python train.py",
     ),
 )
 def run(
@@ -97,6 +98,14 @@ def run(
         "--transfer",
         help="How an SSH executor gets the image: registry, ssh (docker save | load over the "
         "SSH connection) or auto (registry if one is configured, else ssh).",
+    ),
+    build_on: str | None = typer.Option(
+        None,
+        "--build",
+        help="Where to build: local (here, then ship the image) or remote (on the SSH "
+        "executor's engine: only the build context travels, no Docker needed here). "
+        "Default: the executor's setting (`executors set NAME --build remote`), else local.",
+        rich_help_panel="Build",
     ),
     build_arg: list[str] | None = typer.Option(
         None,
@@ -239,6 +248,7 @@ def run(
         gpus=gpus,
         name=name,
         transfer=transfer,
+        build_on=None if build_on is None else check_build_place(build_on),
         build=BuildOptions(
             build_args=parse_build_args(build_arg or [], dict(os.environ)),
             target=target or None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import typer
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
@@ -55,3 +57,14 @@ JOB_ARG = typer.Argument(
     help="Job id printed by `run` (a unique prefix is enough), or the job's unique --name.",
     autocompletion=complete_job,
 )
+
+
+def check_build_place(value: str) -> Literal["local", "remote"]:
+    """`--build`'s value, checked: local or remote."""
+    from radops.errors import UsageError
+
+    if value == "local":
+        return "local"
+    if value == "remote":
+        return "remote"
+    raise UsageError(f"invalid --build {value!r}: use local or remote")

@@ -127,6 +127,41 @@ def layers_argv(docker: str) -> list[str]:
     return ["sh", "-c", LAYERS_SCRIPT, "radops-layers", docker]
 
 
+# build on the executor: stdin is the build context (a tar), the arguments after the docker
+# path are `docker build` options. BuildKit where the docker CLI there has it (the buildx plugin,
+# or a client before 23.0 with DOCKER_BUILDKIT=1), else the classic builder, announced by a
+# `radops:legacy` line. Build output goes to stderr as it comes; the image gets no tag, its ID
+# follows the header.
+REMOTE_BUILD_SCRIPT = (
+    "d=$1; shift; t=$(mktemp -d) || exit 1; trap 'rm -rf \"$t\"' EXIT; "
+    'if "$d" buildx version >/dev/null 2>&1; then '
+    'set -- buildx build --load --progress=plain "$@"; '
+    'else v=$("$d" version --format "{{.Client.Version}}" 2>/dev/null); m=${v%%.*}; '
+    'case "$m" in ""|*[!0-9]*) m=99;; esac; '
+    'if [ "$m" -lt 23 ]; then DOCKER_BUILDKIT=1; set -- build --progress=plain "$@"; '
+    'else echo radops:legacy >&2; DOCKER_BUILDKIT=0; set -- build "$@"; fi; '
+    "export DOCKER_BUILDKIT; fi; "
+    '"$d" "$@" --iidfile "$t/iid" - >&2; status=$?; '
+    'if [ "$status" -eq 0 ]; then printf "radops:ok\\n%s\\n" "$(cat "$t/iid")"; '
+    'else printf "radops:error %d\\n" "$status"; fi'
+)
+LEGACY_BUILDER = "radops:legacy"
+
+
+def remote_build_argv(docker: str, options: list[str]) -> list[str]:
+    return ["sh", "-c", REMOTE_BUILD_SCRIPT, "radops-build", docker, *options]
+
+
+# after a build on the executor: tag the image, then run the job (stdin kept for --env-file).
+TAG_RUN_SCRIPT = 'd=$1 id=$2 tag=$3; shift 3; err=$("$d" tag "$id" "$tag" 2>&1 </dev/null); ' + (
+    _THEN_EXEC
+)
+
+
+def tag_then_run_argv(docker: str, image_id: str, tag: str, run: list[str]) -> list[str]:
+    return ["sh", "-c", TAG_RUN_SCRIPT, "radops-run", docker, image_id, tag, *run[1:]]
+
+
 # copy to a job: stdin is a tar of one entry, NAME; unpacked in a temporary folder there, then
 # `docker cp`, so its rules (into DEST if it is a folder, else as DEST) are docker's own.
 COPY_TO_SCRIPT = (

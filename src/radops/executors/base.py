@@ -44,6 +44,7 @@ Stream = Literal["stdout", "stderr"]
 # How an SSH executor gets an image to its engine: `auto` is the registry if one is configured,
 # else a `docker save` stream over the SSH connection.
 TRANSFERS = ("auto", "registry", "ssh")
+BUILD_PLACES = ("local", "remote")
 NAME_MAX = 200  # characters of a job's --name (a label value; tables show at most 40)
 
 __all__ = ["ProgressCallback"]  # re-exported for executors and their callers
@@ -82,6 +83,9 @@ class JobRequest:
     transfer: str = "auto"  # one of TRANSFERS; executors whose engine is here ignore it
     build: BuildOptions = field(default_factory=BuildOptions)  # --build-arg, --target, ...
     options: RunOptions = field(default_factory=RunOptions)  # -v, --shm-size, -p, ...
+    # --build: "local" (here, then shipped) or "remote" (on the executor's engine); None: the
+    # executor's own setting.
+    build_on: str | None = None
 
     def __post_init__(self) -> None:
         if self.name is not None and (
@@ -93,6 +97,8 @@ class JobRequest:
         if self.transfer not in TRANSFERS:
             valid = ", ".join(TRANSFERS[:-1]) + " or " + TRANSFERS[-1]
             raise UsageError(f"invalid --transfer {self.transfer!r}: use {valid}")
+        if self.build_on is not None and self.build_on not in BUILD_PLACES:
+            raise UsageError(f"invalid --build {self.build_on!r}: use local or remote")
 
 
 @dataclass(frozen=True)

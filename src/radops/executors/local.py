@@ -95,6 +95,11 @@ class LocalExecutor(Executor):
                 "this machine's, where the image is built",
                 "--transfer chooses how an SSH executor gets the image; drop it here.",
             )
+        if request.build_on == "remote":
+            raise UsageError(
+                f"--build remote does not apply to {self.name!r}: its engine is this machine's",
+                "--build remote builds on an SSH executor's engine; drop it here.",
+            )
         container_fields, host_fields = _engine_fields(request.options)
         host_config: dict[str, Any] = {
             "log_config": {"Type": LOG_DRIVER, "Config": LOG_OPTIONS},

@@ -186,21 +186,28 @@ class SSHExecutor(Executor):
         )
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
-        from radops.executors._shipping import choose_shipping
+        from radops.executors._shipping import RemoteBuild
 
         if any("\n" in v for v in request.env.values()):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
         if request.gpus:
             parse_gpus(request.gpus)  # docker gets the value as-is, but a typo costs no build
-        plan = self.images.plan(
-            request.context, request.dockerfile, self.spec.platform, request.build
-        )
-        from radops.images.registry import pull_credential, registry_server
-
-        registry = self.spec.registry or resolve_setting(self.settings, "registry")
-        server = registry_server(registry) if registry else None
-        credential = pull_credential(self.settings, server) if server else None
-        shipping = choose_shipping(request.transfer, registry, self.images, self.docker, credential)
+        build_on = request.build_on or self.spec.build
+        if build_on == "remote":
+            if request.transfer != "auto":
+                raise UsageError(
+                    f"--transfer {request.transfer} does not apply with --build remote: the "
+                    "image is built where it runs, only the build context travels"
+                )
+            # Built by the executor's engine for itself: no platform to name in the tag.
+            plan = self.images.plan(request.context, request.dockerfile, None, request.build)
+            shipping: Shipping = RemoteBuild(self.images, self.docker)
+        else:
+            plan = self.images.plan(
+                request.context, request.dockerfile, self.spec.platform, request.build
+            )
+            shipping = self._shipping(request.transfer)
+        shipping.check(plan)
         image = shipping.remote_ref(plan.tag)
         job_id = new_job_id()
         labels = job_labels(job_id, self.name, image, request)
@@ -233,6 +240,17 @@ class SSHExecutor(Executor):
         progress(f"Started job {job_id} on {self.name}")
         return job_from_labels(labels, self.name, "running")
 
+    def _shipping(self, transfer: str) -> Shipping:
+        """How an image built here gets there (`--transfer`), with the registry's pull
+        credential when one is set."""
+        from radops.executors._shipping import choose_shipping
+        from radops.images.registry import pull_credential, registry_server
+
+        registry = self.spec.registry or resolve_setting(self.settings, "registry")
+        server = registry_server(registry) if registry else None
+        credential = pull_credential(self.settings, server) if server else None
+        return choose_shipping(transfer, registry, self.images, self.docker, credential)
+
     def _ship_and_run(
         self,
         plan: ImagePlan,
@@ -241,9 +259,9 @@ class SSHExecutor(Executor):
         env: bytes,
         progress: ProgressCallback,
     ) -> tuple[int, bytes]:
-        """Build the image here if needed, ship it, start the job: (status, stderr) of the run."""
-        self.images.ensure(plan, progress)
-        return shipping.ship_and_run(plan.tag, argv, env, progress)
+        """Get the image there (built here and shipped, or built there), start the job:
+        (status, stderr) of the run."""
+        return shipping.deliver(plan, argv, env, progress)
 
     def jobs(self) -> list[Job]:
         out = self.docker(*argv_for.ps_argv("")[1:], what="listing jobs")

@@ -56,12 +56,7 @@ def buildkit_argv(
     """The docker CLI's build command: plain progress, the image ID to a file, no tag."""
     argv = [*builder.command(), "--progress=plain", "--iidfile", str(iidfile)]
     argv += ["--file", str(Path(dockerfile) if os.path.isabs(dockerfile) else context / dockerfile)]
-    for key, value in options.build_args:
-        argv += ["--build-arg", f"{key}={value}"]
-    if options.target:
-        argv += ["--target", options.target]
-    if options.no_cache:
-        argv.append("--no-cache")
+    argv += options_argv(options)
     if platform:
         argv += ["--platform", platform]
     for secret_id, source in options.secrets:  # the path only: the CLI reads the file itself
@@ -69,6 +64,30 @@ def buildkit_argv(
     for spec in options.ssh:
         argv += ["--ssh", spec]
     return [*argv, "--", str(context)]
+
+
+def options_argv(options: BuildOptions) -> list[str]:
+    """`--build-arg`, `--target` and `--no-cache` as the docker CLI takes them."""
+    argv: list[str] = []
+    for key, value in options.build_args:
+        argv += ["--build-arg", f"{key}={value}"]
+    if options.target:
+        argv += ["--target", options.target]
+    if options.no_cache:
+        argv.append("--no-cache")
+    return argv
+
+
+def worth_showing(line: str) -> bool:
+    """A build output line with something to read (not blank, not a bare vertex digest)."""
+    return bool(line.strip()) and not _NOISE.match(line)
+
+
+def build_failure(lines: list[str]) -> BuildError:
+    """A failed build's error, from its last output lines: the one line that says what went
+    wrong, and the lines before it as a hint."""
+    error = _error_line(lines)
+    return BuildError(f"docker build failed: {error}", _tail_hint(lines, error))
 
 
 def _buildkit_build(
@@ -97,7 +116,7 @@ def _buildkit_build(
             assert proc.stdout is not None
             for raw in proc.stdout:
                 line = raw.decode(errors="replace").rstrip()
-                if line.strip() and not _NOISE.match(line):
+                if worth_showing(line):
                     tail.append(line)
                     progress(line)
             status = proc.wait()
@@ -106,9 +125,7 @@ def _buildkit_build(
             proc.wait()
             raise
         if status != 0:
-            lines = list(tail)
-            error = _error_line(lines)
-            raise BuildError(f"docker build failed: {error}", _tail_hint(lines, error))
+            raise build_failure(list(tail))
         try:
             return iidfile.read_text().strip()
         except OSError as e:
