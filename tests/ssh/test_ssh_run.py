@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 import urllib.request
@@ -38,7 +39,11 @@ def test_image_travels_through_the_registry_then_is_not_shipped_again(
     assert first.returncode == 0, first.stderr.decode()
     job = json.loads(first.stdout)
     assert job["image"].startswith(f"{remote.registry}/radops/{job_context.name}:")
-    assert "Pushing" in first.stderr.decode() and "Pulling" in first.stderr.decode()
+    err = first.stderr.decode()
+    assert "Pushing" in err and "Pulling" in err
+    # Transfer progress, as plain lines off a terminal: the push's bytes, the pull's layers.
+    assert re.search(rf"Pushing {re.escape(job['image'])}: [\d.]+ [kMG]?B in \d+s", err), err
+    assert re.search(r"Pulling \S+ on box: (\d+) of \1 layers", err), err
     assert f"radops/{job_context.name}" in _catalog(remote)
     assert remote.docker("image", "inspect", job["image"]).returncode == 0
     assert _logs(cli, box, job["job_id"], "--follow") == b"<hello>\n"

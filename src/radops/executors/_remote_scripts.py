@@ -30,11 +30,10 @@ LOGS_SCRIPT = (
     'd=$1 n=$2; shift 2; err=$("$d" container inspect --format "{{.Id}}" "$n" 2>&1 >/dev/null); '
     + _THEN_EXEC
 )
+# `docker pull $ref`: its progress lines to stderr as they come, its errors into $err.
+_PULL = '{ err=$("$d" pull "$ref" 2>&1 </dev/null >&3 3>&-); } 3>&2; '
 # run after shipping by registry: `docker pull` (stdin kept for the run's --env-file), then run.
-PULL_RUN_SCRIPT = (
-    'd=$1 ref=$2; shift 2; err=$("$d" pull --quiet "$ref" 2>&1 </dev/null >/dev/null); '
-    + _THEN_EXEC
-)
+PULL_RUN_SCRIPT = "d=$1 ref=$2; shift 2; " + _PULL + _THEN_EXEC
 
 
 # run after shipping by registry, with a pull credential: stdin's first line is a docker config
@@ -49,7 +48,7 @@ AUTH_PULL_RUN_SCRIPT = (
     '{ printf "radops:error 1\\ncannot make a temporary folder\\n"; exit 0; }; '
     "trap 'rm -rf \"$dir\"' EXIT; trap 'rm -rf \"$dir\"; exit 129' HUP INT TERM PIPE; "
     '(umask 077 && printf "%s\\n" "$cfg" >"$dir/config.json"); cfg=; '
-    'err=$("$d" --config "$dir" pull --quiet "$ref" 2>&1 </dev/null >/dev/null); '
+    '{ err=$("$d" --config "$dir" pull "$ref" 2>&1 </dev/null >&3 3>&-); } 3>&2; '
     'status=$?; rm -rf "$dir"; trap - EXIT HUP INT TERM PIPE; ' + _EXEC_IF_OK
 )
 

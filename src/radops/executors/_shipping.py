@@ -168,7 +168,7 @@ class Registry(Shipping):
             progress(f"Pulling {ref} on {self.docker.executor} (logged in to {server} as {user})")
             script = scripts.auth_pull_then_run_argv(self.docker.path, ref, run_argv)
             env = self.credential.docker_config() + b"\n" + env  # the script reads it first
-        status, out, err = self.docker.conn.run(script, stdin=env)
+        status, out, err = self._run_pulling(script, env, ref, progress)
         header = scripts.Header.find(out)
         if header is None or header.ok:
             return status, err  # docker run's (or sh's own failure)
@@ -179,6 +179,23 @@ class Registry(Shipping):
                 PULL_HINT,
             )
         raise self.docker.error(header.status, header.rest, f"pulling {ref}")
+
+    def _run_pulling(
+        self, script: list[str], env: bytes, ref: str, progress: ProgressCallback
+    ) -> tuple[int, bytes, bytes]:
+        """Run a pull-then-run script: (exit status, stdout, stderr without the pull's progress
+        lines, which become progress: layers done of layers)."""
+        pull = _PullProgress(ref, self.docker.executor, progress)
+        out, err, partial, status = b"", b"", b"", 0
+        for stream, data in self.docker.conn.execute(script, [env]):
+            if stream == "stdout":
+                out += data
+            elif stream == "stderr":
+                *lines, partial = (partial + data).split(b"\n")
+                err += b"".join(line + b"\n" for line in lines if not pull.feed(line))
+            else:
+                status = int(data)
+        return status, out, err + partial
 
 
 class RemoteBuild(Shipping):
@@ -267,6 +284,37 @@ class RemoteBuild(Shipping):
 
 # What a machine whose docker CLI has no BuildKit needs.
 NO_BK = "install docker-buildx-plugin there; building with the classic builder"
+
+
+class _PullProgress:
+    """`docker pull`'s lines (no terminal: one per layer event) as `N of M layers` progress."""
+
+    _LAYER = re.compile(r"^([0-9a-f]{12}): (.+)$")
+    _DONE = ("Pull complete", "Already exists")
+
+    def __init__(self, ref: str, where: str, progress: ProgressCallback) -> None:
+        self.ref, self.where, self.progress = ref, where, progress
+        self.layers: dict[str, str] = {}
+        self.shown = (-1, -1)
+
+    def feed(self, raw: bytes) -> bool:
+        """Take one stderr line; False if it is not the pull's."""
+        line = raw.decode(errors="replace").strip()
+        layer = self._LAYER.match(line)
+        if layer:
+            self.layers[layer[1]] = layer[2]
+            done = sum(1 for state in self.layers.values() if state in self._DONE)
+            if (done, len(self.layers)) != self.shown:
+                self.shown = (done, len(self.layers))
+                self.progress(
+                    f"Pulling {self.ref} on {self.where}: {done} of {len(self.layers)} layers"
+                )
+            return True
+        return (
+            line == self.ref
+            or line.startswith(("Digest: ", "Status: "))
+            or (": Pulling from " in line)
+        )
 
 
 def choose_shipping(

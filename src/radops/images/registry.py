@@ -103,9 +103,14 @@ def push(api: Any, local_tag: str, remote_ref: str, progress: ProgressCallback) 
     """Tag `local_tag` as `remote_ref` and push it; docker-py reports push errors in the stream."""
     from docker.errors import APIError, DockerException
 
+    from radops.progress import human_bytes, transfer_meter
+
     repository, _, tag = remote_ref.rpartition(":")
     server = registry_server(remote_ref)
     progress(f"Pushing {remote_ref}")
+    # Per layer: bytes sent so far and its size, from the engine's progress events.
+    layers: dict[str, tuple[int, int]] = {}
+    meter = transfer_meter(progress, f"Pushing {remote_ref}", None)
     try:
         api.tag(local_tag, repository, tag)
         events = api.push(
@@ -115,7 +120,20 @@ def push(api: Any, local_tag: str, remote_ref: str, progress: ProgressCallback) 
             if "error" in event:
                 detail = event.get("errorDetail", {}).get("message") or event["error"]
                 raise RadopsError(f"push to {server} failed: {detail}", PUSH_HINT)
-            if event.get("status") == "Pushed":
-                progress(f"Pushed layer {event.get('id', '')}")
+            layer, status = str(event.get("id", "")), event.get("status")
+            detail = event.get("progressDetail") or {}
+            if status == "Pushing" and detail.get("total"):
+                layers[layer] = (int(detail.get("current") or 0), int(detail["total"]))
+            elif status == "Pushed" and layer in layers:
+                layers[layer] = (layers[layer][1], layers[layer][1])
+            if layer in layers and status in ("Pushing", "Pushed"):
+                done, total = (sum(sizes) for sizes in zip(*layers.values(), strict=True))
+                meter.update(done, total)
+            if status == "Pushed":
+                size = f" ({human_bytes(layers[layer][1])})" if layer in layers else ""
+                progress(f"Pushed layer {layer}{size}")
     except (APIError, DockerException) as e:
         raise RadopsError(f"push to {server} failed: {e}", PUSH_HINT) from e
+    finally:
+        if layers:
+            meter.finish()
