@@ -145,6 +145,7 @@ def get() -> Remote:
     stack = contextlib.ExitStack()
     try:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="radops-bench-rig-")))
+        stack.enter_context(rig.machine_lock())  # a test session's rig would collide with it
         host = stack.enter_context(rig.remote_host(tmp / "rig"))
         home = tmp / "home"
         (home / ".ssh").mkdir(parents=True, mode=0o700)

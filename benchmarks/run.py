@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Modules bench_<name>.py, in the order they run and print. The remote ones share one test rig
 # (_remote.py: a second Docker engine behind a loopback sshd, and a registry), started on first
 # use and stopped when the suite ends.
-BENCHMARKS = ("startup", "logs", "build", "remote_submit", "remote_logs", "scale")
+BENCHMARKS = ("startup", "logs", "build", "remote_submit", "ship", "remote_logs", "scale")
 
 WHY_FAST = """\
 ## Why radops is fast

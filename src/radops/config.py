@@ -103,8 +103,9 @@ class SSHExecutorSpec(_Spec):
     registry: str | None = None
     # The engine's platform (e.g. linux/arm64) as last checked: images are built for it.
     platform: str | None = None
-    # Where `run` builds by default: here (then ships the image), or on the executor's engine.
-    build: Literal["local", "remote"] = "local"
+    # Where `run` builds by default: here (then ships the image; None, the default), or on the
+    # executor's engine.
+    build: Literal["local", "remote"] | None = None
     created_at: datetime = Field(default_factory=_utcnow)
 
     def target_text(self) -> str:

@@ -205,8 +205,8 @@ def add(
         "--registry",
         help="Registry for this executor's images (else RADOPS_REGISTRY or `config set registry`).",
     ),
-    build: str = typer.Option(
-        "local",
+    build: str | None = typer.Option(
+        None,
         "--build",
         help="Where `run` builds by default: local (here, then ship the image) or remote (on "
         "the machine's engine: only the build context travels).",
@@ -251,7 +251,7 @@ def add(
             docker_path=path,
             identity_file=str(identity_file.expanduser()) if identity_file else None,
             registry=registry,
-            build=check_build_place(build),
+            build=None if build in (None, "local") else check_build_place(build),
         )
     except ValidationError as e:
         raise UsageError(str(e.errors()[0]["msg"]).removeprefix("Value error, ")) from None

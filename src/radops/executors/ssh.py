@@ -192,7 +192,7 @@ class SSHExecutor(Executor):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
         if request.gpus:
             parse_gpus(request.gpus)  # docker gets the value as-is, but a typo costs no build
-        build_on = request.build_on or self.spec.build
+        build_on = request.build_on or self.spec.build or "local"
         if build_on == "remote":
             if request.transfer != "auto":
                 raise UsageError(

@@ -1,0 +1,222 @@
+"""Shipping a code change on a 1.6 GB image to an SSH executor (the rig's loopback host).
+
+The image: Debian 12 with Python and PyTorch from Debian's own packages (`python3-torch`), made
+once here with debootstrap from the apt mirror this machine uses and `docker import`ed as
+`radops-bench/torch:bookworm` (about three minutes; kept for later runs). The job folder:
+`FROM radops-bench/torch:bookworm` and `COPY train.py /app/`. Before every timed run of either
+side, train.py gets a new line (untimed), so every run ships a new image whose base the remote
+already has (the warm-up runs ship it once). Each round runs every side once, in a rotating
+order.
+
+- `--transfer ssh` against `docker build -q -t IMG CTX && docker save IMG | ssh host docker
+  load && ssh host docker run -d IMG true` (goal <= 0.2x);
+- `--build remote` against that same script (goal <= 0.5x);
+- the registry path against `docker build -q -t REF CTX && docker push REF && ssh host 'docker
+  pull REF && docker run -d REF true'` (goal <= 1.0x).
+
+Bytes sent are radops' own transfer summaries (image archive, build context, push); for the
+save | load script, the size of what `docker save` writes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import _remote
+from _timing import Result, Row, Run, Stats, ratio_row, run_once
+
+BASE = "radops-bench/torch:bookworm"
+SSH_GOAL = 0.2
+REMOTE_BUILD_GOAL = 0.5
+REGISTRY_GOAL = 1.0
+TRAIN_PY = "import torch\nprint(torch.ones(2, 2).sum().item())\n"
+_SENT = re.compile(r"^(Sending|Pushing) (.+?): ([\d.]+) (B|kB|MB|GB) in ", re.M)
+_UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+def _docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _apt_mirror() -> str:
+    """The Debian mirror apt is configured with (deb822 or one-line sources)."""
+    sources = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]
+    for path in sources:
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        for match in re.finditer(r"(?:^URIs:\s*|^deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text, re.M):
+            if "security" not in match[1]:
+                return match[1]
+    return "http://deb.debian.org/debian"
+
+
+def ensure_base_image() -> None:
+    """Make BASE (Debian + python3-torch) with debootstrap, once per machine."""
+    if _docker("image", "inspect", BASE).returncode == 0:
+        return
+    if shutil.which("debootstrap") is None:
+        subprocess.run(["apt-get", "install", "-y", "-q", "debootstrap"], check=True, timeout=600)
+    root = Path(tempfile.mkdtemp(prefix="radops-bench-rootfs-", dir="/var/tmp"))
+    print(f"[bench] making {BASE} with debootstrap (a few minutes, once)", file=sys.stderr)
+    try:
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", "--include=python3,python3-torch",
+             "bookworm", str(root), _apt_mirror()],
+            check=True, capture_output=True, timeout=1800,
+        )  # fmt: skip
+        with subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE) as tar:
+            subprocess.run(
+                ["docker", "import", "-", BASE], stdin=tar.stdout, check=True,
+                capture_output=True, timeout=1800,
+            )  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _sent(stderr: str) -> int:
+    """Bytes in radops' transfer summaries (`Sending X: 12.3 kB in 0s`, `Pushing ...`)."""
+    return int(sum(float(m[3]) * _UNITS[m[4]] for m in _SENT.finditer(stderr)))
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.2f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
+class Side:
+    """One way of submitting the job: its folder, command line and measurements."""
+
+    def __init__(self, name: str, folder: Path, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.folder = folder
+        self.argv = argv
+        self.env = env
+        self.runs: list[Run] = []
+        self.sent: list[int] = []
+
+    def run(self, timed: bool) -> None:
+        (self.folder / "train.py").write_text(TRAIN_PY + f"# edit {uuid.uuid4().hex}\n")
+        err = self.folder.parent / f"{self.folder.name}.err"
+        with err.open("wb") as stderr:
+            result = run_once(self.argv, stderr=stderr, env=self.env, check=False)
+        text = err.read_text(errors="replace")
+        if result.returncode != 0:
+            raise RuntimeError(f"{self.name} failed ({result.returncode}): {text[-800:]}")
+        if timed:
+            self.runs.append(result)
+            self.sent.append(_sent(text))
+
+    @property
+    def stats(self) -> Stats:
+        return Stats(tuple(self.runs))
+
+
+def _context(tmp: Path, prefix: str, kind: str) -> Path:
+    folder = tmp / f"{prefix}-{kind}"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(f"FROM {BASE}\nCOPY train.py /app/train.py\n")
+    (folder / "train.py").write_text(TRAIN_PY)
+    return folder
+
+
+def _load_base_on_remote(remote: _remote.Remote) -> None:
+    """The remote has the base image by name (for --build remote's FROM), as a GPU box that
+    pulled it once would; untimed."""
+    if remote.docker("image", "inspect", BASE).returncode == 0:
+        return
+    env = {**os.environ, "DOCKER_HOST": remote.host.docker_host}
+    with subprocess.Popen(["docker", "save", BASE], stdout=subprocess.PIPE) as save:
+        subprocess.run(
+            ["docker", "load", "-q"], stdin=save.stdout, env=env, check=True,
+            capture_output=True, timeout=1800,
+        )  # fmt: skip
+
+
+def run(quick: bool) -> Result:
+    result = Result("Shipping a code change on a 1.6 GB image (SSH executor)")
+    why = _remote.available()
+    if why is not None:
+        result.notes.append(f"- Not run: {why}.")
+        return result
+    ensure_base_image()
+    remote = _remote.get()
+    _load_base_on_remote(remote)
+    prefix = f"radops-ship-{secrets.token_hex(3)}"
+    tmp = Path(tempfile.mkdtemp(prefix="radops-bench-ship-"))
+    env = remote.env
+    ssh = remote.ssh_sh
+    registry = remote.registry
+    executor = _remote.EXECUTOR
+
+    def radops_side(kind: str, *flags: str) -> Side:
+        folder = _context(tmp, prefix, kind)
+        argv = remote.radops("executors", "run", executor, str(folder), "true", *flags)
+        return Side(f"radops {' '.join(flags)}", folder, argv, env)
+
+    def script_side(kind: str, script: Callable[[Path, str], str]) -> Side:
+        folder = _context(tmp, prefix, kind)
+        ref = f"{prefix}-{kind}:v1"
+        return Side(kind, folder, ["sh", "-c", script(folder, ref)], env)
+
+    save_load = script_side(
+        "save-load",
+        lambda ctx, ref: (
+            f"docker build -q -t {ref} {ctx} && docker save {ref} | {ssh} docker load -q && "
+            f"{ssh} docker run -d {ref} true"
+        ),
+    )
+    push_pull = script_side(
+        "push-pull",
+        lambda ctx, ref: (
+            f"docker build -q -t {registry}/{ref} {ctx} && docker push -q {registry}/{ref} && "
+            f"{ssh} 'docker pull -q {registry}/{ref} && docker run -d {registry}/{ref} true'"
+        ),
+    )
+    sides = [
+        radops_side("ssh", "--transfer", "ssh"),
+        radops_side("remote", "--build", "remote"),
+        radops_side("registry", "--transfer", "registry"),
+        save_load,
+        push_pull,
+    ]
+    rounds = 2 if quick else 3
+    try:
+        for side in sides:  # warm-up: the remote (and the registry) get the base layer
+            side.run(timed=False)
+        for i in range(rounds):
+            order = sides[i % len(sides) :] + sides[: i % len(sides)]
+            for side in order:
+                side.run(timed=True)
+        ssh_side, remote_side, registry_side = sides[:3]
+        archive = int(_docker("image", "inspect", "--format", "{{.Size}}", BASE).stdout or 0)
+        for side, base, goal, label, base_name in (
+            (ssh_side, save_load, SSH_GOAL, "one-line change, --transfer ssh",
+             "build -q, save | ssh load, ssh run -d"),
+            (remote_side, save_load, REMOTE_BUILD_GOAL, "one-line change, --build remote",
+             "build -q, save | ssh load, ssh run -d"),
+            (registry_side, push_pull, REGISTRY_GOAL, "one-line change, registry",
+             "build -q, push, ssh pull && run -d"),
+        ):  # fmt: skip
+            row: Row = ratio_row(label, side.stats, base.stats, goal, base_name)
+            result.rows.append(row)
+        sent = {side.name: sorted(side.sent)[len(side.sent) // 2] for side in sides[:3]}
+        result.notes.append(
+            f"- {rounds} rounds after one warm-up round (which ships the base layer once); every "
+            "run follows a one-line edit of train.py. Bytes sent per run (median): "
+            + "; ".join(f"{name}: {_mb(n)}" for name, n in sent.items())
+            + f"; the save | load script: about {_mb(archive)} (the whole image) every time."
+        )
+    finally:
+        for side in sides:
+            _remote.remove_local_images(registry, [side.folder.name])
+        for ref in (f"{prefix}-save-load:v1", f"{registry}/{prefix}-push-pull:v1"):
+            _docker("rmi", ref)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
