@@ -10,6 +10,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 
 from tests import rig
 from tests.ssh.conftest import CLI
+from tests.terminal import Terminal
 
 _SENT = re.compile(r"Sending (\S+) to box[^:\n]*: ([\d.]+) (B|kB|MB|GB) in")
 _UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
@@ -156,3 +158,16 @@ def test_an_interrupted_transfer_leaves_no_image_and_the_next_run_works(
         assert _output(cli, job) == "after the interrupt\n"
     finally:
         subprocess.run([rig.DOCKER, "rmi", "-f", big], capture_output=True, timeout=60)
+
+
+def test_on_a_terminal_the_transfer_is_a_bar_then_a_summary(
+    cli: CLI, box: str, base: str, tmp_path: Path
+) -> None:
+    folder = _job(tmp_path, base, "print('hi')\n")
+    argv = [sys.executable, "-m", "radops", "executors", "run", "box", str(folder), "true"]
+    term = Terminal([*argv, "--transfer", "ssh"], cli.env, size=(24, 120))
+    assert term.wait(timeout=300) == 0, term.text
+    # The first update draws the status line: the bar (the whole image's size is known) ...
+    assert "━" in term.text and "MB of" in term.text, term.text
+    # ... and the summary stays.
+    assert re.search(r"Sending radops/\S+ to box: [\d.]+ MB in \d+s", term.text), term.text
