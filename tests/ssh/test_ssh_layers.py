@@ -171,3 +171,36 @@ def test_on_a_terminal_the_transfer_is_a_bar_then_a_summary(
     assert "━" in term.text and "MB of" in term.text, term.text
     # ... and the summary stays.
     assert re.search(r"Sending radops/\S+ to box: [\d.]+ MB in \d+s", term.text), term.text
+
+
+def test_a_layer_gone_between_the_look_and_the_load_sends_the_whole_image(
+    base: str, tmp_path: Path, remote: rig.RemoteHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The remote's answer claims every layer but the top one (as if it had the base and
+    # removed it right after saying so): the load is refused, then the whole image goes.
+    from radops.executors import _layers as shipping_layers
+    from radops.executors import open_executor
+    from radops.executors.base import ConnectOptions, JobRequest
+    from tests.ssh.test_ssh_contract import contract_spec
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = _job(tmp_path, base, "after the fallback\n")
+    real = shipping_layers.parse_remote_layers
+
+    def stale(out: bytes) -> shipping_layers.RemoteLayers:
+        listed = real(out)
+        claimed = shipping_layers.chain_ids(_layers(base))  # the job image's layers but its top one
+        return shipping_layers.RemoteLayers(
+            listed.chains | frozenset(claimed), listed.containerd_store
+        )
+
+    monkeypatch.setattr(shipping_layers, "parse_remote_layers", stale)
+    lines: list[str] = []
+    request = JobRequest(folder, ["cat", "/train.py"], transfer="ssh")
+    with open_executor(contract_spec(remote), ConnectOptions(trust_new_host_key=True)) as ex:
+        job = ex.run(request, lines.append)
+        assert ex.wait(job.id) == 0
+        out = b"".join(data for stream, data in ex.logs(job.id) if stream == "stdout")
+    text = "\n".join(lines)
+    assert "lacked a layer it listed a moment ago: sending the whole image" in text, text
+    assert out == b"after the fallback\n"
