@@ -60,29 +60,39 @@ def test_metered_counts_and_finishes_even_when_the_reader_stops(clock: Clock) ->
     assert lines[-1] == "x: 2 B in 0s"
 
 
-def test_a_reporter_that_draws_gets_its_own_meter() -> None:
-    from rich.console import Console
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
-    from radops.cli.render import _StatusMeter
 
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=100, highlight=False)
-    with console.status("start") as status:
+def test_on_a_terminal_the_cli_reporter_draws_its_own_meter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from radops.cli import render
 
-        class Reporter:
-            def __call__(self, line: str) -> None:
-                pass
-
-            def transfer(self, label: str, total: int | None) -> _StatusMeter:
-                return _StatusMeter(console, status, label, total)
-
-        meter = transfer_meter(Reporter(), "Sending img", 1000)
-        assert isinstance(meter, _StatusMeter)
+    err = _Terminal()
+    monkeypatch.setattr(render.sys, "stderr", err)
+    with render.progress_reporter(False) as report:
+        meter = transfer_meter(report, "Sending img", 1000)
+        assert isinstance(meter, render._StatusMeter)
         meter.update(500)
-        shown = str(status.renderable.text)  # type: ignore[attr-defined]
+        shown = str(meter.status.renderable.text)
         assert "━" in shown and "500 B of 1 kB (50%)" in shown
         meter.finish()
-    assert "Sending img: 500 B in" in out.getvalue()
+    assert "Sending img: 500 B in" in err.getvalue()
+
+
+def test_off_a_terminal_the_cli_reporter_gets_plain_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from radops.cli import render
+
+    with render.progress_reporter(False) as report:
+        meter = transfer_meter(report, "Sending img", 1000)
+        assert isinstance(meter, LineMeter)
+        meter.update(1000)
+        meter.finish()
+    assert "Sending img: 1 kB in 0s" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

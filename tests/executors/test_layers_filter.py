@@ -65,7 +65,13 @@ def test_classic_layout_drops_the_layers_the_remote_has(fmt: int) -> None:
     assert out == kept
 
 
-def test_oci_layout_drops_known_blobs_without_reading_them() -> None:
+def test_oci_layout_drops_known_blobs_without_holding_them_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_holding() -> None:
+        raise AssertionError("an OCI blob is decided by its name")
+
+    monkeypatch.setattr(_layers, "_Held", no_holding)
     (base, base_id), (top, top_id) = _layer(b"b" * 3000), _layer(b"t")
     archive = _archive(
         [
@@ -83,9 +89,18 @@ def test_a_held_layer_spills_to_a_file_and_comes_back_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(_layers, "HOLD_IN_MEMORY", 1000)
+    spilled: list[object] = []
+    real = _layers.tempfile.TemporaryFile
+
+    def counted(*args: object, **kwargs: object) -> object:
+        spilled.append(args)
+        return real(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(_layers.tempfile, "TemporaryFile", counted)
     big, big_id = _layer(bytes(range(256)) * 40)
     archive = _archive([("x/layer.tar", big)])
     assert _names(_filter(archive, {big_id}, {big_id})) == {"x/layer.tar": big}
+    assert len(spilled) == 1  # past 1000 bytes: held in a file, then sent from it
     assert _names(_filter(archive, set(), {big_id})) == {}
 
 
@@ -96,9 +111,11 @@ def test_everything_needed_leaves_the_archive_byte_for_byte() -> None:
 
 
 def test_a_truncated_archive_is_an_error() -> None:
+    from radops.errors import RadopsError
+
     (layer, layer_id) = _layer(b"x" * 5000)
     archive = _archive([("a/layer.tar", layer)])
-    with pytest.raises(ValueError, match="ended in the middle"):
+    with pytest.raises(RadopsError, match="ended in the middle"):
         _filter(archive[:2000], set(), {layer_id})
 
 
@@ -127,3 +144,46 @@ def test_remote_listing_and_the_containerd_store() -> None:
     assert remote.partial_ok and remote.chains == frozenset(_layers.chain_ids([a, b]))
     containerd = b'radops:driver [["driver-type","io.containerd.snapshotter.v1"]]\n'
     assert not _layers.parse_remote_layers(containerd).partial_ok
+
+
+def _pax_sized(name: str, data: bytes) -> bytes:
+    """A member as Go's archive/tar writes a file of 8 GiB and more: the size in a PAX record,
+    0 in the ustar field."""
+    record = f"size={len(data)}\n"
+    length = len(record) + 1  # the space after the length
+    length += len(str(length + len(str(length))))
+    pax_data = f"{length} {record}".encode()
+    assert len(pax_data) == length
+    pax = tarfile.TarInfo("PaxHeaders/" + name)
+    pax.type = tarfile.XHDTYPE
+    pax.size = len(pax_data)
+    member = tarfile.TarInfo(name)
+    member.size = 0
+    blocks = pax.tobuf(tarfile.USTAR_FORMAT) + pax_data.ljust(512, b"\0")
+    blocks += member.tobuf(tarfile.USTAR_FORMAT)
+    return blocks + data + b"\0" * (-len(data) % 512)
+
+
+def test_a_pax_size_record_gives_the_size() -> None:
+    (base, base_id), (top, top_id) = _layer(b"b" * 3000), _layer(b"t")
+    archive = _pax_sized("a/layer.tar", base) + _pax_sized("b/layer.tar", top) + b"\0" * 1024
+    assert _names(_filter(archive, {top_id}, {base_id, top_id})) == {"b/layer.tar": top}
+
+
+def test_base_256_sizes_and_trailing_padding() -> None:
+    (layer, layer_id) = _layer(b"z" * 700)
+    member = bytearray(_archive([("a/layer.tar", layer)])[:512])
+    member[124:136] = b"\x80" + len(layer).to_bytes(11, "big")  # GNU base-256
+    member[148:156] = b"        "
+    member[148:155] = f"{sum(member):06o}\0".encode()
+    archive = bytes(member) + layer + b"\0" * (-len(layer) % 512) + b"\0" * 10240
+    out = _filter(archive, {layer_id}, {layer_id})
+    assert out == archive  # every byte passes, the end blocks and padding after them too
+    assert _names(_filter(archive, set(), {layer_id})) == {}
+
+
+def test_an_unreadable_archive_is_a_radops_error() -> None:
+    from radops.errors import RadopsError
+
+    with pytest.raises(RadopsError, match="cannot read the image archive"):
+        _filter(b"x" * 100 + b"\0" * 412 + b"y" * 512, set(), set())

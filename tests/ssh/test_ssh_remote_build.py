@@ -121,3 +121,21 @@ def test_the_executor_default_and_the_errors(
     local = cli("executors", "run", "local", str(folder), "--build", "remote", "true")
     assert local.returncode == 2
     assert "--build remote does not apply to 'local'" in local.stderr.decode()
+
+
+def test_build_args_and_names_reach_the_remote_build_as_they_are(
+    no_local_engine: CLI, box: str, tmp_path: Path
+) -> None:
+    cli = no_local_engine
+    marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
+    folder = _context(tmp_path, "FROM busybox:1.36\nARG NOTE\nRUN printf '%s' \"$NOTE\" > /note\n")
+    (folder / "Dockerfile").rename(folder / "my docker;file")
+    value = f'$(touch {marker}) `touch {marker}`; it\'s "quoted"'
+    result = cli(
+        "executors", "run", box, str(folder), "--build", "remote", "--file", "my docker;file",
+        "--build-arg", f"NOTE={value}", "--json", "--", "cat", "/note",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    logs = cli("executors", "logs", box, json.loads(result.stdout)["job_id"], "--follow")
+    assert logs.stdout.decode() == value
+    assert not marker.exists()

@@ -43,7 +43,7 @@ def test_image_travels_through_the_registry_then_is_not_shipped_again(
     assert "Pushing" in err and "Pulling" in err
     # Transfer progress, as plain lines off a terminal: the push's bytes, the pull's layers.
     assert re.search(rf"Pushing {re.escape(job['image'])}: [\d.]+ [kMG]?B in \d+s", err), err
-    assert re.search(r"Pulling \S+ on box: (\d+) of \1 layers", err), err
+    assert re.search(r"box pulled (\d+) of \1 layers of \S+", err), err
     assert f"radops/{job_context.name}" in _catalog(remote)
     assert remote.docker("image", "inspect", job["image"]).returncode == 0
     assert _logs(cli, box, job["job_id"], "--follow") == b"<hello>\n"

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+from radops.errors import RadopsError
+
 BLOCK = 512
 HOLD_IN_MEMORY = 32 << 20
 _CHUNK = 1 << 20
@@ -128,10 +130,18 @@ class _Reader:
         return False
 
 
-def _size(header: bytes) -> int:
+def _size(header: bytes, pax: bytes | None) -> int:
+    """A member's size: a PAX `size=` record wins (Go's archive/tar, docker's, writes sizes of
+    8 GiB and more there), else the header's octal or base-256 field."""
+    if pax is not None:
+        for record in _pax_records(pax):
+            if record.startswith(b"size="):
+                return int(record[5:])
     field_ = header[124:136]
-    if field_[0] & 0x80:  # base-256, for sizes past 8 GiB
-        return int.from_bytes(field_[1:], "big")
+    if field_[0] & 0x80:  # base-256 (GNU): the bits after the marker bit, big-endian
+        if field_[0] == 0xFF:
+            raise ValueError("a negative size")
+        return int.from_bytes(bytes([field_[0] & 0x7F]) + field_[1:], "big")
     text = field_.split(b"\0", 1)[0].strip()
     return int(text, 8) if text else 0
 
@@ -144,7 +154,7 @@ def _name(header: bytes, pax: bytes | None, long_name: bytes | None) -> str:
     if long_name is not None:
         return long_name.split(b"\0", 1)[0].decode(errors="replace")
     name = header[0:100].split(b"\0", 1)[0]
-    if header[257:262] == b"ustar":
+    if header[257:263] == b"ustar\0":  # POSIX ustar: a prefix field (GNU's has none)
         prefix = header[345:500].split(b"\0", 1)[0]
         if prefix:
             name = prefix + b"/" + name
@@ -209,7 +219,22 @@ def filtered_archive(
     chunks: Iterable[bytes], needed: set[str], all_layers: set[str], stats: FilterStats
 ) -> Iterator[bytes]:
     """`chunks` (a `docker save` tar) without the files of layers in `all_layers` that are not
-    `needed`. Diff IDs are `sha256:<hex>`. Counts into `stats`."""
+    `needed`. Diff IDs are `sha256:<hex>`. Counts into `stats`. An archive it cannot read, or
+    no room for a held layer, is a RadopsError."""
+    try:
+        yield from _filter(chunks, needed, all_layers, stats)
+    except ValueError as e:
+        raise RadopsError(f"cannot read the image archive from the local engine: {e}") from e
+    except OSError as e:
+        raise RadopsError(
+            f"cannot hold an image layer in a temporary file: {e.strerror or e}",
+            "Free space in the temporary folder (TMPDIR), or ship with --transfer registry.",
+        ) from e
+
+
+def _filter(
+    chunks: Iterable[bytes], needed: set[str], all_layers: set[str], stats: FilterStats
+) -> Iterator[bytes]:
     reader = _Reader(chunks)
     pending: list[bytes] = []  # extended headers (PAX, GNU long name) of the next member
     pax: bytes | None = None
@@ -226,8 +251,8 @@ def filtered_archive(
             for rest in reader.rest():
                 yield out(rest)
             return
-        size = _size(header)
         kind = header[156:157]
+        size = _size(header, None if kind in (b"x", b"L") else pax)
         if kind in (b"x", b"L"):  # belongs to the next member: hold it with that one
             data = reader.read(_padded(size))
             pending += [header, data]
@@ -238,7 +263,7 @@ def filtered_archive(
             continue
         name = _name(header, pax, long_name)
         lead, pending, pax, long_name = pending, [], None, None
-        is_file = kind in (b"0", b"\0")
+        is_file = kind in (b"0", b"\0", b"7")
         oci_diff = "sha256:" + name[len(_OCI_BLOB) :] if name.startswith(_OCI_BLOB) else None
         if is_file and oci_diff is not None and oci_diff in all_layers:
             if oci_diff in needed:

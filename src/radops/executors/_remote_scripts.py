@@ -151,6 +151,17 @@ def remote_build_argv(docker: str, options: list[str]) -> list[str]:
     return ["sh", "-c", REMOTE_BUILD_SCRIPT, "radops-build", docker, *options]
 
 
+# an image nothing names: removed (one that has a tag stays).
+REMOVE_UNTAGGED_SCRIPT = (
+    'd=$1 id=$2; [ "$("$d" image inspect --format "{{len .RepoTags}}" "$id" 2>/dev/null)" = 0 ] '
+    '&& "$d" rmi "$id" >/dev/null'
+)
+
+
+def remove_untagged_argv(docker: str, image_id: str) -> list[str]:
+    return ["sh", "-c", REMOVE_UNTAGGED_SCRIPT, "radops-rmi", docker, image_id]
+
+
 # after a build on the executor: tag the image, then run the job (stdin kept for --env-file).
 TAG_RUN_SCRIPT = 'd=$1 id=$2 tag=$3; shift 3; err=$("$d" tag "$id" "$tag" 2>&1 </dev/null); ' + (
     _THEN_EXEC

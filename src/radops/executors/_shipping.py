@@ -72,17 +72,22 @@ class SSHStream(Shipping):
             scripts.layers_argv(self.docker.path), "listing the remote engine's layers"
         )
         remote = _layers.parse_remote_layers(out)
-        diffs, size = self.images.layers(local_tag)
+        diffs, sizes = self.images.layers(local_tag)
         where = self.docker.executor
+        needed = set(diffs)
         if not remote.partial_ok:
             progress(f"{where} uses the containerd image store: sending the whole image")
-            needed = set(diffs)
+        elif remote.needed(diffs) != needed and self.images.uses_containerd_store():
+            # Its archive names layers by compressed digest: nothing could be left out.
+            progress(
+                "this machine's engine uses the containerd image store: sending the whole image"
+            )
         else:
             needed = remote.needed(diffs)
-        if self._send(local_tag, diffs, needed, size, progress) is None:
+        if self._send(local_tag, diffs, needed, sizes, progress) is None:
             # The remote removed a layer between the look and the load: send everything.
             progress(f"{where} lacked a layer it listed a moment ago: sending the whole image")
-            self._send(local_tag, diffs, set(diffs), size, progress)
+            self._send(local_tag, diffs, set(diffs), sizes, progress)
         return self.docker.run_argv(run_argv, stdin=env)
 
     def _send(
@@ -90,7 +95,7 @@ class SSHStream(Shipping):
         local_tag: str,
         diffs: list[str],
         needed: set[str],
-        size: int,
+        sizes: dict[str, int] | None,
         progress: ProgressCallback,
     ) -> _layers.FilterStats | None:
         """Send the archive with the files of `needed` layers only, and load it there. None if
@@ -101,17 +106,17 @@ class SSHStream(Shipping):
         where = self.docker.executor
         stats = _layers.FilterStats()
         partial = needed != set(diffs)
+        # About what the archive holds: the layers' content (their tar headers aside).
+        total = (sum(sizes.get(d, 0) for d in needed) or None) if sizes is not None else None
         if partial:
             kept = sum(1 for d in diffs if d in needed)
             label = f"Sending {local_tag} to {where} ({kept} of {len(diffs)} layers)"
             chunks = _layers.filtered_archive(
                 self.images.export(local_tag), needed, set(diffs), stats
             )
-            total = None  # the layers left out are known by digest, not by size
         else:
             label = f"Sending {local_tag} to {where}"
             chunks = self.images.export(local_tag)
-            total = size or None
         progress(label)
         meter = transfer_meter(progress, label, total)
         load = self.docker.argv("load", "--quiet")
@@ -130,8 +135,8 @@ class SSHStream(Shipping):
         return stats
 
 
-# `docker load` reading a layer file that a partial archive left out.
-_MISSING_LAYER = re.compile(r"layer\.tar|blobs/sha256/[0-9a-f]+: no such file|no such file", re.I)
+# `docker load` opening a layer file that a partial archive left out.
+_MISSING_LAYER = re.compile(r"(/layer\.tar|blobs/sha256/[0-9a-f]{64}): no such file")
 
 
 class Registry(Shipping):
@@ -228,7 +233,8 @@ class RemoteBuild(Shipping):
         image_id = self._build(plan, progress)
         changed = plan.snapshot.changed()
         if changed is not None:
-            self.docker.run_argv(self.docker.argv("rmi", image_id))
+            # Removed only if nothing names it: a cached build may be an image already tagged.
+            self.docker.run_argv(scripts.remove_untagged_argv(self.docker.path, image_id))
             raise BuildError(
                 f"{changed!r} in {plan.context} changed while the image was building; "
                 "the image was not tagged",
@@ -306,8 +312,9 @@ class _PullProgress:
             done = sum(1 for state in self.layers.values() if state in self._DONE)
             if (done, len(self.layers)) != self.shown:
                 self.shown = (done, len(self.layers))
+                # Not `Pulling ...`: that one line stays on a terminal, these only pass by.
                 self.progress(
-                    f"Pulling {self.ref} on {self.where}: {done} of {len(self.layers)} layers"
+                    f"{self.where} pulled {done} of {len(self.layers)} layers of {self.ref}"
                 )
             return True
         return (

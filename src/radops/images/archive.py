@@ -68,18 +68,20 @@ def _plain_name_first(names: list[str]) -> list[str]:
 
 def context_archive(snapshot: Snapshot) -> tuple[Iterator[bytes], int]:
     """The build context as the docker CLI would send it: the snapshot's files (ignore rules
-    applied), the Dockerfile and the context's .dockerignore whether ignored or not. Also its
-    size before tar headers, for progress. The Dockerfile must be inside the context."""
+    applied), the Dockerfile and the context's .dockerignore whether ignored or not, and about
+    its size (long names' extended headers aside), for progress. The Dockerfile must be inside
+    the context."""
     root = snapshot.context
     names = list(snapshot.files)
     for always in (snapshot.dockerfile, ".dockerignore"):
         if always not in snapshot.files and (root / always).is_file():
             names.append(always)
-    size = 0
+    size = 2 * 512  # the end blocks
     for rel in names:
         with contextlib.suppress(OSError):  # gone: the tar says so, with the name
             st = os.lstat(root / rel)
-            size += st.st_size if stat.S_ISREG(st.st_mode) else 0
+            content = st.st_size if stat.S_ISREG(st.st_mode) else 0
+            size += 512 + (content + 511) // 512 * 512  # its header, its padded content
 
     def fill(tar: tarfile.TarFile) -> None:
         for rel in _plain_name_first(names):

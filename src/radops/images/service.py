@@ -145,11 +145,29 @@ class LocalImages:
     def _has(self, tag: str) -> bool:
         return self._image_id(tag) is not None
 
-    def layers(self, tag: str) -> tuple[list[str], int]:
-        """The image's layers (diff IDs, bottom first) and its size in bytes."""
+    def layers(self, tag: str) -> tuple[list[str], dict[str, int] | None]:
+        """The image's layers (diff IDs, bottom first) and, when the engine's history tells
+        them apart, each layer's size in bytes (else None)."""
         with docker_errors(f"inspecting {tag}"):
             info = self.engine.api.inspect_image(tag)
-        return list(info.get("RootFS", {}).get("Layers") or []), int(info.get("Size") or 0)
+            history = self.engine.api.history(tag)
+        diffs = list(info.get("RootFS", {}).get("Layers") or [])
+        # History is newest first, one entry per Dockerfile step: a layer's entry has its size,
+        # a step without a layer 0. An empty layer also says 0: then the sizes are not mapped.
+        sizes = [int(h.get("Size") or 0) for h in reversed(history) if h.get("Size")]
+        if len(sizes) != len(diffs):
+            return diffs, None
+        by_layer: dict[str, int] = {}
+        for diff, size in zip(diffs, sizes, strict=True):
+            by_layer[diff] = by_layer.get(diff, 0) + size
+        return diffs, by_layer
+
+    def uses_containerd_store(self) -> bool:
+        """Whether this engine stores images in containerd (its `docker save` names layers by
+        their compressed digest)."""
+        with docker_errors("asking the engine about its storage"):
+            status = self.engine.api.info().get("DriverStatus") or []
+        return "io.containerd.snapshotter" in str(status)
 
     def export(self, tag: str) -> Iterator[bytes]:
         """`docker save` of `tag` as a stream of chunks."""
