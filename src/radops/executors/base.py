@@ -70,6 +70,23 @@ def this_user() -> str:
 
 
 @dataclass(frozen=True)
+class QueueOptions:
+    """What a job asks of a scheduler (Slurm's `sbatch`), beyond its container: executors
+    without a queue refuse a request that sets any of these."""
+
+    nodes: int | None = None  # one container per node
+    time: str | None = None  # Slurm's time limit, e.g. 4:00:00
+    partition: str | None = None
+    extra_args: tuple[str, ...] = ()  # more sbatch options, each one argument (--qos=high)
+
+    def given(self) -> list[str]:
+        """The flags set, for an executor that has no queue to say what it cannot honour."""
+        flags = [("--nodes", self.nodes), ("--time", self.time), ("--partition", self.partition)]
+        found = [flag for flag, value in flags if value is not None]
+        return found + (["--slurm-arg"] if self.extra_args else [])
+
+
+@dataclass(frozen=True)
 class JobRequest:
     """What `run` was asked to do. `command` is already split into the container's arguments."""
 
@@ -82,6 +99,7 @@ class JobRequest:
     transfer: str = "auto"  # one of TRANSFERS; executors whose engine is here ignore it
     build: BuildOptions = field(default_factory=BuildOptions)  # --build-arg, --target, ...
     options: RunOptions = field(default_factory=RunOptions)  # -v, --shm-size, -p, ...
+    queue: QueueOptions = field(default_factory=QueueOptions)  # --nodes, --time, ... (Slurm)
 
     def __post_init__(self) -> None:
         if self.name is not None and (
@@ -125,8 +143,11 @@ class Job:
     name: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # RunOptions.to_json() of the run
     user: str | None = None  # user@host that started it (None: a job from before radops kept it)
+    # A queued job's scheduler view (Slurm: slurm_job_id, state, reason, nodes); None elsewhere.
+    queue: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        extra = {} if self.queue is None else {"queue": self.queue}
         return {
             "job_id": self.id,
             "executor": self.executor,
@@ -138,6 +159,7 @@ class Job:
             "image": self.image,
             "options": self.options,
             "user": self.user,
+            **extra,
         }
 
 
@@ -236,6 +258,9 @@ class Executor(abc.ABC):
     """
 
     kind: ClassVar[str]
+    # Where an executor whose jobs queue says what a job waits for (`logs --follow` on a
+    # pending job): status lines that are not the job's output. None: not told.
+    notices: ProgressCallback | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
