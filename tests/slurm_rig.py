@@ -37,12 +37,13 @@ HOST_ADDRESS = "198.18.0.1"  # this machine on the bridge: slurmctld, node1, the
 NODE2_ADDRESS = "198.18.0.2"  # node2, in its own network namespace
 NODES = ("node1", "node2")
 GPUS_PER_NODE = 2
+GPU_TYPE = "fake"  # GRES type: jobs ask `--gpus 2` or `--gpus fake:2`
 PARTITION = "gpu"
 LOCK = Path(tempfile.gettempdir()) / "radops-slurm-rig.lock"
 LOCK_WAIT_S = 1200
 # Seconds a finished job stays in squeue (no accounting here): long enough for a test to see
 # the end state, short enough that a job dir's record is what `jobs` reads for older ones.
-MIN_JOB_AGE_S = 60
+MIN_JOB_AGE_S = 20
 
 
 @dataclass
@@ -169,7 +170,8 @@ def _write_config(root: Path, sock: Path, ctld_port: int, slurmd_port: int) -> P
     host = socket.gethostname().split(".")[0]
     nodes = {"node1": HOST_ADDRESS, "node2": NODE2_ADDRESS}
     node_lines = "".join(
-        f"NodeName={n} NodeAddr={a} CPUs=8 RealMemory=4000 Gres=gpu:{GPUS_PER_NODE} State=UNKNOWN\n"
+        f"NodeName={n} NodeAddr={a} CPUs=8 RealMemory=4000 Gres=gpu:{GPU_TYPE}:{GPUS_PER_NODE} "
+        "State=UNKNOWN\n"
         for n, a in nodes.items()
     )
     conf = root / "slurm.conf"
@@ -197,7 +199,8 @@ def _write_config(root: Path, sock: Path, ctld_port: int, slurmd_port: int) -> P
         "PartitionName=cpu Nodes=node1 MaxTime=INFINITE State=UP\n"
     )
     gres = "AutoDetect=off\n" + "".join(
-        f"NodeName={n} Name=gpu File={_fake_gpus(root, n)}/nvidia[0-{GPUS_PER_NODE - 1}]\n"
+        f"NodeName={n} Name=gpu Type={GPU_TYPE} "
+        f"File={_fake_gpus(root, n)}/nvidia[0-{GPUS_PER_NODE - 1}]\n"
         for n in nodes
     )
     (root / "gres.conf").write_text(gres)
@@ -359,6 +362,7 @@ def slurm_cluster(root: Path) -> Iterator[SlurmCluster]:
         ssh = root / "login"
         ssh.mkdir(exist_ok=True)
         (root / "docker-config").mkdir(mode=0o700, exist_ok=True)
+        (root / "docker-config" / "config.json").write_text("{}\n")  # podman reads it too
         keygen(ssh / "client_key")
         authorized = ssh / "authorized_keys"
         authorized.write_text(Path(f"{ssh / 'client_key'}.pub").read_text())

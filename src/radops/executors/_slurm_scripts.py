@@ -205,8 +205,9 @@ def sbatch_args(
 
 def gres_for(gpus: str) -> str:
     """`--gpus N` or `TYPE:N` as Slurm's GRES request (per node); ValueError when it is not."""
-    kind, _, count = gpus.rpartition(":")
-    if not count.isdigit() or int(count) < 1 or (kind and not kind.replace("-", "").isalnum()):
+    kind, colon, count = gpus.rpartition(":")
+    bad_kind = bool(colon) and not kind.replace("-", "").replace("_", "").isalnum()
+    if not count.isdigit() or int(count) < 1 or bad_kind:
         raise ValueError(gpus)
     return f"gpu:{kind}:{count}" if kind else f"gpu:{count}"
 
