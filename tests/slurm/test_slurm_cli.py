@@ -223,7 +223,7 @@ def test_stop_cancels_the_job_and_leaves_no_container(
     # The container ignores TERM: stop's timeout, then it is killed, and --rm removes it.
     assert no_containers(runtime, job)
     ended = listed(slurm_cli)[job]
-    assert ended["status"] == "exited" and ended["exit_code"] == 137
+    assert (ended["status"], ended["exit_code"]) == ("exited", 137)  # the container's SIGKILL
     again = slurm_cli("executors", "stop", "hpc", job)
     assert again.returncode == 0 and "was not running" in again.stderr
 

@@ -38,7 +38,8 @@ def sh_syntax_ok(script: str) -> None:
 def test_docker_script_runs_the_container_in_the_background_and_stops_it_on_term() -> None:
     script = scripts.batch_script(batch())
     sh_syntax_ok(script)
-    assert '"$rt" run --init --rm --name "$name" "$@" ' in script
+    assert '"$rt" run --init --name "$name" "$@" ' in script
+    assert 'c=$("$rt" wait "$name" 2>/dev/null)' in script and '"$rt" rm --force "$name"' in script
     pull = next(x for x in script.splitlines() if '"$rt" pull' in x)
     assert " & reap $! || " in pull and "  reap $!; s=$?" in script
     assert 'trap \'stopping=1; "$rt" stop --time' in script and "' TERM INT HUP" in script
@@ -57,7 +58,9 @@ def test_the_docker_script_really_passes_arguments_verbatim(tmp_path: Path) -> N
     """Run the generated script with a stand-in `docker` that prints its argv: what the
     container would get, through the real sh."""
     fake = tmp_path / "rt"
-    fake.write_text('#!/bin/sh\n[ "$1" = run ] && printf "<%s>\\n" "$@"\nexit 0\n')
+    fake.write_text(
+        '#!/bin/sh\n[ "$1" = run ] && printf "<%s>\\n" "$@"\n[ "$1" = wait ] && echo 0\nexit 0\n'
+    )
     fake.chmod(0o755)
     folder = tmp_path / "job"
     folder.mkdir()
@@ -68,7 +71,7 @@ def test_the_docker_script_really_passes_arguments_verbatim(tmp_path: Path) -> N
     assert out.returncode == 0, out.stderr
     argv = [line[1:-1] for line in out.stdout.splitlines()]
     assert argv[argv.index("127.0.0.1:5000/radops/x:abc") + 1 :] == WEIRD
-    assert argv[:5] == ["run", "--init", "--rm", "--name", "radops-0123456789ab"]
+    assert argv[:4] == ["run", "--init", "--name", "radops-0123456789ab"]
     assert (folder / "record").read_text().startswith("0 ")
     assert (folder / "started").exists()
 

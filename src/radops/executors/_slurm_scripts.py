@@ -90,9 +90,11 @@ def batch_script(job: BatchJob) -> str:
         '-e "NNODES=$nodes" -e "WORLD_SIZE=$nodes" -e "NODE_RANK=$rank" '
         '-e "SLURM_PROCID=${SLURM_PROCID:-$rank}" "$@"\n'
         "  fi\n"
-        f'  "$rt" run --init --rm --name "$name" "$@" {command} &\n'
+        f'  "$rt" run --init --name "$name" "$@" {command} &\n'
         "  reap $!; s=$?\n"
-        '  [ -n "$stopping" ] && "$rt" rm --force "$name" >/dev/null 2>&1\n'
+        "  # The container's own exit code: the CLI's may be its own (podman ends on SIGTERM).\n"
+        '  c=$("$rt" wait "$name" 2>/dev/null) && [ -n "$c" ] && s=$c\n'
+        '  "$rt" rm --force "$name" >/dev/null 2>&1\n'
         "  return $s\n"
         "}\n"
         'if [ "${1:-}" = --task ]; then task; exit $?; fi\n' + _BATCH_MAIN

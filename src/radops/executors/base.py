@@ -1,9 +1,10 @@
-"""The Executor contract: what every executor (local, SSH, GCP) guarantees to the CLI.
+"""The Executor contract: what every executor (local, SSH, GCP, Slurm) guarantees to the CLI.
 
 A job is a detached, never auto-removed container named `radops-<job id>` on the executor's
 Docker engine, carrying the labels below. The engine is the only record of jobs: `jobs`, `logs`
 and `stop` find containers by these labels, so any machine with the same executor sees the same
-jobs and nothing local can drift.
+jobs and nothing local can drift. On Slurm, the record is the batch job and its folder on the
+cluster's shared storage (the labels in `job.json`); its container lives only while it runs.
 """
 
 from __future__ import annotations
