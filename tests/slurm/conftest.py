@@ -26,6 +26,20 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[slurm_rig.SlurmC
     with slurm_rig.machine_lock(), slurm_rig.slurm_cluster(root) as cluster:
         yield cluster
         slurm_rig.clean_jobs(cluster)
+        _remove_rig_containers(cluster)
+
+
+def _remove_rig_containers(cluster: slurm_rig.SlurmCluster) -> None:
+    """Any container left from this rig's jobs (its registry names their images)."""
+    for runtime in ("docker", "podman"):
+        listed = subprocess.run(
+            [runtime, "ps", "-a", "--format", "{{.Names}} {{.Image}}"],
+            capture_output=True, text=True, timeout=60,
+        ).stdout  # fmt: skip
+        for line in listed.splitlines():
+            name, _, image = line.partition(" ")
+            if name.startswith("radops-") and image.startswith(cluster.registry):
+                subprocess.run([runtime, "rm", "--force", name], capture_output=True, timeout=60)
 
 
 def slurm_spec(

@@ -39,10 +39,12 @@ def test_docker_script_runs_the_container_in_the_background_and_stops_it_on_term
     script = scripts.batch_script(batch())
     sh_syntax_ok(script)
     assert '"$rt" run --init --name "$name" "$@" ' in script
-    assert 'c=$("$rt" wait "$name" 2>/dev/null)' in script and '"$rt" rm --force "$name"' in script
+    assert '"$rt" inspect --format "{{.State.Status}} {{.State.ExitCode}}"' in script
+    assert '"$rt" rm --force "$name"' in script
     pull = next(x for x in script.splitlines() if '"$rt" pull' in x)
     assert " & reap $! || " in pull and "  reap $!; s=$?" in script
-    assert 'trap \'stopping=1; "$rt" stop --time' in script and "' TERM INT HUP" in script
+    assert "trap 'stopping=1; [ -n \"$stopper\" ] || { stopper & stopper=$!; }' TERM" in script
+    assert '"$rt" stop --time "$(grace)" "$name"' in script
     # Only the GPUs Slurm allotted, and only where the NVIDIA runtime can take them.
     assert '--gpus "\\"device=$SLURM_JOB_GPUS\\""' in script and "/dev/nvidiactl" in script
     assert 'set -- --env-file "$dir/env" "$@"' in script

@@ -72,11 +72,17 @@ def batch_script(job: BatchJob) -> str:
         "# Docker and podman re-parent the container, so Slurm's signals never reach it: every\n"
         "# wait is in the background, and TERM stops the container itself.\n"
         'reap() { while :; do wait "$1"; s=$?; kill -0 "$1" 2>/dev/null || return $s; done; }\n'
+        'grace() { cat "$dir/stop-timeout" 2>/dev/null || echo '
+        + str(DEFAULT_STOP_TIMEOUT)
+        + "; }\n"
+        "# Stops the container again each second: one that the runtime was still creating when\n"
+        "# SIGTERM came is stopped too once it exists.\n"
+        'stopper() { i=0; while [ "$i" -lt 30 ]; do "$rt" stop --time "$(grace)" "$name" '
+        ">/dev/null 2>&1; sleep 1; i=$((i + 1)); done; }\n"
         "task() {\n"
-        "  rank=${SLURM_NODEID:-0} name=radops-" + job.job_id + " stopping=\n"
+        "  rank=${SLURM_NODEID:-0} name=radops-" + job.job_id + " stopping= stopper=\n"
         '  [ "$nodes" -gt 1 ] && name="$name-$rank"\n'
-        '  trap \'stopping=1; "$rt" stop --time "$(cat "$dir/stop-timeout" 2>/dev/null '
-        "|| echo " + str(DEFAULT_STOP_TIMEOUT) + ')" "$name" >/dev/null 2>&1\' TERM INT HUP\n'
+        "  trap 'stopping=1; [ -n \"$stopper\" ] || { stopper & stopper=$!; }' TERM INT HUP\n"
         '  "$rt" pull -q "$image" >/dev/null & reap $! || { s=$?; '
         'echo "radops: cannot pull $image on ${SLURMD_NODENAME:-this node}" >&2; return $s; }\n'
         '  [ -n "$stopping" ] && return 143\n'
@@ -92,8 +98,11 @@ def batch_script(job: BatchJob) -> str:
         "  fi\n"
         f'  "$rt" run --init --name "$name" "$@" {command} &\n'
         "  reap $!; s=$?\n"
+        '  if [ -n "$stopping" ]; then "$rt" stop --time "$(grace)" "$name" >/dev/null 2>&1; '
+        'kill "$stopper" 2>/dev/null; fi\n'
         "  # The container's own exit code: the CLI's may be its own (podman ends on SIGTERM).\n"
-        '  c=$("$rt" wait "$name" 2>/dev/null) && [ -n "$c" ] && s=$c\n'
+        '  c=$("$rt" inspect --format "{{.State.Status}} {{.State.ExitCode}}" "$name" '
+        '2>/dev/null) && case "$c" in exited*) s=${c#* };; esac\n'
         '  "$rt" rm --force "$name" >/dev/null 2>&1\n'
         "  return $s\n"
         "}\n"
