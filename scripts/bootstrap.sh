@@ -19,6 +19,13 @@ install_debian_packages() {
   command -v ssh-keygen >/dev/null || missing+=(openssh-client)
   command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing+=(iproute2)
   command -v fish >/dev/null || missing+=(fish)  # tests: a remote user whose login shell is fish
+  # tests: a real Slurm cluster (controller, two nodes, munge) whose nodes run jobs with docker
+  # or podman (tests/slurm_rig.py); nsenter starts the second node in a network namespace.
+  command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ] || missing+=(slurm-wlm)
+  command -v munged >/dev/null || [ -x /usr/sbin/munged ] || missing+=(munge)
+  command -v podman >/dev/null || missing+=(podman)
+  [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)  # podman run --init
+  command -v nsenter >/dev/null || missing+=(util-linux)
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"

@@ -269,6 +269,7 @@ def _run_sshd(
     authorized: Path,
     docker_host: str,
     docker_config: Path,
+    extra_env: str = "",
 ) -> subprocess.Popen[bytes]:
     sshd = _tool("sshd", "/usr/sbin/sshd")
     keygen(folder / "host_key")
@@ -282,7 +283,7 @@ def _run_sshd(
         f"PidFile {folder / 'sshd.pid'}\n"
         # Every SSH session's docker talks to the rig's second engine, as on a real remote host.
         # DOCKER_CONFIG keeps a `docker login` there out of this machine's own ~/.docker.
-        f"SetEnv DOCKER_HOST={docker_host} DOCKER_CONFIG={docker_config}\n"
+        f"SetEnv DOCKER_HOST={docker_host} DOCKER_CONFIG={docker_config} {extra_env}\n"
     )
     proc = _spawn([sshd, "-D", "-e", "-f", str(config)], folder / "sshd.log")
 

@@ -150,8 +150,48 @@ class GCPExecutorSpec(SSHExecutorSpec):
     host_key_fingerprint: str | None = None
 
 
-ExecutorSpec = Annotated[SSHExecutorSpec | GCPExecutorSpec, Field(discriminator="kind")]
-AnyExecutorSpec = LocalExecutorSpec | SSHExecutorSpec | GCPExecutorSpec
+SLURM_RUNTIMES = ("docker", "podman", "pyxis")
+DEFAULT_RUNTIME_PATHS = {
+    "docker": DEFAULT_DOCKER_PATH,
+    "podman": "/usr/bin/podman",
+    "pyxis": "srun",
+}
+
+
+class SlurmExecutorSpec(SSHExecutorSpec):
+    """A Slurm cluster reached over SSH on its login node: jobs are batch jobs (`sbatch`) whose
+    containers run on the compute nodes. `docker_path` is the container runtime's CLI there."""
+
+    kind: Literal["slurm"] = "slurm"  # type: ignore[assignment]
+    # A folder the login node and the compute nodes share: each job's script, output and
+    # exit record live in JOB_DIR/<job id>.
+    job_dir: str
+    runtime: Literal["docker", "podman", "pyxis"] = "docker"
+    partition: str | None = None  # defaults for every job (`run --partition` overrides)
+    account: str | None = None
+
+    def target_text(self) -> str:
+        return f"slurm: {super().target_text()}"
+
+    @field_validator("job_dir")
+    @classmethod
+    def _job_dir(cls, v: str) -> str:
+        if not v.startswith("/") or "\0" in v or "\n" in v:
+            raise ValueError(f"invalid job folder {v!r}: give an absolute path on the cluster")
+        return v.rstrip("/") or "/"
+
+    @field_validator("partition", "account")
+    @classmethod
+    def _slurm_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or v.startswith("-") or any(c.isspace() for c in v)):
+            raise ValueError(f"invalid Slurm name {v!r}")
+        return v
+
+
+ExecutorSpec = Annotated[
+    SSHExecutorSpec | GCPExecutorSpec | SlurmExecutorSpec, Field(discriminator="kind")
+]
+AnyExecutorSpec = LocalExecutorSpec | SSHExecutorSpec | GCPExecutorSpec | SlurmExecutorSpec
 
 
 class Settings(_Spec):

@@ -103,6 +103,21 @@ def set_(
         help="Where `run` builds by default: local (here, then ship the image) or remote (on "
         "the machine's engine).",
     ),
+    partition: str | None = typer.Option(
+        None,
+        "--partition",
+        help="Slurm: the jobs' default partition; '' for Slurm's default.",
+        rich_help_panel="Slurm",
+    ),
+    account: str | None = typer.Option(
+        None, "--account", help="Slurm: the jobs' account; '' for none.", rich_help_panel="Slurm"
+    ),
+    runtime: str | None = typer.Option(
+        None, "--runtime", help="Slurm: docker, podman or pyxis.", rich_help_panel="Slurm"
+    ),
+    job_dir: str | None = typer.Option(
+        None, "--job-dir", help="Slurm: the shared job folder.", rich_help_panel="Slurm"
+    ),
     json_output: bool = JSON_OPT,
 ) -> None:
     """Change a registered executor's settings, keeping the rest (and its jobs).
@@ -110,6 +125,7 @@ def set_(
     Nothing is checked on the machine: `radops executors check NAME` does that.
     """
     from radops.cli import render
+    from radops.config import SlurmExecutorSpec
     from radops.errors import UsageError
     from radops.store import ExecutorStore
 
@@ -117,13 +133,23 @@ def set_(
     for field, value in (
         ("docker_path", docker_path), ("registry", registry),
         ("identity_file", identity_file), ("username", username),
+        ("partition", partition), ("account", account), ("runtime", runtime), ("job_dir", job_dir),
     ):  # fmt: skip
         if value is not None:
             changes[field] = value or None
     if build is not None:
         changes["build"] = check_build_place(build)
+        if isinstance(ExecutorStore().get(name), SlurmExecutorSpec):
+            raise UsageError("--build does not apply to Slurm executors: they build here")
     if "docker_path" in changes and not changes["docker_path"]:
         raise UsageError("--docker-path cannot be empty")
+    slurm_fields = {"partition", "account", "runtime", "job_dir"} & set(changes)
+    if slurm_fields and not isinstance(ExecutorStore().get(name), SlurmExecutorSpec):
+        flags = ", ".join("--" + f.replace("_", "-") for f in sorted(slurm_fields))
+        raise UsageError(f"{flags} only apply to Slurm executors")
+    for required in ("runtime", "job_dir"):
+        if required in changes and not changes[required]:
+            raise UsageError(f"--{required.replace('_', '-')} cannot be empty")
     if not changes:
         raise UsageError("nothing to change", "Give --docker-path, --registry, ... (see -h).")
     spec = ExecutorStore().update(name, **changes)
@@ -211,18 +237,47 @@ def add(
         help="Where `run` builds by default: local (here, then ship the image) or remote (on "
         "the machine's engine: only the build context travels).",
     ),
+    kind: str = typer.Option(
+        "ssh", "--kind", help="ssh (a machine with Docker) or slurm (a Slurm cluster's login node)."
+    ),
+    job_dir: str | None = typer.Option(
+        None,
+        "--job-dir",
+        help="Slurm: a folder the login and compute nodes share, for each job's output.",
+        rich_help_panel="Slurm",
+    ),
+    partition: str | None = typer.Option(
+        None, "--partition", help="Slurm: the jobs' default partition.", rich_help_panel="Slurm"
+    ),
+    account: str | None = typer.Option(
+        None,
+        "--account",
+        help="Slurm: the jobs' account (sbatch --account).",
+        rich_help_panel="Slurm",
+    ),
+    runtime: str | None = typer.Option(
+        None,
+        "--runtime",
+        help="Slurm: how nodes run containers: docker, podman or pyxis \\[default: found by "
+        "the check].",
+        rich_help_panel="Slurm",
+    ),
     json_output: bool = JSON_OPT,
 ) -> None:
-    """Register a machine reachable over SSH as an executor.
+    """Register a machine reachable over SSH as an executor, or a Slurm cluster (--kind slurm).
 
     Prompts for the name, hostname, username and docker path unless flags give them.
-    Public-key SSH authentication must already work for that user.
+    Public-key SSH authentication must already work for that user. A Slurm executor is its
+    login node: `add` checks sinfo, the partitions, GPUs (GRES) and the container runtime.
     """
     from pydantic import ValidationError
 
     from radops.cli import render
     from radops.config import (
         DEFAULT_DOCKER_PATH,
+        DEFAULT_RUNTIME_PATHS,
+        SLURM_RUNTIMES,
+        SlurmExecutorSpec,
         SSHExecutorSpec,
         split_host_port,
         validate_ssh_name,
@@ -232,30 +287,55 @@ def add(
     from radops.ssh.config import resolve_target
     from radops.store import ExecutorStore
 
+    if kind not in ("ssh", "slurm"):
+        raise UsageError(f"invalid --kind {kind!r}: use ssh or slurm")
+    slurm_flags = {"--job-dir": job_dir, "--partition": partition, "--account": account,
+                   "--runtime": runtime}  # fmt: skip
+    if kind == "ssh" and any(v is not None for v in slurm_flags.values()):
+        given = ", ".join(flag for flag, value in slurm_flags.items() if value is not None)
+        raise UsageError(f"{given} only apply to --kind slurm")
+    if runtime is not None and runtime not in SLURM_RUNTIMES:
+        raise UsageError(f"invalid --runtime {runtime!r}: use {', '.join(SLURM_RUNTIMES)}")
     name = ask(name, "Executor name", "--name")
     ExecutorStore().ensure_new_name(name)  # before the other questions
     host, port = split_host_port(ask(hostname, "Hostname", "--hostname"), port)
     validate_ssh_name(host, "hostname")  # before ~/.ssh/config is applied (Match exec)
     user = ask(username, "Username", "--username", resolve_target(host, port).username)
-    path = ask(
-        docker_path, "Path to docker on the remote machine", "--docker-path", DEFAULT_DOCKER_PATH
-    )
+    if kind == "slurm":
+        job_dir = ask(job_dir, "Job folder shared by the login and compute nodes", "--job-dir")
+        path = docker_path or DEFAULT_RUNTIME_PATHS[runtime or "docker"]
+    else:
+        path = ask(
+            docker_path,
+            "Path to docker on the remote machine",
+            "--docker-path",
+            DEFAULT_DOCKER_PATH,
+        )
     if identity_file is not None and not no_check and not identity_file.expanduser().is_file():
         raise UsageError(f"no key file at {str(identity_file)!r} (--identity-file)")
+    fields: dict[str, object] = {
+        "name": name,
+        "hostname": host,
+        "port": port,
+        "username": user or None,
+        "docker_path": path,
+        "identity_file": str(identity_file.expanduser()) if identity_file else None,
+        "registry": registry,
+    }
     try:
-        spec = SSHExecutorSpec(
-            name=name,
-            hostname=host,
-            port=port,
-            username=user or None,
-            docker_path=path,
-            identity_file=str(identity_file.expanduser()) if identity_file else None,
-            registry=registry,
-            build=None if build in (None, "local") else check_build_place(build),
-        )
+        if kind == "slurm":
+            if build == "remote":
+                raise UsageError("--build remote does not apply to Slurm executors")
+            slurm = {"job_dir": job_dir, "partition": partition, "account": account,
+                     "runtime": runtime or "docker"}  # fmt: skip
+            spec: SSHExecutorSpec = SlurmExecutorSpec.model_validate({**fields, **slurm})
+        else:
+            build_on = None if build in (None, "local") else check_build_place(build)
+            spec = SSHExecutorSpec.model_validate({**fields, "build": build_on})
     except ValidationError as e:
         raise UsageError(str(e.errors()[0]["msg"]).removeprefix("Value error, ")) from None
-    report = register(spec, check=not no_check, options=connect_options(accept_host_key))
+    report = register(spec, check=not no_check, options=connect_options(accept_host_key),
+                      detect_runtime=kind == "slurm" and runtime is None)  # fmt: skip
     if report is not None:
         render.print_line(report.summary(), err=True)
     if json_output:

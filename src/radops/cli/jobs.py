@@ -219,13 +219,40 @@ def run(
         "on a command line. Repeatable; -e wins.",
         rich_help_panel="Container",
     ),
+    nodes: int | None = typer.Option(
+        None,
+        "--nodes",
+        min=1,
+        help="Slurm: nodes, one container on each (torchrun's MASTER_ADDR, NODE_RANK, ... set).",
+        rich_help_panel="Slurm",
+    ),
+    time_limit: str | None = typer.Option(
+        None,
+        "--time",
+        help="Slurm: time limit, e.g. 4:00:00 or 1-00:00:00.",
+        rich_help_panel="Slurm",
+    ),
+    partition: str | None = typer.Option(
+        None,
+        "--partition",
+        help="Slurm: partition (else the executor's default).",
+        rich_help_panel="Slurm",
+    ),
+    slurm_arg: list[str] | None = typer.Option(
+        None,
+        "--slurm-arg",
+        help="Slurm: one more sbatch option, e.g. --qos=high or --constraint=a100. Repeatable.",
+        rich_help_panel="Slurm",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id."),
     json_output: bool = JSON_OPT,
 ) -> None:
     """Build PATH's image (skipped when unchanged), ship it, start it as a job, print the job id.
 
     On an SSH executor the image is built here, pushed to the registry and pulled there
-    (or streamed over SSH); work whose result already exists is skipped.
+    (or streamed over SSH); work whose result already exists is skipped. On a Slurm executor
+    it is pushed to the registry and queued with sbatch; --gpus is N or TYPE:N per node there,
+    --cpus and --memory are Slurm's request.
     """
     from radops.cli import render
     from radops.errors import UsageError
@@ -234,7 +261,7 @@ def run(
         parse_secrets,
         parse_ssh,
     )
-    from radops.executors.base import JobRequest
+    from radops.executors.base import JobRequest, QueueOptions
     from radops.executors.run_options import parse_run_options
     from radops.images.context import BuildOptions
 
@@ -270,8 +297,17 @@ def run(
             network=network,
             labels=label,
         ),
+        queue=QueueOptions(
+            nodes=nodes,
+            time=time_limit,
+            partition=partition,
+            extra_args=_slurm_args(slurm_arg or []),
+        ),
     )
     with open_executor_named(executor) as ex:
+        if request.queue.given() and ex.kind != "slurm":
+            flags = ", ".join(request.queue.given())
+            raise UsageError(f"{flags}: only for Slurm executors ({executor} is {ex.kind})")
         ex.connect()  # before the live status line, which would hide a host-key question
         with render.progress_reporter(quiet) as progress:
             job = ex.run(request, progress)
@@ -287,10 +323,33 @@ def run(
             _follow(ex, job.id)
 
 
+def _slurm_args(items: list[str]) -> tuple[str, ...]:
+    """--slurm-arg values: each one sbatch option (`--qos=high`), never its output or script."""
+    from radops.errors import UsageError
+
+    for item in items:
+        if not item.startswith("-") or "\n" in item:
+            raise UsageError(
+                f"invalid --slurm-arg {item!r}: give one sbatch option, e.g. --qos=high"
+            )
+        if item.split("=")[0] in _SBATCH_RESERVED:
+            raise UsageError(
+                f"--slurm-arg {item!r}: radops sets {item.split('=')[0]} itself",
+                "Output goes to the executor's job folder; read it with `logs`.",
+            )
+    return tuple(items)
+
+
+# sbatch options that would move the job's output or change how radops finds it.
+_SBATCH_RESERVED = frozenset({"--output", "-o", "--error", "-e", "--job-name", "-J", "--chdir",
+                              "-D", "--parsable", "--wrap", "--array", "-a"})  # fmt: skip
+
+
 def _follow(ex: Executor, job_id: str) -> None:
     """Stream a job's logs until it ends, then exit with its exit code."""
     from radops.cli import render
 
+    ex.notices = lambda line: render.print_line(render.visible(line), err=True)
     try:
         render.write_output(ex.logs(job_id, follow=True))
         code = ex.wait(job_id)
@@ -323,12 +382,14 @@ def logs(
     """Print a job's output, byte for byte (stdout to stdout, stderr to stderr).
 
     One exception, Docker's: a line of 16 KiB or more comes back without its newline, joined to
-    the next (Docker 20.10's `local` log driver). Lines shorter than that are exact.
+    the next (Docker 20.10's `local` log driver). Lines shorter than that are exact. On a Slurm
+    executor, --follow first waits while the job is pending, saying why on stderr.
     """
     from radops.cli import render
 
     with open_executor_named(executor) as ex:
         if follow:
+            ex.notices = lambda line: render.print_line(render.visible(line), err=True)
             try:
                 render.write_output(ex.logs(job_id, follow=True, tail=tail, timestamps=timestamps))
             except KeyboardInterrupt:
@@ -394,6 +455,7 @@ def inspect(
         ("executor", job.executor),
         ("user", job.user or ""),
         ("status", job.status + ("" if job.exit_code is None else f" ({job.exit_code})")),
+        *([("slurm", render.queue_text(job))] if job.queue else []),
         ("created", job.created_at.isoformat() if job.created_at else ""),
         ("command", render.command_text(job.command)),
         ("image", job.image),

@@ -188,9 +188,11 @@ def age(created: datetime | None, now: datetime | None = None) -> str:
 
 def jobs_table(jobs: Sequence[Job]) -> None:
     now = datetime.now(timezone.utc)
+    queued = any(job.queue is not None for job in jobs)  # a scheduler's jobs: its view too
     rows = [
         (
             job.id,
+            *([queue_text(job)] if queued else []),
             _clip(job.name or "", 40),
             job.user or "",
             job.status,
@@ -201,7 +203,20 @@ def jobs_table(jobs: Sequence[Job]) -> None:
         )
         for job in jobs
     ]
-    print_table(("JOB ID", "NAME", "USER", "STATUS", "EXIT", "AGE", "COMMAND", "IMAGE"), rows)
+    columns = ("JOB ID", *(["SLURM"] if queued else []), "NAME", "USER", "STATUS", "EXIT",
+               "AGE", "COMMAND", "IMAGE")  # fmt: skip
+    print_table(columns, rows)
+
+
+def queue_text(job: Job) -> str:
+    """A queued job as its scheduler sees it: `12 PENDING (Resources)`, `12 RUNNING on gpu07`."""
+    queue = job.queue or {}
+    text = f"{queue.get('slurm_job_id', '')} {queue.get('state', '')}".strip()
+    if queue.get("reason"):
+        text += f" ({queue['reason']})"
+    if queue.get("nodes") and queue.get("state") != "PENDING":
+        text += f" on {queue['nodes']}"
+    return text
 
 
 def _clip(text: str, width: int) -> str:

@@ -19,6 +19,7 @@ KNOWN_KINDS = {
     "local": "radops.executors.local:LocalExecutor",
     "ssh": "radops.executors.ssh:SSHExecutor",
     "gcp": "radops.executors.ssh:SSHExecutor",
+    "slurm": "radops.executors.slurm:SlurmExecutor",
 }
 
 
@@ -61,15 +62,21 @@ def register(
     check: bool = True,
     options: ConnectOptions | None = None,
     store: ExecutorStore | None = None,
+    detect_runtime: bool = False,
 ) -> EngineReport | None:
     """Save a new executor; with `check`, only once its engine answered (its platform saved
-    with it). Returns what the check found."""
-    from radops.config import SSHExecutorSpec
+    with it). Returns what the check found. `detect_runtime` (Slurm): the container runtime
+    is the one the check found (pyxis, else docker, else podman)."""
+    from radops.config import SlurmExecutorSpec, SSHExecutorSpec
     from radops.store import ExecutorStore
 
     store = store or ExecutorStore()
     store.ensure_new_name(spec.name)  # before connecting: a taken name costs no login
     report = check_executor(spec, options) if check else None
+    if detect_runtime and report is not None and isinstance(spec, SlurmExecutorSpec):
+        from radops.executors.slurm import detected_runtime
+
+        spec, report = detected_runtime(spec, report)
     if report is not None and isinstance(spec, SSHExecutorSpec):
         spec.platform = report.platform
     store.add(spec)

@@ -1,9 +1,10 @@
-"""The Executor contract: what every executor (local, SSH, GCP) guarantees to the CLI.
+"""The Executor contract: what every executor (local, SSH, GCP, Slurm) guarantees to the CLI.
 
 A job is a detached, never auto-removed container named `radops-<job id>` on the executor's
 Docker engine, carrying the labels below. The engine is the only record of jobs: `jobs`, `logs`
 and `stop` find containers by these labels, so any machine with the same executor sees the same
-jobs and nothing local can drift.
+jobs and nothing local can drift. On Slurm, the record is the batch job and its folder on the
+cluster's shared storage (the labels in `job.json`); its container lives only while it runs.
 """
 
 from __future__ import annotations
@@ -71,6 +72,23 @@ def this_user() -> str:
 
 
 @dataclass(frozen=True)
+class QueueOptions:
+    """What a job asks of a scheduler (Slurm's `sbatch`), beyond its container: executors
+    without a queue refuse a request that sets any of these."""
+
+    nodes: int | None = None  # one container per node
+    time: str | None = None  # Slurm's time limit, e.g. 4:00:00
+    partition: str | None = None
+    extra_args: tuple[str, ...] = ()  # more sbatch options, each one argument (--qos=high)
+
+    def given(self) -> list[str]:
+        """The flags set, for an executor that has no queue to say what it cannot honour."""
+        flags = [("--nodes", self.nodes), ("--time", self.time), ("--partition", self.partition)]
+        found = [flag for flag, value in flags if value is not None]
+        return found + (["--slurm-arg"] if self.extra_args else [])
+
+
+@dataclass(frozen=True)
 class JobRequest:
     """What `run` was asked to do. `command` is already split into the container's arguments."""
 
@@ -86,6 +104,7 @@ class JobRequest:
     # --build: "local" (here, then shipped) or "remote" (on the executor's engine); None: the
     # executor's own setting.
     build_on: str | None = None
+    queue: QueueOptions = field(default_factory=QueueOptions)  # --nodes, --time, ... (Slurm)
 
     def __post_init__(self) -> None:
         if self.name is not None and (
@@ -131,8 +150,11 @@ class Job:
     name: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # RunOptions.to_json() of the run
     user: str | None = None  # user@host that started it (None: a job from before radops kept it)
+    # A queued job's scheduler view (Slurm: slurm_job_id, state, reason, nodes); None elsewhere.
+    queue: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        extra = {} if self.queue is None else {"queue": self.queue}
         return {
             "job_id": self.id,
             "executor": self.executor,
@@ -144,6 +166,7 @@ class Job:
             "image": self.image,
             "options": self.options,
             "user": self.user,
+            **extra,
         }
 
 
@@ -242,6 +265,9 @@ class Executor(abc.ABC):
     """
 
     kind: ClassVar[str]
+    # Where an executor whose jobs queue says what a job waits for (`logs --follow` on a
+    # pending job): status lines that are not the job's output. None: not told.
+    notices: ProgressCallback | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
