@@ -187,3 +187,21 @@ def test_an_unreadable_archive_is_a_radops_error() -> None:
 
     with pytest.raises(RadopsError, match="cannot read the image archive"):
         _filter(b"x" * 100 + b"\0" * 412 + b"y" * 512, set(), set())
+
+
+def test_base_images_are_the_from_lines_that_name_images() -> None:
+    dockerfile = (
+        "# syntax is not a FROM\n"
+        "FROM --platform=$BUILDPLATFORM python:3.11-slim AS build\n"
+        "RUN pip wheel .\n"
+        "from nvcr.io/nvidia/pytorch:24.05-py3\n"
+        "FROM build AS test\n"
+        "FROM scratch\n"
+        "ARG BASE=x\n"
+        "FROM $BASE\n"
+        "FROM python:3.11-slim\n"
+    )
+    assert _layers.base_images(dockerfile) == [
+        "python:3.11-slim",
+        "nvcr.io/nvidia/pytorch:24.05-py3",
+    ]

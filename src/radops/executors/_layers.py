@@ -64,6 +64,27 @@ class RemoteLayers:
         return {d for d, c in zip(diff_ids, chains, strict=True) if c not in self.chains}
 
 
+def base_images(dockerfile: str) -> list[str]:
+    """The images a Dockerfile's stages start FROM (not `scratch`, not an earlier stage, not a
+    reference made of build arguments)."""
+    stages: set[str] = set()
+    bases: list[str] = []
+    for raw in dockerfile.splitlines():
+        words = raw.split()
+        if len(words) < 2 or words[0].upper() != "FROM":
+            continue
+        args = [w for w in words[1:] if not w.startswith("--")]
+        if not args:
+            continue
+        ref = args[0]
+        known = ref.lower() == "scratch" or ref.lower() in stages or "$" in ref
+        if not known and ref not in bases:
+            bases.append(ref)
+        if len(args) >= 3 and args[1].upper() == "AS":
+            stages.add(args[2].lower())
+    return bases
+
+
 def parse_remote_layers(out: bytes) -> RemoteLayers:
     """Read LAYERS_SCRIPT's output: `radops:driver <DriverStatus JSON>`, then one JSON list of
     diff IDs per image."""

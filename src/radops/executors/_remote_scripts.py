@@ -112,18 +112,20 @@ PRUNE_SCRIPT = (
 
 
 # ship by SSH, first look: the engine's storage driver status (the containerd image store says
-# `io.containerd.snapshotter`), then each image's layers (diff IDs, a JSON list per line).
-# Images removed meanwhile are skipped.
+# `io.containerd.snapshotter`), then the layers (diff IDs, a JSON list per line) of the images
+# of one repository (earlier versions of the job's image) and of the named base images. Only
+# those: inspecting every image of a busy engine takes seconds. Missing ones are skipped.
 LAYERS_SCRIPT = (
-    'd=$1; info=$("$d" info --format "{{json .DriverStatus}}") || exit $?; '
-    'printf "radops:driver %s\\n" "$info"; ids=$("$d" images -q --no-trunc) || exit $?; '
+    'd=$1 repo=$2; shift 2; info=$("$d" info --format "{{json .DriverStatus}}") || exit $?; '
+    'printf "radops:driver %s\\n" "$info"; ids=$("$d" images -q --no-trunc "$repo") || exit $?; '
     'if [ -n "$ids" ]; then "$d" image inspect --format "{{json .RootFS.Layers}}" $ids '
-    "2>/dev/null; fi; exit 0"
+    '2>/dev/null; fi; if [ $# -gt 0 ]; then "$d" image inspect --format '
+    '"{{json .RootFS.Layers}}" "$@" 2>/dev/null; fi; exit 0'
 )
 
 
-def layers_argv(docker: str) -> list[str]:
-    return ["sh", "-c", LAYERS_SCRIPT, "radops-layers", docker]
+def layers_argv(docker: str, repository: str, bases: list[str]) -> list[str]:
+    return ["sh", "-c", LAYERS_SCRIPT, "radops-layers", docker, repository, *bases]
 
 
 # build on the executor: stdin is the build context (a tar), the arguments after the docker

@@ -63,13 +63,40 @@ class SSHStream(Shipping):
     """`docker save | ssh host docker load`, streamed through the executor's one connection,
     without the files of the layers the remote engine already has (see `_layers`)."""
 
-    def ship_and_run(
-        self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
+    def deliver(
+        self, plan: ImagePlan, run_argv: list[str], env: bytes, progress: ProgressCallback
     ) -> tuple[int, bytes]:
         from radops.executors import _layers
 
+        self.images.ensure(plan, progress)
+        dockerfile = plan.context / plan.dockerfile  # an absolute path stays itself
+        try:
+            bases = _layers.base_images(dockerfile.read_text(errors="replace"))
+        except OSError:
+            bases = []
+        return self._ship(plan.tag, bases, run_argv, env, progress)
+
+    def ship_and_run(
+        self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
+    ) -> tuple[int, bytes]:
+        return self._ship(local_tag, [], run_argv, env, progress)
+
+    def _ship(
+        self,
+        local_tag: str,
+        bases: list[str],
+        run_argv: list[str],
+        env: bytes,
+        progress: ProgressCallback,
+    ) -> tuple[int, bytes]:
+        """Send what the remote lacks of `local_tag`, judged by its earlier versions there and
+        the images `bases` (the Dockerfile's FROM), then run."""
+        from radops.executors import _layers
+
+        repository = local_tag.rpartition(":")[0]
         out = self.docker.run_script(
-            scripts.layers_argv(self.docker.path), "listing the remote engine's layers"
+            scripts.layers_argv(self.docker.path, repository, bases),
+            "listing the remote engine's layers",
         )
         remote = _layers.parse_remote_layers(out)
         diffs, sizes = self.images.layers(local_tag)
