@@ -5,8 +5,10 @@ Each command parses its arguments, makes one call into the core, and renders the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,12 +24,34 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 
-def open_executor_named(name: str) -> Executor:
-    """The registered executor `name`, opened (a host-key question may come on first use)."""
+@contextlib.contextmanager
+def open_executor_named(name: str) -> Iterator[Executor]:
+    """The registered executor `name`, opened (a host-key question may come on first use),
+    and closed after the block. If a GCP executor's VM does not answer, Compute Engine is
+    asked why (stopped, preempted, gone) and that is the error."""
+    from radops.config import GCPExecutorSpec
+    from radops.errors import EngineUnreachableError, RadopsError
     from radops.executors import open_executor
     from radops.store import ExecutorStore
 
-    return open_executor(ExecutorStore().get(name), connect_options())
+    spec = ExecutorStore().get(name)
+    with open_executor(spec, connect_options()) as ex:
+        try:
+            yield ex
+        except EngineUnreachableError as e:
+            if not isinstance(spec, GCPExecutorSpec):
+                raise
+            from radops.gcp.provision import Provisioner
+            from radops.gcp.settings import GCPTarget, resolve_target
+
+            try:
+                target: GCPTarget = resolve_target(ExecutorStore().load().settings, spec.project)
+                why = Provisioner(target).why_unreachable(spec)
+            except RadopsError:  # the original error says enough when Google cannot be asked
+                why = None
+            if why is None:
+                raise
+            raise why from e
 
 
 def _job_env(items: list[str], files: list[str]) -> dict[str, str]:
