@@ -371,19 +371,19 @@ class Provisioner:
             metadata.pop(autostop_setting.METADATA_KEY, None)
         else:
             metadata[autostop_setting.METADATA_KEY] = autostop.metadata_value()
+        running = vm.status == "RUNNING"
+        if running:  # the VM first: a watcher that refuses to arm leaves the setting unchanged
+            control = WatcherControl(spec)
+            if autostop is None:
+                progress(f"Turning the watcher on {name} off")
+                control.disarm()
+            else:
+                progress(f"Arming autostop on {name}: {autostop.text()} idle")
+                control.arm(autostop)
         if metadata != vm.metadata:
             progress(f"Recording autostop on VM {name}")
             self.compute.set_metadata(zone, vm, metadata)
-        if vm.status != "RUNNING":
-            return False
-        control = WatcherControl(spec)
-        if autostop is None:
-            progress(f"Turning the watcher on {name} off")
-            control.disarm()
-        else:
-            progress(f"Arming autostop on {name}: {autostop.text()} idle")
-            control.arm(autostop)
-        return True
+        return running
 
     # list ----------------------------------------------------------------------------------
 
