@@ -101,7 +101,6 @@ def create(
     autostop: str | None = typer.Option(
         None,
         "--autostop",
-        metavar="DURATION",
         help="Stop the VM after this long without a radops job or command (30m, 2h; a bare "
         "number is minutes; off) \\[default: `config set gcp_autostop`, else off].",
     ),
@@ -226,7 +225,6 @@ def autostop_(
     name: str = NAME_ARG,
     duration: str = typer.Argument(
         ...,
-        metavar="DURATION",
         help="Idle time before the VM stops: 30m, 2h, 90s, 1d (a bare number is minutes), or off.",
     ),
     autostop_delete: bool = AUTOSTOP_DELETE_OPT,
