@@ -223,8 +223,10 @@ def test_default_actions_as_text() -> None:
     assert 'stopping it"\n    stop_vm' in WATCHER  # a refused delete falls back to a stop
     assert "mkdir fired.lock 2>/dev/null || exit 0" in WATCHER  # once per arming
     arm = arm_argv(WatcherSettings(60, "stop", "p", "z", "vm1", "/usr/bin/docker"))[2]
+    # The default stop needs root or passwordless sudo: without, arming is refused.
+    assert '[ "$kind" = default ] && [ "$(id -u)" != 0 ] && ! sudo -n true' in arm
     # systemd is only touched on a Compute Engine VM, after the action check.
-    assert arm.index('action-kind)" = none') < arm.index("on_gce && [ -d /run/systemd/system ]")
+    assert arm.index('"$kind" = none') < arm.index("on_gce && [ -d /run/systemd/system ]")
     assert "ExecStart=/bin/sh $d/watcher.sh run" in arm and UNIT in arm
     disarm = disarm_argv()[2]
     assert disarm.index("grep -qx 'Google Compute Engine'") < disarm.index("systemctl disable")

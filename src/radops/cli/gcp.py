@@ -317,7 +317,13 @@ def list_(project: str | None = PROJECT_OPT, json_output: bool = JSON_OPT) -> No
             )
         watcher = row["watcher"] or ""
         if watcher and watcher != "armed":
-            render.print_line(f"warning: {row['name']}: autostop watcher {watcher}", err=True)
+            again = f"radops executors gcp autostop {row['name']} {row['autostop']['text']}"
+            render.print_line(
+                f"warning: {row['name']}: autostop watcher {watcher}; arm it again: "
+                + again.removesuffix(" (delete)")
+                + (" --autostop-delete" if row["autostop"]["action"] == "delete" else ""),
+                err=True,
+            )
 
 
 def _pricing(model: str | None) -> str:

@@ -61,9 +61,8 @@ class VM:
 def spot_scheduling(template: Template) -> dict[str, Any]:
     """The template's scheduling made spot: Compute Engine may reclaim the VM at any time and
     then stops it (disk kept); spot VMs cannot restart themselves or live-migrate."""
-    scheduling = {
-        k: v for k, v in template.scheduling.items() if k not in ("preemptible", "max_run_duration")
-    }
+    # `preemptible` is the older kind of spot VM: SPOT replaces it.
+    scheduling = {k: v for k, v in template.scheduling.items() if k != "preemptible"}
     scheduling.update(
         provisioning_model="SPOT",
         instance_termination_action="STOP",

@@ -155,9 +155,15 @@ cd "$d" || exit 1
 printf '%s' "$2" > watcher.sh.new && mv watcher.sh.new watcher.sh || exit 1
 { printf '%s' "$1"; printf 'docker_host=%s\n' "${DOCKER_HOST:-}"; } > settings.new \
   && mv settings.new settings || exit 1
-if [ "$(sh watcher.sh action-kind)" = none ]; then
+kind=$(sh watcher.sh action-kind)
+if [ "$kind" = none ]; then
   rm -f settings
   echo "radops:refused no ./action override in $d and this machine is not a Compute Engine VM"
+  exit 3
+fi
+if [ "$kind" = default ] && [ "$(id -u)" != 0 ] && ! sudo -n true 2>/dev/null; then
+  rm -f settings
+  echo "radops:refused $(id -un) cannot shut this VM down: no passwordless sudo"
   exit 3
 fi
 is_watcher() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q 'autostop/watcher.sh run'; }
