@@ -44,9 +44,21 @@ def _kill_watcher(folder: Path) -> None:
         os.kill(pid, signal.SIGTERM)
 
 
+def _running_jobs(remote: rig.RemoteHost) -> list[str]:
+    ps = remote.docker("ps", "-q", "--filter", "label=dev.radops.job-id", "--filter",
+                       "status=running")  # fmt: skip
+    return ps.stdout.split()
+
+
 @pytest.fixture
-def vm_dir(cloud_vms: rig.CloudVMs) -> Iterator[Path]:
-    """The watcher's folder on the rig VM (this user's home), empty before and after."""
+def vm_dir(cloud_vms: rig.CloudVMs, remote: rig.RemoteHost) -> Iterator[Path]:
+    """The watcher's folder on the rig VM (this user's home), empty before and after. The rig
+    engine is the VM's: a job an earlier test of this session left running would keep every
+    VM busy, so they are stopped first (they are this session's own containers)."""
+    leftovers = _running_jobs(remote)
+    if leftovers:
+        remote.docker("rm", "--force", *leftovers)
+    assert _running_jobs(remote) == []
     text = DMI.read_text().strip() if DMI.exists() else ""
     assert text != "Google Compute Engine", "refusing to arm watchers on a Compute Engine VM"
     folder = Path(pwd.getpwnam(getpass.getuser()).pw_dir) / AUTOSTOP_DIR
@@ -132,19 +144,28 @@ def test_a_job_keeps_the_vm_up_then_idle_stops_it_exactly_once(
     gcli: CLI, fake: FakeGCE, vm_dir: Path, marker: Path, job_context: Path, remote: Any
 ) -> None:
     _create(gcli)
-    job = _ok(gcli("executors", "run", "--quiet", "vm1", str(job_context), "sleep 8")).strip()
+    # A job that runs until the test says (at most two minutes): a busy machine's slow `run`
+    # cannot end it before autostop is armed.
+    wait = "i=0; while [ ! -e /job/done ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i+1)); done"
+    job = _ok(gcli("executors", "run", "--quiet", "vm1", str(job_context), "--", "sh", "-c",
+                   wait)).strip()  # fmt: skip
     armed = gcli("executors", "gcp", "autostop", "vm1", "3s")
     assert "vm1 stops after 3s without a radops job or command. Armed now" in _ok(armed)
     row = _row(gcli)
     assert row["autostop"] == {"seconds": 3, "action": "stop", "text": "3s"}
-    assert row["watcher"] == "armed" and row["provisioning_model"] == "STANDARD"
+    assert row["watcher"] == "armed" and row["provisioning_model"] == "STANDARD", row
+    time.sleep(5)  # longer than the period: the running job keeps the VM up
+    assert _lines(marker) == [], "the watcher fired while a job ran"
+    assert _row(gcli)["status"] == "RUNNING"
+    # The job ends (through the engine itself: no radops command touches the VM).
+    touched = remote.docker("exec", f"radops-{job}", "touch", "/job/done")
+    assert touched.returncode == 0, touched.stderr
 
-    def job_running() -> bool:
+    def job_ended() -> bool:
         state = remote.docker("inspect", "-f", "{{.State.Running}}", f"radops-{job}").stdout
-        assert _lines(marker) == [], "the watcher fired while a job ran"
         return state.strip() == "false"
 
-    assert _wait_for(job_running, 30), "the job never ended"
+    assert _wait_for(job_ended, 30), "the job never ended"
     ended = time.monotonic()
     assert _wait_for(lambda: bool(_lines(marker)), 3 + 1 + 20)
     fired = time.monotonic()
@@ -241,6 +262,9 @@ def test_a_preempted_spot_vm_says_so_and_start_resumes_it(gcli: CLI, fake: FakeG
     assert err[0].startswith("radops: error: VM vm1 (spot) was preempted at 20"), err
     assert err[0].endswith("; `radops executors gcp start vm1` to resume"), err
     assert len(err) == 1
+    checked = gcli("executors", "check", "vm1")
+    assert checked.returncode == 5
+    assert checked.stderr.decode().splitlines()[0] == err[0]
 
     del config["executors"]["vm1"]["port"]
     config_path.write_text(json.dumps(config))
