@@ -32,6 +32,7 @@ SETTINGS_ENV = (
     "RADOPS_GCP_PROJECT",
     "RADOPS_GCP_ZONE",
     "RADOPS_GCP_API_ENDPOINT",
+    "RADOPS_GCP_AUTOSTOP",
 )
 
 # An image whose entrypoint prints each argument it receives on a line of its own.

@@ -34,6 +34,14 @@ What it models, because radops depends on it (everything is in memory, time-base
   publishes `host_keys` (key type, base64 blob) under `hostkeys/`, as the guest agent does,
   through `getGuestAttributes?queryPath=hostkeys/`; without that metadata, with no keys (an
   image without the agent) or before RUNNING the call is a 404, as on the real API.
+- Scheduling: an instance takes the insert body's `scheduling` whole, else the template's. A
+  SPOT one must have `automaticRestart: false` and `onHostMaintenance: TERMINATE`, and
+  `instanceTerminationAction` STOP or DELETE (else 400, as the real API). `preempt(name)`
+  reclaims a SPOT VM: STOPPING then TERMINATED (or gone, for DELETE), and a DONE operation of
+  type `compute.instances.preempted` targeting it, as the real zone operations list shows.
+- A stop from inside (the guest shuts down): `guest_shutdown(name)`, or over HTTP (so a command
+  on a VM can do it) `POST /fake/zones/{zone}/instances/{name}/guestShutdown`: STOPPING then
+  TERMINATED, no operation, as when a VM's OS powers off.
 - Lists page with `maxResults` / `pageToken`; aggregated lists return every scope (an empty scope
   carries the NO_RESULTS_ON_PAGE warning, as the real API does).
 
@@ -288,6 +296,7 @@ class _Instance:
     labels: dict[str, str]
     metadata_items: list[Json]
     internal_ip: str
+    scheduling: Json = field(default_factory=dict)
     # (monotonic time, status, wall-clock time) steps; the status is the last step reached.
     phases: list[tuple[float, str, float]] = field(default_factory=list)
     ip: str | None = None
@@ -550,6 +559,39 @@ class FakeGCE:
             self._tick(now)
             return {i.name: self._render_instance(i, now) for i in self._instances.values()}
 
+    def preempt(self, name: str) -> None:
+        """Compute Engine reclaims SPOT VM `name` now (a test hook)."""
+        with self._lock:
+            now = time.monotonic()
+            self._tick(now)
+            inst = self._by_name(name)
+            if inst.scheduling.get("provisioningModel") != "SPOT":
+                raise ValueError(f"{name} is not a SPOT VM")
+            op = self._new_operation(inst.zone, "compute.instances.preempted", inst, now)
+            op.done_at, op.done_wall = now, time.time()
+            if inst.scheduling.get("instanceTerminationAction") == "DELETE":
+                op.on_done = self._remover(inst)
+            else:
+                inst.schedule(now, self.boot_step, "STOPPING", "TERMINATED")
+            self._tick(now)
+
+    def guest_shutdown(self, name: str) -> None:
+        """VM `name`'s own OS powers off: the instance goes TERMINATED (a test hook)."""
+        with self._lock:
+            now = time.monotonic()
+            self._tick(now)
+            self._shut_down(self._by_name(name), now)
+
+    def _shut_down(self, inst: _Instance, now: float) -> None:
+        if inst.status(now) not in ("STOPPING", "TERMINATED"):
+            inst.schedule(now, self.boot_step, "STOPPING", "TERMINATED")
+
+    def _by_name(self, name: str) -> _Instance:
+        for inst in self._instances.values():
+            if inst.name == name:
+                return inst
+        raise KeyError(name)
+
     def requests(self) -> list[tuple[str, str]]:
         """(method, path) of every request so far; the path has no query string."""
         with self._lock:
@@ -621,12 +663,7 @@ class FakeGCE:
             "labelFingerprint": inst.label_fingerprint,
             "fingerprint": inst.fingerprint,
             "selfLink": self._instance_url(inst.zone, inst.name),
-            "scheduling": {
-                "onHostMaintenance": "TERMINATE" if inst.accelerators else "MIGRATE",
-                "automaticRestart": True,
-                "preemptible": False,
-                "provisioningModel": "STANDARD",
-            },
+            "scheduling": copy.deepcopy(inst.scheduling),
             "cpuPlatform": "Unknown CPU Platform" if status == "PROVISIONING" else "Intel Haswell",
             "deletionProtection": False,
         }
@@ -762,6 +799,13 @@ class FakeGCE:
         body: Json,
         callbacks: list[tuple[str, str]],
     ) -> Json:
+        shutdown = re.fullmatch(r"/fake/zones/([^/]+)/instances/([^/]+)/guestShutdown", path)
+        if method == "POST" and shutdown:
+            with self._lock:
+                now = time.monotonic()
+                self._tick(now)
+                self._shut_down(self._get_instance(shutdown[1], shutdown[2]), now)
+            return {"status": "ok"}
         if not path.startswith(PREFIX):
             raise ApiError(404, f"fake GCE: no route for {method} {path}", "notFound")
         segments = [unquote(s) for s in path[len(PREFIX) :].split("/")]
@@ -1121,6 +1165,7 @@ class FakeGCE:
             access_configs=access_configs,
             labels=labels,
             metadata_items=items,
+            scheduling=self._scheduling(body, properties),
             internal_ip=f"10.128.{self._internal // 250}.{self._internal % 250 + 2}",
         )
         self._internal += 1
@@ -1146,6 +1191,42 @@ class FakeGCE:
                 op.http_status, op.http_message = 503, "SERVICE UNAVAILABLE"
         self._note_ssh_keys(inst, callbacks)
         return self._render_operation(op, now)
+
+    def _scheduling(self, body: Json, properties: Json) -> Json:
+        given = body.get("scheduling") or properties.get("scheduling")
+        scheduling: Json = (
+            copy.deepcopy(given)
+            if given
+            else {
+                "onHostMaintenance": "TERMINATE"
+                if properties.get("guestAccelerators")
+                else "MIGRATE",
+                "automaticRestart": True,
+                "preemptible": False,
+                "provisioningModel": "STANDARD",
+            }
+        )
+        scheduling.setdefault("provisioningModel", "STANDARD")
+        if scheduling["provisioningModel"] == "SPOT":
+            if scheduling.get("automaticRestart", True):
+                raise _invalid(
+                    "resource.scheduling.automaticRestart", "true",
+                    "Spot instances cannot be automatically restarted.",
+                )  # fmt: skip
+            if scheduling.get("onHostMaintenance") != "TERMINATE":
+                raise _invalid(
+                    "resource.scheduling.onHostMaintenance",
+                    str(scheduling.get("onHostMaintenance", "MIGRATE")),
+                    "Spot instances must terminate on host maintenance.",
+                )
+            if scheduling.get("instanceTerminationAction", "STOP") not in ("STOP", "DELETE"):
+                raise _invalid(
+                    "resource.scheduling.instanceTerminationAction",
+                    str(scheduling.get("instanceTerminationAction")),
+                    "Must be STOP or DELETE.",
+                )
+            scheduling.setdefault("instanceTerminationAction", "STOP")
+        return scheduling
 
     def _attached_disks(self, zone: str, name: str, disks: list[Json]) -> list[Json]:
         attached = []

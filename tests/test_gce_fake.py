@@ -456,3 +456,91 @@ def test_control_surface_validation() -> None:
     finally:
         fake.stop()
     fake.stop()  # idempotent
+
+
+# scheduling, spot and preemption --------------------------------------------------------------
+
+
+def spot(**extra: Any) -> compute_v1.Scheduling:
+    fields: dict[str, Any] = {
+        "provisioning_model": "SPOT",
+        "instance_termination_action": "STOP",
+        "automatic_restart": False,
+        "on_host_maintenance": "TERMINATE",
+    }
+    return compute_v1.Scheduling(mapping={**fields, **extra})
+
+
+def test_scheduling_comes_from_the_template_or_the_request(c: Clients) -> None:
+    c.wait_done(c.insert("std"))
+    template = c.templates.get(project=PROJECT, instance_template="a100")
+    assert template.properties.scheduling.provisioning_model == "STANDARD"
+    assert c.get("std").scheduling.on_host_maintenance == "TERMINATE"
+    assert c.get("std").scheduling.provisioning_model == "STANDARD"
+    c.wait_done(c.insert("cheap", scheduling=spot()))
+    scheduling = c.get("cheap").scheduling
+    assert scheduling.provisioning_model == "SPOT"
+    assert scheduling.instance_termination_action == "STOP"
+    assert scheduling.automatic_restart is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"automatic_restart": True}, "automaticRestart"),
+        ({"on_host_maintenance": "MIGRATE"}, "onHostMaintenance"),
+        ({"instance_termination_action": "HIBERNATE"}, "instanceTerminationAction"),
+    ],
+)
+def test_spot_rules_are_enforced(c: Clients, extra: dict[str, Any], field: str) -> None:
+    with pytest.raises(exceptions.BadRequest) as caught:
+        c.insert("bad", scheduling=spot(**extra))
+    assert field in str(caught.value.message) and error_reason(caught.value) == "invalid"
+    assert "bad" not in c.fake.instances()
+
+
+def preemptions(c: Clients, name: str) -> list[compute_v1.Operation]:
+    url = f"https://www.googleapis.com/compute/v1/projects/{PROJECT}/zones/{ZONE}/instances/{name}"
+    request = compute_v1.ListZoneOperationsRequest(
+        project=PROJECT,
+        zone=ZONE,
+        filter=f'operationType="compute.instances.preempted" AND targetLink="{url}"',
+    )
+    return list(c.operations.list(request=request))
+
+
+def test_preemption_stops_a_spot_vm_and_leaves_an_operation(c: Clients) -> None:
+    c.wait_done(c.insert("cheap", scheduling=spot()))
+    c.wait_done(c.insert("other", scheduling=spot()))
+    c.watch("cheap", "RUNNING")
+    c.wait_done(c.insert("std"))
+    with pytest.raises(ValueError, match="not a SPOT VM"):
+        c.fake.preempt("std")
+    c.fake.preempt("cheap")
+    stopped = c.watch("cheap", "TERMINATED")[-1]
+    assert stopped.last_stop_timestamp
+    found = preemptions(c, "cheap")
+    assert [op.status for op in found] == [compute_v1.Operation.Status.DONE]
+    assert found[0].insert_time >= stopped.last_start_timestamp
+    assert preemptions(c, "other") == []
+    c.wait_done(c.instances.start_unary(project=PROJECT, zone=ZONE, instance="cheap"))
+    assert c.watch("cheap", "RUNNING")[-1].last_start_timestamp > found[0].insert_time
+
+
+def test_preemption_deletes_a_spot_vm_whose_action_is_delete(c: Clients) -> None:
+    c.wait_done(c.insert("gone", scheduling=spot(instance_termination_action="DELETE")))
+    c.fake.preempt("gone")
+    assert "gone" not in c.fake.instances()
+
+
+def test_a_guest_shutdown_over_http_terminates_the_vm(c: Clients) -> None:
+    import urllib.request
+
+    c.wait_done(c.insert("vm1"))
+    c.watch("vm1", "RUNNING")
+    url = f"{c.fake.endpoint}/fake/zones/{ZONE}/instances/vm1/guestShutdown"
+    with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5) as r:
+        assert r.status == 200
+    seen = [i.status for i in c.watch("vm1", "TERMINATED")]
+    assert seen[0] in ("RUNNING", "STOPPING") and seen[-1] == "TERMINATED"
+    assert preemptions(c, "vm1") == []  # a stop from inside is no preemption

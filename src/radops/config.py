@@ -22,6 +22,7 @@ SETTINGS_ENV = {
     "gcp_project": "RADOPS_GCP_PROJECT",
     "gcp_zone": "RADOPS_GCP_ZONE",
     "gcp_api_endpoint": "RADOPS_GCP_API_ENDPOINT",
+    "gcp_autostop": "RADOPS_GCP_AUTOSTOP",
     "ssh_persist": "RADOPS_SSH_PERSIST",
     "registry_pull_username": "RADOPS_REGISTRY_PULL_USERNAME",
     "registry_pull_token_file": "RADOPS_REGISTRY_PULL_TOKEN_FILE",
@@ -201,6 +202,8 @@ class Settings(_Spec):
     gcp_project: str | None = None
     gcp_zone: str | None = None
     gcp_api_endpoint: str | None = None
+    # Default `--autostop` of `gcp create` (e.g. 60m); `--autostop off` overrides it.
+    gcp_autostop: str | None = None
     ssh_persist: str | None = None  # seconds an idle shared SSH connection stays open
     # What remote engines log in to the registry with to pull (ideally a read-only token): the
     # user name, and a file holding the token (or RADOPS_REGISTRY_PULL_TOKEN, never stored).

@@ -229,6 +229,10 @@ def test_overview_sets_vms_and_executors_side_by_side_and_flags_each_mismatch(
 
     rows = prov.overview()
 
+    cost_keys = ("provisioning_model", "preempted_at", "autostop", "idle_seconds", "watcher")
+    assert [r["provisioning_model"] for r in rows] == [None, "STANDARD", "STANDARD", "STANDARD"]
+    assert all(r[k] is None for r in rows for k in cost_keys[1:])
+    rows = [{k: v for k, v in r.items() if k not in cost_keys} for r in rows]
     assert rows == [
         {
             "name": "gone1", "zone": "us-central1-c", "status": "MISSING", "external_ip": None,

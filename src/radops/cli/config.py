@@ -15,7 +15,7 @@ app = typer.Typer(
 )
 
 KEY_HELP = (
-    "Setting name: registry, gcp_project, gcp_zone, gcp_api_endpoint, ssh_persist, "
+    "Setting name: registry, gcp_project, gcp_zone, gcp_api_endpoint, gcp_autostop, ssh_persist, "
     "registry_pull_username or registry_pull_token_file."
 )
 
@@ -67,6 +67,10 @@ def set_(
         from radops.ssh.mux import parse_persist
 
         parse_persist(value)
+    if key == "gcp_autostop":
+        from radops.gcp.autostop import parse_duration
+
+        parse_duration(value, "gcp_autostop")
     with ExecutorStore().edit() as config:
         setattr(config.settings, key, value)
 

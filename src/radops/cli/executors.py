@@ -357,9 +357,11 @@ def check(
 ) -> None:
     """Connect to an executor and report its Docker version, architecture and GPUs."""
     from radops.cli import render
+    from radops.cli.jobs import vm_reasons
     from radops.executors import check_registered
 
-    report = check_registered(name, connect_options(accept_host_key))
+    with vm_reasons(name):
+        report = check_registered(name, connect_options(accept_host_key))
     if json_output:
         render.print_json(report.to_json())
     else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -28,6 +28,11 @@ ZONE_OPT = typer.Option(
     help="Zone, e.g. us-central1-a \\[else RADOPS_GCP_ZONE, `config set gcp_zone`, gcloud].",
 )
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
+AUTOSTOP_DELETE_OPT = typer.Option(
+    False,
+    "--autostop-delete",
+    help="When idle that long, delete the VM (disk included) instead of stopping it.",
+)
 NAME_ARG = typer.Argument(..., help="The GCP executor (and VM) name.")
 
 
@@ -67,6 +72,8 @@ def list_templates(project: str | None = PROJECT_OPT, json_output: bool = JSON_O
         "radops executors gcp create a100-template gpu-a100",
         "radops executors gcp create a100-template gpu-a100 --zones us-central1-a,us-central1-c",
         "radops executors gcp create a100-template --any-zone --zone us-central1-a",
+        "radops executors gcp create a100-template gpu-a100 --autostop 30m",
+        "radops executors gcp create a100-template cheap --spot --autostop 1h --autostop-delete",
     ),
 )
 def create(
@@ -91,19 +98,37 @@ def create(
     keep_on_failure: bool = typer.Option(
         False, "--keep-on-failure", help="Keep the VM if it never becomes ready (to debug it)."
     ),
+    autostop: str | None = typer.Option(
+        None,
+        "--autostop",
+        help="Stop the VM after this long without a radops job or command (30m, 2h; a bare "
+        "number is minutes; off) \\[default: `config set gcp_autostop`, else off].",
+    ),
+    autostop_delete: bool = AUTOSTOP_DELETE_OPT,
+    spot: bool = typer.Option(
+        False,
+        "--spot",
+        help="A spot VM: much cheaper, but Google may stop it at any time (`gcp start` "
+        "resumes it).",
+    ),
     json_output: bool = JSON_OPT,
 ) -> None:
     """Create a VM from an instance template and register it as an executor.
 
     Waits for it to boot, adds your SSH key, checks docker (and GPUs when the template has
-    them), then saves executor NAME. If anything fails, or you press Ctrl-C, the VM is deleted.
+    them), arms autostop if asked, then saves executor NAME. If anything fails, or you press
+    Ctrl-C, the VM is deleted.
     """
     import secrets
 
     from radops.cli import render
+    from radops.config import resolve_setting
+    from radops.gcp.autostop import requested
     from radops.gcp.provision import CreateRequest, candidate_zones
 
     provisioner = _provisioner(project, zone)
+    default = resolve_setting(provisioner.store.load().settings, "gcp_autostop")
+    idle = requested(autostop, autostop_delete, default)
     chosen = [z.strip() for z in zones.split(",") if z.strip()] if zones else []
     if not chosen and provisioner.target.zone:
         chosen = [provisioner.target.zone]
@@ -115,6 +140,8 @@ def create(
         username=username,
         timeout=timeout,
         keep_on_failure=keep_on_failure,
+        autostop=idle,
+        spot=spot,
     )
     with render.progress_reporter(False) as progress:
         spec = provisioner.create(request, progress)
@@ -125,7 +152,14 @@ def create(
         f"Executor {spec.name} is ready ({spec.username}@{spec.hostname}, {spec.zone})."
     )
     render.print_line(f"Run a job: radops executors run {spec.name} PATH COMMAND")
-    render.print_line(f"It costs money while it runs: radops executors gcp stop {spec.name}")
+    if idle is None:
+        render.print_line(f"It costs money while it runs: radops executors gcp stop {spec.name}")
+    else:
+        what = "deleted" if idle.action == "delete" else "stopped"
+        render.print_line(
+            f"Autostop: it is {what} after {idle.text().split()[0]} without a radops job or "
+            f"command (change it: radops executors gcp autostop {spec.name} 2h|off)"
+        )
 
 
 def _confirm_delete(name: str, yes: bool) -> None:
@@ -170,7 +204,8 @@ def stop(name: str = NAME_ARG, project: str | None = PROJECT_OPT) -> None:
 
 @app.command("start", epilog=examples("radops executors gcp start gpu-a100"))
 def start(name: str = NAME_ARG, project: str | None = PROJECT_OPT) -> None:
-    """Start a stopped VM and update the executor's address (the external IP changes)."""
+    """Start a stopped (or preempted) VM and update the executor's address (the external IP
+    changes). If the VM has autostop, waits for SSH and re-arms it: the idle clock restarts."""
     from radops.cli import render
 
     with render.progress_reporter(False) as progress:
@@ -179,10 +214,76 @@ def start(name: str = NAME_ARG, project: str | None = PROJECT_OPT) -> None:
 
 
 @app.command(
+    "autostop",
+    epilog=examples(
+        "radops executors gcp autostop gpu-a100 2h",
+        "radops executors gcp autostop gpu-a100 45m --autostop-delete",
+        "radops executors gcp autostop gpu-a100 off",
+    ),
+)
+def autostop_(
+    name: str = NAME_ARG,
+    duration: str = typer.Argument(
+        ...,
+        help="Idle time before the VM stops: 30m, 2h, 90s, 1d (a bare number is minutes), or off.",
+    ),
+    autostop_delete: bool = AUTOSTOP_DELETE_OPT,
+    project: str | None = PROJECT_OPT,
+) -> None:
+    """Set (or turn off) how long the VM may stay idle before it stops itself.
+
+    Idle means no radops job running on its engine and no radops command using it (run, logs,
+    cp, exec, ...). A small watcher on the VM checks every minute (a tenth of the period, if
+    shorter) and then shuts the VM down: it shows TERMINATED, its disk is kept and still billed;
+    `gcp start` resumes it. Setting it restarts the idle clock. On a stopped VM the setting is
+    saved and armed by the next `gcp start`. `gcp list` shows it and the time idle.
+    """
+    from radops.cli import render
+    from radops.gcp.autostop import Autostop, parse_duration
+
+    _check_gcp_executor(name)
+    seconds = parse_duration(duration, "autostop duration")
+    if seconds is None and autostop_delete:
+        from radops.errors import UsageError
+
+        raise UsageError("--autostop-delete needs a duration, not off")
+    setting = (
+        None if seconds is None else Autostop(seconds, "delete" if autostop_delete else "stop")
+    )
+    with render.progress_reporter(False) as progress:
+        now = _provisioner(project).set_autostop(name, setting, progress)
+    if setting is None:
+        render.print_line(f"Autostop of {name} is off.")
+        return
+    what = "deletes itself" if setting.action == "delete" else "stops"
+    when = "Armed now; the idle clock restarts." if now else "It is armed by the next `gcp start`."
+    render.print_line(
+        f"{name} {what} after {setting.text().split()[0]} without a radops job or command. " + when
+    )
+
+
+def _check_gcp_executor(name: str) -> None:
+    """Refuse, before calling Google, a name that is a registered executor of another kind."""
+    from radops.config import LOCAL_EXECUTOR_NAME, GCPExecutorSpec
+    from radops.errors import UsageError
+    from radops.store import ExecutorStore
+
+    spec = None if name == LOCAL_EXECUTOR_NAME else ExecutorStore().load().executors.get(name)
+    if name == LOCAL_EXECUTOR_NAME or (spec is not None and not isinstance(spec, GCPExecutorSpec)):
+        kind = "local" if spec is None else spec.kind
+        raise UsageError(
+            f"executor {name!r} is not a GCP executor (kind {kind}): autostop is for GCP VMs",
+            "Stop its jobs with `radops executors stop`; see `radops executors gcp list`.",
+        )
+
+
+@app.command(
     "list", epilog=examples("radops executors gcp list", "radops executors gcp list --json")
 )
 def list_(project: str | None = PROJECT_OPT, json_output: bool = JSON_OPT) -> None:
-    """List radops' VMs with their status; flag VMs without executors and executors without VMs."""
+    """List radops' VMs: status (PREEMPTED for a spot VM Google reclaimed), spot or on-demand,
+    autostop and how long each running VM has been idle; flag VMs without executors and
+    executors without VMs. Reading idle time costs one SSH command per VM with autostop."""
     from radops.cli import render
 
     rows = _provisioner(project).overview()
@@ -190,14 +291,17 @@ def list_(project: str | None = PROJECT_OPT, json_output: bool = JSON_OPT) -> No
         render.print_json(rows)
         return
     render.print_table(
-        ("NAME", "ZONE", "STATUS", "EXTERNAL IP", "EXECUTOR"),
+        ("NAME", "ZONE", "STATUS", "EXTERNAL IP", "EXECUTOR", "PRICING", "AUTOSTOP", "IDLE"),
         [
             (
                 str(r["name"]),
                 r["zone"] or "",
-                str(r["status"]),
+                "PREEMPTED" if r["preempted_at"] else str(r["status"]),
                 r["external_ip"] or "",
                 r["executor"] or "-",
+                _pricing(r["provisioning_model"]),
+                r["autostop"]["text"] if r["autostop"] else "-",
+                _idle_text(r),
             )
             for r in rows
         ],
@@ -205,6 +309,33 @@ def list_(project: str | None = PROJECT_OPT, json_output: bool = JSON_OPT) -> No
     for row in rows:
         if row["problem"]:
             render.print_line(f"warning: {row['name']}: {row['problem']}", err=True)
+        if row["preempted_at"]:
+            render.print_line(
+                f"note: {row['name']}: preempted at {row['preempted_at']}; "
+                f"`radops executors gcp start {row['name']}` to resume",
+                err=True,
+            )
+        watcher = row["watcher"] or ""
+        if watcher and watcher != "armed":
+            again = f"radops executors gcp autostop {row['name']} {row['autostop']['text']}"
+            render.print_line(
+                f"warning: {row['name']}: autostop watcher {watcher}; arm it again: "
+                + again.removesuffix(" (delete)")
+                + (" --autostop-delete" if row["autostop"]["action"] == "delete" else ""),
+                err=True,
+            )
+
+
+def _pricing(model: str | None) -> str:
+    return {"SPOT": "spot", "STANDARD": "on-demand"}.get(model or "", model or "")
+
+
+def _idle_text(row: dict[str, Any]) -> str:
+    from radops.gcp.autostop import format_duration
+
+    if row["idle_seconds"] is None:
+        return "-"
+    return format_duration(int(row["idle_seconds"]))
 
 
 def _template_json(template: Template) -> dict[str, object]:

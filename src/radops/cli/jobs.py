@@ -5,8 +5,10 @@ Each command parses its arguments, makes one call into the core, and renders the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,17 +19,57 @@ from radops.cli.prompts import connect_options
 from radops.cli.render import examples
 
 if TYPE_CHECKING:
+    from radops.errors import RadopsError
     from radops.executors.base import Executor
 
 app = typer.Typer()
 
 
-def open_executor_named(name: str) -> Executor:
-    """The registered executor `name`, opened (a host-key question may come on first use)."""
+@contextlib.contextmanager
+def open_executor_named(name: str) -> Iterator[Executor]:
+    """The registered executor `name`, opened (a host-key question may come on first use),
+    and closed after the block; a GCP VM that does not answer is explained (`vm_reasons`)."""
     from radops.executors import open_executor
     from radops.store import ExecutorStore
 
-    return open_executor(ExecutorStore().get(name), connect_options())
+    spec = ExecutorStore().get(name)
+    with open_executor(spec, connect_options()) as ex, vm_reasons(name):
+        yield ex
+
+
+@contextlib.contextmanager
+def vm_reasons(name: str) -> Iterator[None]:
+    """If GCP executor `name` cannot be reached in the block, ask Compute Engine why (stopped,
+    preempted, gone) and raise that instead; any other error passes unchanged."""
+    from radops.errors import EngineUnreachableError
+
+    try:
+        yield
+    except EngineUnreachableError as e:
+        why = _why_unreachable(name)
+        if why is None:
+            raise
+        raise why from e
+
+
+def _why_unreachable(name: str) -> RadopsError | None:
+    from radops.config import GCPExecutorSpec
+    from radops.errors import RadopsError
+    from radops.store import ExecutorStore
+
+    store = ExecutorStore()
+    spec = store.load().executors.get(name)
+    if not isinstance(spec, GCPExecutorSpec):
+        return None
+    from radops.gcp.provision import Provisioner
+    from radops.gcp.settings import resolve_target
+
+    try:
+        return Provisioner(resolve_target(store.load().settings, spec.project)).why_unreachable(
+            spec
+        )
+    except RadopsError:  # the original error says enough when Google cannot be asked
+        return None
 
 
 def _job_env(items: list[str], files: list[str]) -> dict[str, str]:

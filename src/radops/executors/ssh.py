@@ -71,10 +71,18 @@ class SSHExecutor(Executor):
 
     kind = "ssh"
 
-    def __init__(self, spec: SSHExecutorSpec, options: ConnectOptions | None = None) -> None:
+    def __init__(
+        self,
+        spec: SSHExecutorSpec,
+        options: ConnectOptions | None = None,
+        mark_activity: bool = True,
+    ) -> None:
         super().__init__(spec.name)
         self.spec = spec
         self.options = options or ConnectOptions()
+        # On a GCP VM, every command counts as use for its autostop watcher (not `gcp list`'s
+        # look at the watcher itself).
+        self.mark_activity = mark_activity and isinstance(spec, GCPExecutorSpec)
         self._conn: SSHConnection | None = None
         self._settings: Settings | None = None
         self._images: LocalImages | None = None
@@ -94,6 +102,7 @@ class SSHExecutor(Executor):
     @property
     def conn(self) -> SSHConnection:
         if self._conn is None:
+            from radops.executors._activity import activity_prefix
             from radops.ssh.config import HostSpec
             from radops.ssh.mux import persist_seconds
             from radops.ssh.remote import SSHConnection
@@ -108,6 +117,7 @@ class SSHExecutor(Executor):
                 persist=persist_seconds(self.settings),
                 pinned=self._pinned(),
                 trust_new_hops=self.options.trust_new_host_key,
+                prefix=activity_prefix() if self.mark_activity else (),
             )
         return self._conn
 

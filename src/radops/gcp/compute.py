@@ -7,6 +7,7 @@ import ipaddress
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from radops.errors import CloudError, ConfigError, NotFoundError, RadopsError
@@ -31,6 +32,8 @@ class Template:
     gpus: list[tuple[str, int]] = field(default_factory=list)
     image: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    # The template's scheduling (snake_case field names), the base of a spot VM's.
+    scheduling: dict[str, Any] = field(default_factory=dict)
 
     def gpu_text(self) -> str:
         return ", ".join(f"{kind} x {count}" for kind, count in self.gpus) or "-"
@@ -45,6 +48,28 @@ class VM:
     labels: dict[str, str]
     metadata: dict[str, str]
     fingerprint: str
+    self_link: str = ""
+    provisioning_model: str = "STANDARD"  # or SPOT
+    last_start: str | None = None  # RFC 3339 timestamps, as Compute Engine gives them
+    last_stop: str | None = None
+
+    @property
+    def spot(self) -> bool:
+        return self.provisioning_model == "SPOT"
+
+
+def spot_scheduling(template: Template) -> dict[str, Any]:
+    """The template's scheduling made spot: Compute Engine may reclaim the VM at any time and
+    then stops it (disk kept); spot VMs cannot restart themselves or live-migrate."""
+    # `preemptible` is the older kind of spot VM: SPOT replaces it.
+    scheduling = {k: v for k, v in template.scheduling.items() if k != "preemptible"}
+    scheduling.update(
+        provisioning_model="SPOT",
+        instance_termination_action="STOP",
+        automatic_restart=False,
+        on_host_maintenance="TERMINATE",
+    )
+    return scheduling
 
 
 def _last(url: str) -> str:
@@ -212,18 +237,23 @@ class Compute:
         template: Template,
         labels: dict[str, str],
         metadata: dict[str, str],
+        scheduling: dict[str, Any] | None = None,
     ) -> Any:
-        """Ask for VM `name` from `template`; return the operation (not yet waited on)."""
+        """Ask for VM `name` from `template`; return the operation (not yet waited on).
+        `scheduling` replaces the template's (give all of it, e.g. `spot_scheduling`)."""
         from google.cloud import compute_v1
 
         items = [compute_v1.Items(key=k, value=v) for k, v in metadata.items()]
+        instance = compute_v1.Instance(
+            name=name, labels=labels, metadata=compute_v1.Metadata(items=items)
+        )
+        if scheduling is not None:
+            instance.scheduling = compute_v1.Scheduling(mapping=scheduling)
         request = compute_v1.InsertInstanceRequest(
             project=self.project,
             zone=zone,
             source_instance_template=template.url,
-            instance_resource=compute_v1.Instance(
-                name=name, labels=labels, metadata=compute_v1.Metadata(items=items)
-            ),
+            instance_resource=instance,
         )
         with google_errors(f"creating VM {name} in {zone}"):
             return self._client("InstancesClient").insert_unary(request=request)
@@ -256,6 +286,40 @@ class Compute:
             )
         self.wait(zone, op, f"starting VM {name}")
 
+    def set_metadata(self, zone: str, vm: VM, metadata: dict[str, str]) -> None:
+        """Replace the VM's metadata with `metadata`, if nobody changed it since `vm` was read
+        (Compute Engine refuses a stale fingerprint)."""
+        from google.cloud import compute_v1
+
+        items = [compute_v1.Items(key=k, value=v) for k, v in metadata.items()]
+        body = compute_v1.Metadata(items=items, fingerprint=vm.fingerprint)
+        with google_errors(f"changing the metadata of VM {vm.name}"):
+            op = self._client("InstancesClient").set_metadata_unary(
+                project=self.project, zone=zone, instance=vm.name, metadata_resource=body
+            )
+        self.wait(zone, op, f"changing the metadata of VM {vm.name}")
+
+    def preempted_at(self, vm: VM) -> str | None:
+        """When Compute Engine preempted `vm` since it last started (its zone's operations of
+        type compute.instances.preempted), or None."""
+        from google.cloud import compute_v1
+
+        request = compute_v1.ListZoneOperationsRequest(
+            project=self.project,
+            zone=vm.zone,
+            filter=f'operationType="compute.instances.preempted" AND targetLink="{vm.self_link}"',
+        )
+        with google_errors(f"reading the operations of VM {vm.name}"):
+            times = [
+                op.insert_time
+                for op in self._client("ZoneOperationsClient").list(request=request)
+                if op.target_link == vm.self_link
+            ]
+        latest: str | None = max((str(t) for t in times), default=None)
+        if latest is None or (vm.last_start and _instant(latest) < _instant(vm.last_start)):
+            return None
+        return latest
+
     def wait(self, zone: str, op: Any, what: str, timeout: float = OPERATION_TIMEOUT_S) -> None:
         """Wait for a zone operation to finish; raise its error.
 
@@ -287,7 +351,12 @@ def _template(t: Any) -> Template:
         gpus=[(_last(g.accelerator_type), g.accelerator_count) for g in props.guest_accelerators],
         image=image,
         metadata={item.key: item.value for item in props.metadata.items},
+        scheduling=type(props.scheduling).to_dict(props.scheduling),
     )
+
+
+def _instant(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def _vm(inst: Any) -> VM:
@@ -311,6 +380,10 @@ def _vm(inst: Any) -> VM:
         labels=dict(inst.labels),
         metadata={item.key: item.value for item in inst.metadata.items},
         fingerprint=inst.metadata.fingerprint,
+        self_link=inst.self_link,
+        provisioning_model=inst.scheduling.provisioning_model or "STANDARD",
+        last_start=inst.last_start_timestamp or None,
+        last_stop=inst.last_stop_timestamp or None,
     )
 
 

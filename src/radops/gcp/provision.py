@@ -12,18 +12,29 @@ import getpass
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from radops.config import LOCAL_EXECUTOR_NAME, GCPExecutorSpec, PendingVM, validate_executor_name
 from radops.errors import CloudError, HostKeyError, NotFoundError, RadopsError, UsageError
-from radops.gcp.compute import EXECUTOR_LABEL, MANAGED_LABEL, VM, CapacityError, Compute, poll
+from radops.gcp import autostop as autostop_setting
+from radops.gcp.compute import (
+    EXECUTOR_LABEL,
+    MANAGED_LABEL,
+    VM,
+    CapacityError,
+    Compute,
+    poll,
+    spot_scheduling,
+)
 from radops.gcp.host_keys import GUEST_ATTRIBUTES_KEY, HOST_KEYS_WAIT_S, HostKeyTrust
 from radops.gcp.keys import ssh_key_pair, with_ssh_key
+from radops.gcp.watcher_control import AutostopRefused, WatcherControl
 from radops.ssh.hostkeys import forget_host
 from radops.store import ExecutorStore, config_dir
 
 if TYPE_CHECKING:
     from radops.executors.base import EngineReport
+    from radops.gcp.autostop import Autostop
     from radops.gcp.compute import Template
     from radops.gcp.settings import GCPTarget
     from radops.progress import ProgressCallback
@@ -40,6 +51,8 @@ class CreateRequest:
     username: str | None = None
     timeout: float = READY_TIMEOUT_S
     keep_on_failure: bool = False
+    autostop: Autostop | None = None  # armed once SSH works, before the executor is saved
+    spot: bool = False
 
 
 def check_vm_name(name: str) -> str:
@@ -97,12 +110,15 @@ class Provisioner:
         metadata = with_ssh_key(
             {**template.metadata, GUEST_ATTRIBUTES_KEY: "TRUE"}, username, public_key
         )
+        if request.autostop is not None:
+            metadata[autostop_setting.METADATA_KEY] = request.autostop.metadata_value()
         labels = {MANAGED_LABEL: "true", EXECUTOR_LABEL: name}
+        scheduling = spot_scheduling(template) if request.spot else None
         for zone in request.zones:
             self._remember_pending(name, zone)
             progress(f"Creating VM {name} from template {template.name} in {zone}")
             try:
-                op = self.compute.insert(zone, name, template, labels, metadata)
+                op = self.compute.insert(zone, name, template, labels, metadata, scheduling)
             except KeyboardInterrupt:
                 raise  # the insert may have gone through: the pending entry stays for `gcp list`
             except BaseException:
@@ -179,7 +195,7 @@ class Provisioner:
         progress(f"Waiting for SSH on {vm.external_ip}")
         remaining = max(deadline - time.monotonic(), 1.0)
         report, fingerprint = self._wait_for_docker(
-            spec, template, remaining, request.timeout, progress
+            spec, template, remaining, request.timeout, progress, request.autostop
         )
         progress(report.summary())
         spec.platform = report.platform
@@ -207,9 +223,11 @@ class Provisioner:
         timeout: float,
         budget: float,
         progress: ProgressCallback,
+        autostop: Autostop | None = None,
     ) -> tuple[EngineReport, str]:
         """Connect, trusting only the host keys the VM published, and check docker, and GPUs
-        when the template has them (drivers may still be installing on first boot)."""
+        when the template has them (drivers may still be installing on first boot); then arm
+        autostop over the same connection."""
         from radops.executors.ssh import SSHExecutor
 
         result: list[tuple[EngineReport, str]] = []
@@ -224,6 +242,9 @@ class Provisioner:
                     "Use an image with the NVIDIA driver (e.g. a Deep Learning VM image).",
                 )
             result[:] = [(report, executor.host_key_fingerprint())]
+            if autostop is not None:
+                progress(f"Arming autostop on {spec.name}: {autostop.text()} idle")
+                WatcherControl(spec).arm(autostop, executor)
             return True
 
         def ready() -> bool:
@@ -234,7 +255,7 @@ class Provisioner:
                     return False  # the VM has not published its host keys yet
                 executor = SSHExecutor(spec, options)
                 return attempt(executor)
-            except (HostKeyError, UsageError):
+            except (HostKeyError, UsageError, AutostopRefused):
                 raise  # waiting will not change these
             except RadopsError as e:
                 if not last_error or last_error[0].message != e.message:
@@ -322,47 +343,71 @@ class Provisioner:
             stored = config.executors.get(name)
             if stored is not None:
                 stored.hostname = vm.external_ip
+        autostop = autostop_setting.from_metadata(vm.metadata)
+        if autostop is not None:  # a restarted VM starts its idle clock again
+            spec = spec.model_copy(update={"hostname": vm.external_ip})
+            WatcherControl(spec).arm_when_reachable(autostop, timeout, progress)
+            progress(f"Autostop armed on {name}: {autostop.text()} idle")
         return vm.external_ip
+
+    def set_autostop(
+        self, name: str, autostop: Autostop | None, progress: ProgressCallback
+    ) -> bool:
+        """Record the setting on the VM and, if it runs, arm (or disarm) its watcher now;
+        True if the watcher was changed, False if that waits for `gcp start`."""
+        zone, spec = self._locate(name)
+        if spec is None:
+            raise NotFoundError(
+                f"VM {name!r} has no executor: radops cannot reach it to set autostop",
+                f"Delete it (`radops executors gcp delete {name}`) or create a new one.",
+            )
+        vm = self.compute.get(zone, spec.instance)
+        if vm is None:
+            raise NotFoundError(
+                f"VM {name} is gone", f"Remove its executor: radops executors remove {name}"
+            )
+        metadata = dict(vm.metadata)
+        if autostop is None:
+            metadata.pop(autostop_setting.METADATA_KEY, None)
+        else:
+            metadata[autostop_setting.METADATA_KEY] = autostop.metadata_value()
+        running = vm.status == "RUNNING"
+        if running:  # the VM first: a watcher that refuses to arm leaves the setting unchanged
+            control = WatcherControl(spec)
+            if autostop is None:
+                progress(f"Turning the watcher on {name} off")
+                control.disarm()
+            else:
+                progress(f"Arming autostop on {name}: {autostop.text()} idle")
+                control.arm(autostop)
+        if metadata != vm.metadata:
+            progress(f"Recording autostop on VM {name}")
+            self.compute.set_metadata(zone, vm, metadata)
+        return running
 
     # list ----------------------------------------------------------------------------------
 
-    def overview(self) -> list[dict[str, str | None]]:
-        """radops' VMs and GCP executors side by side, with what is wrong with each."""
-        config = self.store.load()
-        executors = {
-            n: s for n, s in config.executors.items()
-            if isinstance(s, GCPExecutorSpec) and s.project == self.target.project
-        }  # fmt: skip
-        vms = {vm.name: vm for vm in self.compute.managed()}
-        rows: list[dict[str, str | None]] = []
-        for name in sorted(set(vms) | set(executors)):
-            vm, spec = vms.get(name), executors.get(name)
-            problem = None
-            if vm is None:
-                problem = "VM is gone: `radops executors remove " + name + "`"
-            elif spec is None:
-                why = "interrupted create" if name in config.gcp_pending else "no executor"
-                problem = f"{why}: delete it with `radops executors gcp delete {name}`"
-            rows.append({
-                "name": name,
-                "zone": vm.zone if vm else spec.zone if spec else None,
-                "status": vm.status if vm else "MISSING",
-                "external_ip": vm.external_ip if vm else None,
-                "executor": name if spec else None,
-                "problem": problem,
-            })  # fmt: skip
-        self._drop_stale_pending(set(vms))
-        return rows
+    def overview(self) -> list[dict[str, Any]]:
+        """radops' VMs and GCP executors side by side (see radops.gcp.overview)."""
+        from radops.gcp.overview import overview
 
-    def _drop_stale_pending(self, existing: set[str]) -> None:
-        """Pending entries whose VM was never created (or is gone) need no cleanup."""
-        config = self.store.load()
-        stale = [
-            n
-            for n, p in config.gcp_pending.items()
-            if p.project == self.target.project and n not in existing
-        ]
-        if stale:
-            with self.store.edit() as config:
-                for name in stale:
-                    config.gcp_pending.pop(name, None)
+        return overview(self.compute, self.store)
+
+    # errors --------------------------------------------------------------------------------
+
+    def why_unreachable(self, spec: GCPExecutorSpec) -> RadopsError | None:
+        """Why a GCP executor's VM does not answer, if Compute Engine says (stopped,
+        preempted, gone); None when it is running or the API cannot tell."""
+        from radops.gcp.overview import stopped_error
+
+        self._use_project(spec.project)
+        try:
+            vm = self.compute.get(spec.zone, spec.instance)
+        except RadopsError:
+            return None
+        if vm is None:
+            return NotFoundError(
+                f"VM {spec.instance} of executor {spec.name} is gone",
+                f"Remove the executor: radops executors remove {spec.name}",
+            )
+        return stopped_error(self.compute, vm, spec.name)

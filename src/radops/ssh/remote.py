@@ -31,8 +31,11 @@ class SSHConnection:
         persist: int = 0,
         pinned: frozenset[str] = frozenset(),
         trust_new_hops: bool | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.pinned = pinned
+        # Put before every command's argv (e.g. a wrapper that marks the machine as in use).
+        self.prefix = list(prefix)
         policy = HostKeyPolicy(known_hosts, confirm, trust_new_host_key, pinned, trust_new_hops)
         self.direct = DirectConnection(target, policy)
         self.label = target.host if isinstance(target, HostSpec) else target.alias
@@ -99,6 +102,7 @@ class SSHConnection:
 
     def execute(self, argv: Sequence[str], stdin: Iterable[bytes] | None = None) -> RemoteOutput:
         """Run argv with `stdin` sent to it: ("stdout"|"stderr", bytes)..., ("exit", b"N")."""
+        argv = [*self.prefix, *argv]
         shared = self._shared_live is not False and not self.direct.connected
         if self._shared is not None and shared:
             from radops.ssh.mux.client import MuxCommand, MuxUnavailable
