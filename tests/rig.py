@@ -356,12 +356,14 @@ RIG_LOCK_WAIT_S = 2400  # a benchmark run or another session may hold it for lon
 
 
 @contextlib.contextmanager
-def machine_lock() -> Iterator[None]:
-    """Hold the machine's one test rig: a second session's engine, sshd and fixed addresses
-    (the GCP VMs' 127.0.0.22-23:22) would collide with this one's. Waits for the other
-    session to finish (up to RIG_LOCK_WAIT_S), then fails saying so."""
-    with RIG_LOCK.open("a") as lock:
-        deadline = time.monotonic() + RIG_LOCK_WAIT_S
+def machine_lock(
+    path: Path = RIG_LOCK, wait_s: float = RIG_LOCK_WAIT_S, what: str = "rig"
+) -> Iterator[None]:
+    """Hold the machine's one test rig (by default the Docker rig: a second session's engine,
+    sshd and fixed addresses, the GCP VMs' 127.0.0.22-23:22, would collide with this one's).
+    Waits for the other session to finish (up to `wait_s`), then fails saying so."""
+    with path.open("a") as lock:
+        deadline = time.monotonic() + wait_s
         told = False
         while True:
             try:
@@ -369,9 +371,9 @@ def machine_lock() -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise RigError(f"another test session holds the rig ({RIG_LOCK})") from None
+                    raise RigError(f"another test session holds the {what} ({path})") from None
                 if not told:
-                    print(f"waiting for another test session's rig ({RIG_LOCK})", file=sys.stderr)
+                    print(f"waiting for another test session's {what} ({path})", file=sys.stderr)
                     told = True
                 time.sleep(1)
         try:

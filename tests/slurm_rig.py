@@ -14,20 +14,18 @@ RigError, so the tests that need it fail: a broken rig is never a skipped test.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.rig import RigError, _run_sshd, _spawn, _tool, free_port, keygen, wait_for
+from tests.rig import machine_lock as rig_lock
 
 BRIDGE = "radopsslurm0"
 NETNS = "radops-slurm"
@@ -303,27 +301,9 @@ def _podman_config(root: Path, registries: tuple[str, str]) -> tuple[Path, Path]
     return conf, containers
 
 
-@contextlib.contextmanager
-def machine_lock() -> Iterator[None]:
+def machine_lock() -> contextlib.AbstractContextManager[None]:
     """The machine's one Slurm rig: fixed bridge, namespace and node names."""
-    with LOCK.open("a") as lock:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        told = False
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise RigError(f"another test session holds the Slurm rig ({LOCK})") from None
-                if not told:
-                    print(f"waiting for another session's Slurm rig ({LOCK})", file=sys.stderr)
-                    told = True
-                time.sleep(1)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return rig_lock(LOCK, LOCK_WAIT_S, "Slurm rig")
 
 
 def _stray_daemons() -> None:
