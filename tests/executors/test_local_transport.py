@@ -24,7 +24,9 @@ import pytest
 from radops.config import LocalExecutorSpec
 from radops.errors import NotFoundError
 from radops.executors import open_executor
-from radops.executors.local import _engine_socket_path, _get_unchunked
+from radops.executors.local import _get_unchunked
+from radops.images.engine import engine_socket_path
+from tests.cli_process import describe, radops
 
 StartJob = Callable[..., str]
 WaitJob = Callable[[str], int]
@@ -72,7 +74,7 @@ def _copy(source: socket.socket, target: socket.socket) -> None:
 @pytest.fixture
 def tcp_engine(docker_client: Any) -> Iterator[str]:
     """A tcp:// DOCKER_HOST for the local engine."""
-    unix_path = _engine_socket_path()
+    unix_path = engine_socket_path()
     assert unix_path is not None, "the tests' local engine must be on a unix socket"
     server = _Forwarder(unix_path)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -101,7 +103,7 @@ def test_logs_are_identical_over_the_unix_socket_and_over_tcp(
         tail_over_unix = _lines(executor.logs(job_id, tail=2))
 
     monkeypatch.setenv("DOCKER_HOST", tcp_engine)
-    assert _engine_socket_path() is None
+    assert engine_socket_path() is None
     with open_executor(LocalExecutorSpec()) as executor:
         over_tcp = _lines(executor.logs(job_id))
         tail_over_tcp = _lines(executor.logs(job_id, tail=2))
@@ -116,7 +118,7 @@ def test_logs_are_identical_over_the_unix_socket_and_over_tcp(
 
 
 def test_an_engine_error_on_the_raw_stream_is_radops_not_found(docker_client: Any) -> None:
-    unix_path = _engine_socket_path()
+    unix_path = engine_socket_path()
     assert unix_path is not None
     version = docker_client.api.api_version
     path = f"/v{version}/containers/radops-doesnotexist0/logs"
@@ -190,3 +192,58 @@ def test_the_console_script_flushes_output_and_keeps_exit_codes() -> None:
     )
     assert missing.returncode == 3
     assert missing.stderr.startswith("radops: error: unknown executor 'nope'")
+
+
+def test_an_unchanged_local_submit_loads_no_docker_py(
+    tools_context: Path, start_job: StartJob, wait_job: WaitJob
+) -> None:
+    # The image exists after the first run; a re-submit asks the engine through the standard
+    # library: docker-py, requests and urllib3 are most of a re-submit's fixed cost.
+    wait_job(start_job(tools_context, "true"))
+    code, modules = _modules_after(["executors", "run", "local", str(tools_context), "-q", "true"])
+    assert code == 0
+    assert not modules & {"docker", "requests", "urllib3"}, sorted(modules & {"docker"})
+
+
+def test_a_job_starts_the_same_over_the_unix_socket_and_over_tcp(
+    tools_context: Path, tcp_engine: str, wait_job: WaitJob, docker_client: Any, tmp_path: Path
+) -> None:
+    # `run` speaks the Engine API itself on a unix socket and through docker-py elsewhere:
+    # the same flags must make the same container either way.
+    (tmp_path / "data.txt").write_text("from the host\n")
+    options = [
+        "--mount", f"type=bind,source={tmp_path},target=/data,readonly",
+        "--shm-size", "256m", "-e", "GREETING=hello there", "-w", "/data",
+        "-p", "127.0.0.1::8080", "--label", "team=ml",
+    ]  # fmt: skip
+    script = 'cat data.txt; echo "$GREETING"; df -k /dev/shm | tail -1'
+    seen = []
+    for docker_host in (None, tcp_engine):
+        env = {"DOCKER_HOST": docker_host}
+        result = radops(
+            "executors", "run", "local", str(tools_context), *options, "-q", "--", "sh", "-c",
+            script, env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, describe(result)
+        job_id = result.stdout.strip()
+        assert wait_job(job_id) == 0
+        container = docker_client.api.inspect_container(f"radops-{job_id}")
+        out = docker_client.api.logs(container["Id"]).decode()
+        host = container["HostConfig"]
+        seen.append(
+            (
+                out.splitlines()[:2],
+                out.splitlines()[2].split()[1],  # /dev/shm's size in KiB
+                [(m["Type"], m["Source"], m["Destination"], m["RW"]) for m in container["Mounts"]],
+                host["ShmSize"], host["PortBindings"], host["LogConfig"]["Type"],
+                container["Config"]["ExposedPorts"], container["Config"]["Labels"]["team"],
+                container["Config"]["WorkingDir"],
+            )
+        )  # fmt: skip
+    assert seen[0] == seen[1]
+    lines, shm_kib, mounts, shm, ports, log_type, exposed, team, workdir = seen[0]
+    assert lines == ["from the host", "hello there"]
+    assert (shm_kib, shm) == ("262144", 256 * 1024 * 1024)
+    assert mounts == [("bind", str(tmp_path), "/data", False)]
+    assert ports == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+    assert (exposed, team, workdir, log_type) == ({"8080/tcp": {}}, "ml", "/data", "local")

@@ -4,12 +4,14 @@ Pure logic; the end-to-end behaviour on real engines is in test_run_options.py."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from radops.errors import UsageError
 from radops.executors.run_options import (
     RunOptions,
+    check_mount,
     parse_run_options,
     read_env_file,
     size_bytes,
@@ -97,3 +99,27 @@ def test_env_file_reads_as_docker_does(tmp_path: Path) -> None:
         read_env_file(str(file), {})
     with pytest.raises(UsageError, match="cannot read --env-file"):
         read_env_file(str(tmp_path / "missing.env"), {})
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("type=bind,src=/data,dst=/d,readonly,bind-propagation=rshared",
+         {"target": "/d", "source": "/data", "type": "bind", "read_only": True,
+          "propagation": "rshared"}),
+        ("type=volume,source=cache,target=/c,volume-nocopy",
+         {"target": "/c", "source": "cache", "type": "volume", "no_copy": True}),
+        ("type=tmpfs,target=/scratch,tmpfs-size=64m,tmpfs-mode=1770",
+         {"target": "/scratch", "source": None, "type": "tmpfs", "tmpfs_size": 64 << 20,
+          "tmpfs_mode": 0o1770}),
+        ("target=/v", {"target": "/v", "source": None, "type": "volume"}),
+    ],
+)  # fmt: skip
+def test_a_mount_is_the_engine_json_docker_py_would_send(
+    spec: str, expected: dict[str, Any]
+) -> None:
+    from docker.types import Mount
+
+    from radops.executors.local import engine_mount
+
+    assert engine_mount(check_mount(spec)) == dict(Mount(**expected))

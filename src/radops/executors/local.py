@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +50,12 @@ from radops.executors.base import (
     new_job_id,
 )
 from radops.executors.run_options import RunOptions, mount_fields, size_bytes
-from radops.images.engine import LocalEngine, docker_errors, engine_unreachable
+from radops.images.engine import (
+    LocalEngine,
+    docker_errors,
+    engine_socket_path,
+    engine_unreachable,
+)
 from radops.images.service import LocalImages
 
 if TYPE_CHECKING:
@@ -60,7 +64,8 @@ if TYPE_CHECKING:
 
 
 class LocalExecutor(Executor):
-    """Jobs on the local engine, through docker-py's low-level API (one HTTP call per step)."""
+    """Jobs on the local engine, one Engine API call per step: `run` through
+    `LocalEngine.call` (no docker-py on a unix socket), the rest through docker-py's API."""
 
     kind = "local"
 
@@ -100,36 +105,41 @@ class LocalExecutor(Executor):
                 f"--build remote does not apply to {self.name!r}: its engine is this machine's",
                 "--build remote builds on an SSH executor's engine; drop it here.",
             )
-        container_fields, host_fields = _engine_fields(request.options)
-        host_config: dict[str, Any] = {
-            "log_config": {"Type": LOG_DRIVER, "Config": LOG_OPTIONS},
-            **host_fields,
-        }
+        config, host_config = _engine_fields(request.options)
+        host_config["LogConfig"] = {"Type": LOG_DRIVER, "Config": LOG_OPTIONS}
         if request.gpus:  # parsed before building, so a bad value costs no build
-            host_config["device_requests"] = [_device_request(parse_gpus(request.gpus))]
+            host_config["DeviceRequests"] = [{**parse_gpus(request.gpus), "Options": {}}]
         plan = self.images.plan(request.context, request.dockerfile, build=request.build)
         image = self.images.ensure(plan, progress)
         job_id = new_job_id()
         labels = job_labels(job_id, self.name, image, request)
-        with docker_errors("starting the job"):
-            container = self.api.create_container(
-                image,
-                command=request.command or None,
-                name=container_name(job_id),
-                labels={**dict(request.options.labels), **labels},
-                environment=request.env or None,
-                host_config=self.api.create_host_config(**host_config),
-                detach=True,
-                **container_fields,
-            )
-            try:
-                self.api.start(container["Id"])
-            except Exception as e:
-                # A job that never started is not a job: leave nothing behind in `jobs`.
-                self.api.remove_container(container["Id"], force=True)
-                if NO_GPU_DRIVER in str(e):
-                    raise no_gpu_runtime("this machine") from e
-                raise
+        body = {
+            "Image": image,
+            "Cmd": request.command or None,
+            "Labels": {**dict(request.options.labels), **labels},
+            "Env": [f"{key}={value}" for key, value in request.env.items()] or None,
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "Tty": False,
+            "OpenStdin": False,
+            "StdinOnce": False,
+            **config,
+            "HostConfig": host_config,
+        }
+        what = "starting the job"
+        name = container_name(job_id)
+        cid = self.engine.call("POST", "/containers/create", what, query={"name": name}, body=body)
+        cid = cid["Id"]
+        try:
+            self.engine.call("POST", f"/containers/{cid}/start", what)
+        except RadopsError as e:
+            # A job that never started is not a job: leave nothing behind in `jobs`.
+            with contextlib.suppress(RadopsError):
+                self.engine.call("DELETE", f"/containers/{cid}", what, query={"force": "1"})
+            if NO_GPU_DRIVER in str(e):
+                raise no_gpu_runtime("this machine") from e
+            raise
         progress(f"Started job {job_id}")
         return job_from_labels(labels, self.name, "running")
 
@@ -173,7 +183,7 @@ class LocalExecutor(Executor):
             "tail": "all" if tail is None else str(tail),
         }
         with docker_errors(f"reading the logs of job {job_id}"):
-            socket_path = _engine_socket_path()
+            socket_path = engine_socket_path()
             if socket_path is not None:
                 response: Any = _get_unchunked(
                     socket_path,
@@ -361,14 +371,6 @@ class LocalExecutor(Executor):
         return int(size) if size is not None else None
 
 
-def _engine_socket_path() -> str | None:
-    """The engine's unix socket, as docker-py resolves DOCKER_HOST; None for tcp:// and ssh://."""
-    from docker.utils import parse_host
-
-    url = str(parse_host(os.environ.get("DOCKER_HOST"), sys.platform == "win32"))
-    return url.removeprefix("http+unix://") if url.startswith("http+unix://") else None
-
-
 def _get_unchunked(socket_path: str, path: str, params: dict[str, Any], what: str) -> Any:
     """GET `path` from the engine over HTTP/1.0: the body comes as one raw stream.
 
@@ -417,59 +419,61 @@ def _docker_cli(what: str) -> str:
 
 
 def _engine_fields(options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`options` as docker-py's create_container arguments and host config fields: what the
-    docker CLI sends the Engine API for the same `docker run` flags."""
-    container: dict[str, Any] = {}
-    host: dict[str, Any] = {}
+    """`options` as Engine API container config and host config fields: what the docker CLI
+    sends for the same `docker run` flags."""
+    config: dict[str, Any] = {}
+    host: dict[str, Any] = {"NetworkMode": options.network or "default"}
     if options.volumes:
-        host["binds"] = list(options.volumes)
+        host["Binds"] = list(options.volumes)
     if options.mounts:
-        host["mounts"] = [_mount(spec) for spec in options.mounts]
+        host["Mounts"] = [engine_mount(spec) for spec in options.mounts]
     if options.shm_size:
-        host["shm_size"] = size_bytes(options.shm_size)
+        host["ShmSize"] = size_bytes(options.shm_size)
     if options.ipc:
-        host["ipc_mode"] = options.ipc
+        host["IpcMode"] = options.ipc
     if options.memory:
-        host["mem_limit"] = size_bytes(options.memory)
+        host["Memory"] = size_bytes(options.memory)
     if options.cpus:
-        host["nano_cpus"] = int(float(options.cpus) * 1e9)
-    if options.network:
-        host["network_mode"] = options.network
+        host["NanoCpus"] = int(float(options.cpus) * 1e9)
     if options.publish:
         from docker.utils.ports import build_port_bindings
+        from docker.utils.utils import convert_port_bindings
 
-        bindings = build_port_bindings(list(options.publish))
-        host["port_bindings"] = bindings
-        container["ports"] = [tuple(str(key).split("/", 1)) if "/" in str(key) else int(key)
-                              for key in bindings]  # fmt: skip
+        bindings = convert_port_bindings(build_port_bindings(list(options.publish)))
+        host["PortBindings"] = bindings
+        config["ExposedPorts"] = {port: {} for port in bindings}
     if options.workdir:
-        container["working_dir"] = options.workdir
+        config["WorkingDir"] = options.workdir
     if options.user:
-        container["user"] = options.user
+        config["User"] = options.user
     if options.entrypoint is not None:  # one word, as `docker run --entrypoint`; "" resets it
-        container["entrypoint"] = [options.entrypoint]
-    return container, host
+        config["Entrypoint"] = [options.entrypoint]
+    return config, host
 
 
-def _mount(spec: str) -> Any:
-    """A `--mount` value (checked by run_options) as docker-py's Mount."""
-    from docker.types import Mount
-
+def engine_mount(spec: str) -> dict[str, Any]:
+    """A `--mount` value (checked by run_options) as an Engine API Mount."""
     fields = mount_fields(spec)
     kind = fields.get("type", "volume")
-    target = fields.get("target") or fields.get("destination") or fields.get("dst") or ""
-    read_only = fields.get("readonly", fields.get("ro", "false")).lower() in ("true", "1")
-    tmpfs_size = fields.get("tmpfs-size")
-    return Mount(
-        target,
-        fields.get("source") or fields.get("src"),
-        type=kind,
-        read_only=read_only,
-        propagation=fields.get("bind-propagation"),
-        no_copy=fields.get("volume-nocopy", "false").lower() in ("true", "1"),
-        tmpfs_size=size_bytes(tmpfs_size) if tmpfs_size else None,
-        tmpfs_mode=int(fields["tmpfs-mode"], 8) if "tmpfs-mode" in fields else None,
-    )
+    mount: dict[str, Any] = {
+        "Target": fields.get("target") or fields.get("destination") or fields.get("dst") or "",
+        "Source": fields.get("source") or fields.get("src"),
+        "Type": kind,
+        "ReadOnly": fields.get("readonly", fields.get("ro", "false")).lower() in ("true", "1"),
+    }
+    if kind == "bind" and "bind-propagation" in fields:
+        mount["BindOptions"] = {"Propagation": fields["bind-propagation"]}
+    if kind == "volume" and fields.get("volume-nocopy", "false").lower() in ("true", "1"):
+        mount["VolumeOptions"] = {"NoCopy": True}
+    if kind == "tmpfs":
+        tmpfs: dict[str, int] = {}
+        if "tmpfs-mode" in fields:
+            tmpfs["Mode"] = int(fields["tmpfs-mode"], 8)
+        if "tmpfs-size" in fields:
+            tmpfs["SizeBytes"] = size_bytes(fields["tmpfs-size"])
+        if tmpfs:
+            mount["TmpfsOptions"] = tmpfs
+    return mount
 
 
 def _local_gpus() -> list[str]:
@@ -491,14 +495,3 @@ def _local_gpus() -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
-
-
-def _device_request(fields: dict[str, Any]) -> Any:
-    from docker.types import DeviceRequest
-
-    return DeviceRequest(
-        driver=fields["Driver"],
-        count=fields["Count"],
-        device_ids=fields["DeviceIDs"],
-        capabilities=fields["Capabilities"],
-    )

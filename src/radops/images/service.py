@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from radops.errors import BuildError, RadopsError, UsageError
+from radops.errors import BuildError, NotFoundError, RadopsError, UsageError
 from radops.images import context, registry
 from radops.images.engine import LocalEngine, docker_errors
 from radops.progress import ProgressCallback
@@ -126,13 +126,14 @@ class LocalImages:
             self._remove_if_untagged(replaced)
 
     def _image_id(self, tag: str) -> str | None:
-        import docker.errors
+        from urllib.parse import quote
 
-        with docker_errors("checking for the image"):
-            try:
-                return str(self.engine.api.inspect_image(tag)["Id"])
-            except docker.errors.ImageNotFound:
-                return None
+        what = "checking for the image"
+        try:
+            image = self.engine.call("GET", f"/images/{quote(tag, safe='/:')}/json", what)
+        except NotFoundError:
+            return None
+        return str(image["Id"])
 
     def _remove_if_untagged(self, image_id: str) -> None:
         """Remove an image nothing names (no tag) and no container uses; leave it otherwise."""
