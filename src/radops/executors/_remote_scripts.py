@@ -115,17 +115,42 @@ PRUNE_SCRIPT = (
 # `io.containerd.snapshotter`), then the layers (diff IDs, a JSON list per line) of the images
 # of one repository (earlier versions of the job's image) and of the named base images. Only
 # those: inspecting every image of a busy engine takes seconds. Missing ones are skipped.
-LAYERS_SCRIPT = (
-    'd=$1 repo=$2; shift 2; info=$("$d" info --format "{{json .DriverStatus}}") || exit $?; '
-    'printf "radops:driver %s\\n" "$info"; ids=$("$d" images -q --no-trunc "$repo") || exit $?; '
+_LAYERS_FUNCTION = (
+    'layers() { d=$1 repo=$2; shift 2; info=$("$d" info --format "{{json .DriverStatus}}") '
+    '|| return $?; printf "radops:driver %s\\n" "$info"; '
+    'ids=$("$d" images -q --no-trunc "$repo") || return $?; '
     'if [ -n "$ids" ]; then "$d" image inspect --format "{{json .RootFS.Layers}}" $ids '
     '2>/dev/null; fi; if [ $# -gt 0 ]; then "$d" image inspect --format '
-    '"{{json .RootFS.Layers}}" "$@" 2>/dev/null; fi; exit 0'
+    '"{{json .RootFS.Layers}}" "$@" 2>/dev/null; fi; return 0; }; '
 )
+LAYERS_SCRIPT = _LAYERS_FUNCTION + 'layers "$@"'
+LAYERS_MARK = b"radops:layers\n"
 
 
 def layers_argv(docker: str, repository: str, bases: list[str]) -> list[str]:
     return ["sh", "-c", LAYERS_SCRIPT, "radops-layers", docker, repository, *bases]
+
+
+# a job's first try when it may have to ship by SSH: `docker run` (the arguments after the `n`
+# base images); if the engine lacks the image, the same round trip then prints LAYERS_MARK and
+# LAYERS_SCRIPT's listing, which the shipping needs next. The run's stderr passes through.
+RUN_OR_LAYERS_SCRIPT = (
+    _LAYERS_FUNCTION + 'd=$1 repo=$2 n=$3; shift 3; b=""; '
+    'while [ "$n" -gt 0 ]; do b="$b$1\n"; shift; n=$((n - 1)); done; '
+    '{ e=$("$@" 2>&1 >&3 3>&-); s=$?; } 3>&1; '
+    'if [ -n "$e" ]; then printf "%s\\n" "$e" >&2; fi; '
+    'case "$e" in *"No such image"*) printf "radops:layers\\n"; set -f; IFS="\n"; '
+    'layers "$d" "$repo" $b;; esac; exit $s'
+)
+
+
+def run_or_layers_argv(
+    docker: str, repository: str, bases: list[str], run_argv: list[str]
+) -> list[str]:
+    return [
+        "sh", "-c", RUN_OR_LAYERS_SCRIPT, "radops-run", docker, repository, str(len(bases)),
+        *bases, *run_argv,
+    ]  # fmt: skip
 
 
 # build on the executor: stdin is the build context (a tar), the arguments after the docker

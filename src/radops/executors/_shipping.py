@@ -43,6 +43,16 @@ class Shipping(abc.ABC):
         """Refuse, before anything runs, what this strategy cannot do with `plan`."""
         return None
 
+    def first_try(self, plan: ImagePlan, run_argv: list[str]) -> list[str]:
+        """The job's first remote command, which starts it if the engine has the image. A
+        strategy may fold into it what it would ask the engine next when the image is
+        missing, and read the answer in `tried`."""
+        return run_argv
+
+    def tried(self, out: bytes) -> None:
+        """The first try's stdout, after it found no image."""
+        return None
+
     def deliver(
         self, plan: ImagePlan, run_argv: list[str], env: bytes, progress: ProgressCallback
     ) -> tuple[int, bytes]:
@@ -63,18 +73,24 @@ class SSHStream(Shipping):
     """`docker save | ssh host docker load`, streamed through the executor's one connection,
     without the files of the layers the remote engine already has (see `_layers`)."""
 
+    _listing: bytes | None = None  # the first try's look at the remote's layers
+
+    def first_try(self, plan: ImagePlan, run_argv: list[str]) -> list[str]:
+        # A missing image means a transfer, whose first step is a look at the layers there:
+        # asked in the same round trip.
+        repository = plan.tag.rpartition(":")[0]
+        bases = _base_images(plan)
+        return scripts.run_or_layers_argv(self.docker.path, repository, bases, run_argv)
+
+    def tried(self, out: bytes) -> None:
+        _, mark, listing = out.partition(scripts.LAYERS_MARK)
+        self._listing = listing if mark and b"radops:driver " in listing else None
+
     def deliver(
         self, plan: ImagePlan, run_argv: list[str], env: bytes, progress: ProgressCallback
     ) -> tuple[int, bytes]:
-        from radops.executors import _layers
-
         self.images.ensure(plan, progress)
-        dockerfile = plan.context / plan.dockerfile  # an absolute path stays itself
-        try:
-            bases = _layers.base_images(dockerfile.read_text(errors="replace"))
-        except OSError:
-            bases = []
-        return self._ship(plan.tag, bases, run_argv, env, progress)
+        return self._ship(plan.tag, _base_images(plan), run_argv, env, progress)
 
     def ship_and_run(
         self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
@@ -94,10 +110,12 @@ class SSHStream(Shipping):
         from radops.executors import _layers
 
         repository = local_tag.rpartition(":")[0]
-        out = self.docker.run_script(
-            scripts.layers_argv(self.docker.path, repository, bases),
-            "listing the remote engine's layers",
-        )
+        out, self._listing = self._listing, None
+        if out is None:
+            out = self.docker.run_script(
+                scripts.layers_argv(self.docker.path, repository, bases),
+                "listing the remote engine's layers",
+            )
         remote = _layers.parse_remote_layers(out)
         diffs, sizes = self.images.layers(local_tag)
         where = self.docker.executor
@@ -160,6 +178,17 @@ class SSHStream(Shipping):
                 f"that {where} has"
             )
         return stats
+
+
+def _base_images(plan: ImagePlan) -> list[str]:
+    """The images the plan's Dockerfile builds FROM (its layers are likely there already)."""
+    from radops.executors import _layers
+
+    dockerfile = plan.context / plan.dockerfile  # an absolute path stays itself
+    try:
+        return _layers.base_images(dockerfile.read_text(errors="replace"))
+    except OSError:
+        return []
 
 
 # `docker load` opening a layer file that a partial archive left out.

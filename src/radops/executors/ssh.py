@@ -237,8 +237,9 @@ class SSHExecutor(Executor):
         if request.build.no_cache:  # a fresh build of the same content: ship it, whatever is there
             status, err = self._ship_and_run(plan, shipping, argv, env, progress)
         else:
-            status, err = self.docker.run_argv(argv, stdin=env)
+            status, out, err = self.conn.run(shipping.first_try(plan, argv), stdin=env)
             if status != 0 and b"No such image" in err:
+                shipping.tried(out)
                 status, err = self._ship_and_run(plan, shipping, argv, env, progress)
             elif status == 0:
                 progress(f"{self.name} already has {image}; nothing to ship")
