@@ -22,11 +22,10 @@ from radops.executors import _slurm_scripts as scripts
 from radops.executors._docker_argv import env_file, error_line
 from radops.executors._labels import job_from_labels, job_labels, job_not_found, match_job
 from radops.executors._labels import newest_first as _newest_first
+from radops.executors._login import LoginExecutor
 from radops.executors._prune import running_refused
 from radops.executors.base import (
-    ConnectOptions,
     EngineReport,
-    Executor,
     Job,
     JobRequest,
     PortStream,
@@ -39,10 +38,8 @@ from radops.executors.base import (
 )
 
 if TYPE_CHECKING:
-    from radops.config import Settings, SlurmExecutorSpec
+    from radops.config import SlurmExecutorSpec
     from radops.executors._top import TopReport
-    from radops.images.service import LocalImages
-    from radops.ssh.remote import SSHConnection
 
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 STOP_WAIT_S = 90  # how long `stop` waits for a cancelled job's container to end
@@ -80,65 +77,12 @@ def not_on_slurm(what: str) -> UsageError:
     )
 
 
-class SlurmExecutor(Executor):
+class SlurmExecutor(LoginExecutor):
     """Jobs queued by Slurm: built here, pushed to the registry, `sbatch` on the login node."""
 
     kind = "slurm"
 
-    def __init__(self, spec: SlurmExecutorSpec, options: ConnectOptions | None = None) -> None:
-        super().__init__(spec.name)
-        self.spec = spec
-        self.options = options or ConnectOptions()
-        self._conn: SSHConnection | None = None
-        self._settings: Settings | None = None
-        self._images: LocalImages | None = None
-
-    # Connection ------------------------------------------------------------------------------
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            from radops.store import ExecutorStore
-
-            self._settings = ExecutorStore().load().settings
-        return self._settings
-
-    @property
-    def conn(self) -> SSHConnection:
-        if self._conn is None:
-            from radops.ssh.config import HostSpec
-            from radops.ssh.mux import persist_seconds
-            from radops.ssh.remote import SSHConnection
-            from radops.store import config_dir
-
-            spec = self.spec
-            self._conn = SSHConnection(
-                HostSpec(spec.hostname, spec.port, spec.username, spec.identity_file),
-                config_dir() / "known_hosts",
-                self.options.confirm_host_key,
-                self.options.trust_new_host_key or self.options.trust_new_target_key,
-                persist=persist_seconds(self.settings),
-                pinned=self.options.pinned_host_keys,
-                trust_new_hops=self.options.trust_new_host_key,
-            )
-        return self._conn
-
-    @property
-    def images(self) -> LocalImages:
-        if self._images is None:
-            from radops.images.service import LocalImages
-
-            self._images = LocalImages()
-        return self._images
-
-    def connect(self) -> None:
-        self.conn.open()
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        if self._images is not None:
-            self._images.close()
+    spec: SlurmExecutorSpec
 
     def _script(self, argv: list[str], what: str, stdin: bytes | None = None) -> bytes:
         """Run a script on the login node; what followed its `radops:ok` header, or the error

@@ -25,6 +25,7 @@ from radops.executors._labels import (
     match_job,
     newest_first,
 )
+from radops.executors._login import LoginExecutor
 from radops.executors._prune import (
     exec_flags,
     human_bytes,
@@ -39,7 +40,6 @@ from radops.executors.base import (
     CONTAINER_PREFIX,
     ConnectOptions,
     EngineReport,
-    Executor,
     Image,
     Job,
     JobRequest,
@@ -54,16 +54,15 @@ from radops.executors.base import (
 )
 
 if TYPE_CHECKING:
-    from radops.config import Settings, SSHExecutorSpec
+    from radops.config import SSHExecutorSpec
     from radops.executors._shipping import Shipping
     from radops.executors._top import TopReport
-    from radops.images.service import ImagePlan, LocalImages
-    from radops.ssh.remote import SSHConnection
+    from radops.images.service import ImagePlan
 
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 
 
-class SSHExecutor(Executor):
+class SSHExecutor(LoginExecutor):
     """Jobs on a remote engine: images built here, shipped by registry or over SSH, run there.
 
     Every step of a command goes through one SSH connection, opened on first use.
@@ -77,49 +76,18 @@ class SSHExecutor(Executor):
         options: ConnectOptions | None = None,
         mark_activity: bool = True,
     ) -> None:
-        super().__init__(spec.name)
-        self.spec = spec
-        self.options = options or ConnectOptions()
+        super().__init__(spec, options)
         # On a GCP VM, every command counts as use for its autostop watcher (not `gcp list`'s
         # look at the watcher itself).
         self.mark_activity = mark_activity and isinstance(spec, GCPExecutorSpec)
-        self._conn: SSHConnection | None = None
-        self._settings: Settings | None = None
-        self._images: LocalImages | None = None
         self._docker: RemoteDocker | None = None
 
     # Connection ------------------------------------------------------------------------------
 
-    @property
-    def settings(self) -> Settings:
-        """The shared settings (registry, ssh_persist), read once per command."""
-        if self._settings is None:
-            from radops.store import ExecutorStore
+    def _prefix(self) -> tuple[str, ...]:
+        from radops.executors._activity import activity_prefix
 
-            self._settings = ExecutorStore().load().settings
-        return self._settings
-
-    @property
-    def conn(self) -> SSHConnection:
-        if self._conn is None:
-            from radops.executors._activity import activity_prefix
-            from radops.ssh.config import HostSpec
-            from radops.ssh.mux import persist_seconds
-            from radops.ssh.remote import SSHConnection
-            from radops.store import config_dir
-
-            spec = self.spec
-            self._conn = SSHConnection(
-                HostSpec(spec.hostname, spec.port, spec.username, spec.identity_file),
-                config_dir() / "known_hosts",
-                self.options.confirm_host_key,
-                self.options.trust_new_host_key or self.options.trust_new_target_key,
-                persist=persist_seconds(self.settings),
-                pinned=self._pinned(),
-                trust_new_hops=self.options.trust_new_host_key,
-                prefix=activity_prefix() if self.mark_activity else (),
-            )
-        return self._conn
+        return tuple(activity_prefix()) if self.mark_activity else ()
 
     @property
     def docker(self) -> RemoteDocker:
@@ -131,13 +99,10 @@ class SSHExecutor(Executor):
     def _pinned(self) -> frozenset[str]:
         """A VM radops created has a pinned key: that key is trusted under any new address,
         and no other key is, whatever the flags."""
-        pinned = set(self.options.pinned_host_keys)
+        pinned = set(super()._pinned())
         if isinstance(self.spec, GCPExecutorSpec) and self.spec.host_key_fingerprint:
             pinned.add(self.spec.host_key_fingerprint)
         return frozenset(pinned)
-
-    def connect(self) -> None:
-        self.conn.open()
 
     def ssh_argv(self) -> list[str]:
         """The OpenSSH command line for an interactive session on this machine. With a
@@ -157,20 +122,6 @@ class SSHExecutor(Executor):
     def host_key_fingerprint(self) -> str:
         """The SHA256 fingerprint of the host key this connection verified."""
         return self.conn.host_key_fingerprint()
-
-    @property
-    def images(self) -> LocalImages:
-        if self._images is None:
-            from radops.images.service import LocalImages
-
-            self._images = LocalImages()
-        return self._images
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        if self._images is not None:
-            self._images.close()
 
     # Contract ----------------------------------------------------------------------------------
 
