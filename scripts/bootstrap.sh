@@ -27,6 +27,8 @@ install_debian_packages() {
   [ -x /usr/libexec/podman/catatonit ] || missing+=(catatonit)  # podman run --init
   command -v nsenter >/dev/null || missing+=(util-linux)
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+  command -v curl >/dev/null || missing+=(curl)  # the containerd-store engine's packages
+  command -v xz >/dev/null || missing+=(xz-utils)
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     sudo_ apt-get update -qq
@@ -93,7 +95,48 @@ DOCKERFILE
   rm -rf "$dir"
 }
 
+# tests: a Docker engine with the containerd image store (tests/containerd_engine.py). Debian
+# 12's is 20.10, which has none; Debian 13's dockerd and containerd run here. They are unpacked
+# (not installed: nothing of the system's changes) into CD_ENGINE, from the mirror apt uses,
+# found in that release's package index so that a newer build is found too.
+CD_ENGINE="${RADOPS_CONTAINERD_ENGINE:-/opt/radops/containerd-engine}"
+CD_ENGINE_SUITE=trixie
+install_containerd_store_engine() {
+  [ -x "$CD_ENGINE/usr/sbin/dockerd" ] && [ -x "$CD_ENGINE/usr/bin/containerd" ] && return
+  local mirror arch tmp pkg file
+  mirror="$(apt_mirror)"
+  [ -n "$mirror" ] || { log "no Debian mirror in apt's sources"; return 1; }
+  arch="$(dpkg --print-architecture)"
+  log "unpacking Debian $CD_ENGINE_SUITE's dockerd and containerd into $CD_ENGINE"
+  tmp="$(mktemp -d)"
+  curl -fsS --retry 3 -o "$tmp/Packages.xz" \
+    "$mirror/dists/$CD_ENGINE_SUITE/main/binary-$arch/Packages.xz"
+  xz -dc "$tmp/Packages.xz" >"$tmp/Packages"
+  sudo_ rm -rf "$CD_ENGINE.new"
+  sudo_ mkdir -p "$CD_ENGINE.new"
+  for pkg in docker.io containerd; do
+    file="$(awk -v p="$pkg" '$1=="Package:"{hit=($2==p)} hit&&$1=="Filename:"{print $2; exit}' \
+      "$tmp/Packages")"
+    [ -n "$file" ] || { log "no $pkg in $CD_ENGINE_SUITE's index"; return 1; }
+    curl -fsS --retry 3 -o "$tmp/$pkg.deb" "$mirror/$file"
+    sudo_ dpkg-deb -x "$tmp/$pkg.deb" "$CD_ENGINE.new"
+  done
+  sudo_ rm -rf "$CD_ENGINE"
+  sudo_ mv "$CD_ENGINE.new" "$CD_ENGINE"  # whole or not at all
+  rm -rf "$tmp"
+}
+
+# The Debian mirror apt is configured with (deb822 or one-line sources), security aside.
+apt_mirror() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources
+  do [ -r "$f" ] && cat "$f"; done | grep -E '^(URIs:|deb )' | grep -v -- '-security' \
+    | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\//) {sub(/\/$/, "", $i); print $i; exit}}' \
+    || true  # awk leaves at the first mirror: the pipe's writers may see it closed
+}
+
 install_debian_packages
+install_containerd_store_engine
 install_radops
 start_docker
 ensure_base_image

@@ -91,9 +91,13 @@ class RemoteHost:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
 
 
 RIG_BRIDGE = "radopsrig0"
@@ -103,7 +107,9 @@ RIG_BRIDGE = "radopsrig0"
 RIG_BRIDGE_CANDIDATES = ("10.213.37.1/24", "172.30.213.1/24", "192.168.213.1/24")
 
 
-def _bridge_address(ip: str) -> str:
+def _bridge_address(
+    ip: str, name: str = RIG_BRIDGE, candidates: tuple[str, ...] = RIG_BRIDGE_CANDIDATES
+) -> str:
     import ipaddress
 
     routes = subprocess.run([ip, "-4", "route", "show", "table", "all"], capture_output=True,
@@ -111,34 +117,36 @@ def _bridge_address(ip: str) -> str:
     used = []
     for line in routes.splitlines():
         first = line.split()[0] if line.split() else ""
-        if "/" in first and RIG_BRIDGE not in line.split():
+        if "/" in first and name not in line.split():
             used.append(ipaddress.ip_network(first, strict=False))
-    for candidate in RIG_BRIDGE_CANDIDATES:
+    for candidate in candidates:
         network = ipaddress.ip_interface(candidate).network
         if not any(network.overlaps(u) for u in used):
             return candidate
-    raise RigError(f"every candidate network for the rig's bridge is in use: {used}")
+    raise RigError(f"every candidate network for the bridge {name} is in use: {used}")
 
 
-def _ensure_bridge() -> str:
-    """The rig engine's own bridge, on a network no other interface here uses (created once
+def ensure_bridge(
+    name: str = RIG_BRIDGE, candidates: tuple[str, ...] = RIG_BRIDGE_CANDIDATES
+) -> str:
+    """A test engine's own bridge, on a network no other interface here uses (created once
     and left in place for the next session; made again if its address collides)."""
     ip = _tool("ip", "/usr/sbin/ip", "/sbin/ip")
-    address = _bridge_address(ip)
-    shown = subprocess.run([ip, "-4", "addr", "show", RIG_BRIDGE], capture_output=True, text=True)
+    address = _bridge_address(ip, name, candidates)
+    shown = subprocess.run([ip, "-4", "addr", "show", name], capture_output=True, text=True)
     if shown.returncode == 0 and f"inet {address} " in shown.stdout:
-        return RIG_BRIDGE
+        return name
     if shown.returncode == 0:  # an older rig's bridge, on another network: replace it
-        subprocess.run([ip, "link", "del", RIG_BRIDGE], capture_output=True)
+        subprocess.run([ip, "link", "del", name], capture_output=True)
     for argv in (
-        [ip, "link", "add", "name", RIG_BRIDGE, "type", "bridge"],
-        [ip, "addr", "add", address, "dev", RIG_BRIDGE],
-        [ip, "link", "set", RIG_BRIDGE, "up"],
+        [ip, "link", "add", "name", name, "type", "bridge"],
+        [ip, "addr", "add", address, "dev", name],
+        [ip, "link", "set", name, "up"],
     ):
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
-            raise RigError(f"cannot create the rig's bridge: {result.stderr.strip()}")
-    return RIG_BRIDGE
+            raise RigError(f"cannot create the bridge {name}: {result.stderr.strip()}")
+    return name
 
 
 def _start_engine(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
@@ -156,7 +164,7 @@ def _start_engine(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
             "--pidfile", str(engine / "docker.pid"),
             # Not --bridge=none: a dockerd started with it deletes the host's docker0, which
             # breaks the local engine. The rig's engine gets a bridge of its own instead.
-            f"--bridge={_ensure_bridge()}",
+            f"--bridge={ensure_bridge()}",
             "--ip-forward=false",
             "--iptables=false",
         ],

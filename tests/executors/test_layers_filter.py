@@ -205,3 +205,24 @@ def test_base_images_are_the_from_lines_that_name_images() -> None:
         "python:3.11-slim",
         "nvcr.io/nvidia/pytorch:24.05-py3",
     ]
+
+
+@pytest.mark.parametrize(
+    ("message", "missing"),
+    [
+        # Docker 20.10 (graph driver), a left-out classic layer file:
+        ("open /var/lib/docker/tmp/docker-import-1/0a1b/layer.tar: no such file or directory",
+         True),
+        # Docker 25+ (graph driver), a left-out OCI blob:
+        (f"open /var/lib/docker/tmp/docker-import-2/blobs/sha256/{'a' * 64}: no such file or "
+         "directory", True),
+        # Docker 26 with the containerd image store, as it answered here to a partial archive:
+        (f'failed to resolve layers: layer "{"a" * 64}/layer.tar" not found', True),
+        ("write /var/lib/docker/tmp/x: no space left on device", False),
+        ('invalid reference format: repository name "X" must be lowercase', False),
+    ],
+)  # fmt: skip
+def test_a_load_refused_for_a_left_out_layer_is_told_apart(message: str, missing: bool) -> None:
+    from radops.executors._shipping import _MISSING_LAYER
+
+    assert bool(_MISSING_LAYER.search(message)) is missing

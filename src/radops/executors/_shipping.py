@@ -191,8 +191,10 @@ def _base_images(plan: ImagePlan) -> list[str]:
         return []
 
 
-# `docker load` opening a layer file that a partial archive left out.
-_MISSING_LAYER = re.compile(r"(/layer\.tar|blobs/sha256/[0-9a-f]{64}): no such file")
+# `docker load` opening a layer file that a partial archive left out: a graph-driver engine
+# says `<path>: no such file or directory`, one with the containerd image store
+# `failed to resolve layers: layer "<path>" not found`.
+_MISSING_LAYER = re.compile(r"(/layer\.tar|blobs/sha256/[0-9a-f]{64})(: no such file|\" not found)")
 
 
 class Registry(Shipping):
