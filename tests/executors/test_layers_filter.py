@@ -1,5 +1,6 @@
-"""The archive filter behind partial image transfers, on archives made here (pure logic; the
-real engines' side is tests/ssh/test_ssh_layers.py)."""
+"""The archive filter behind partial image transfers: on archives made here (pure logic), and
+on a real `docker save` of the local engine (placing classic layers by depth must decide as
+hashing does). Transfers between real engines: tests/ssh/test_ssh_layers.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import io
 import json
 import tarfile
+from typing import Any
 
 import pytest
 
@@ -226,3 +228,94 @@ def test_a_load_refused_for_a_left_out_layer_is_told_apart(message: str, missing
     from radops.executors._shipping import _MISSING_LAYER
 
     assert bool(_MISSING_LAYER.search(message)) is missing
+
+
+def _held_count(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every layer the filter hashes and holds back, recorded."""
+    made: list[object] = []
+    real = _layers._Held
+
+    def counted() -> object:
+        made.append(1)
+        return real()
+
+    monkeypatch.setattr(_layers, "_Held", counted)
+    return made
+
+
+def test_classic_layers_at_a_known_depth_pass_unhashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Folders come sorted by name, not by depth: "a" (the top, its parent "m" not seen yet),
+    # "m" (the middle, parent "z" not seen yet), "z" (the base: no parent). Only the base's
+    # depth is known when its file comes; "q" (parent "z", seen) comes after it.
+    (base, base_id), (mid, mid_id), (top, top_id), (side, side_id) = (
+        _layer(b"b" * 5000), _layer(b"m"), _layer(b"t"), _layer(b"s")
+    )  # fmt: skip
+    order = [base_id, mid_id, top_id]
+    archive = _archive(
+        [
+            ("a/json", b'{"id": "a", "parent": "m", "config": {}}'), ("a/layer.tar", top),
+            ("m/json", b'{"id": "m", "parent": "z"}'), ("m/layer.tar", mid),
+            ("z/VERSION", b"1.0"), ("z/json", b'{"id": "z"}'), ("z/layer.tar", base),
+            ("manifest.json", b"[]"),
+        ]
+    )  # fmt: skip
+    held = _held_count(monkeypatch)
+    stats = _layers.FilterStats()
+    out = b"".join(_layers.filtered_archive([archive], {top_id}, set(order), stats, order))
+    assert _names(out) == {
+        "a/json": b'{"id": "a", "parent": "m", "config": {}}', "a/layer.tar": top,
+        "m/json": b'{"id": "m", "parent": "z"}', "z/VERSION": b"1.0", "z/json": b'{"id": "z"}',
+        "manifest.json": b"[]",
+    }  # fmt: skip
+    assert len(held) == 2  # "a" and "m": hashed; the base, the biggest, dropped unread
+    assert (stats.skipped_layers, stats.kept_layers) == (2, {top_id})
+
+    # Once the base is known, a folder above it is placed by depth: sent as it comes.
+    order2 = [base_id, side_id]
+    archive2 = _archive(
+        [("b/json", b'{"parent": null}'), ("b/layer.tar", base),
+         ("q/json", b'{"parent": "b"}'), ("q/layer.tar", side)]
+    )  # fmt: skip
+    held.clear()
+    out2 = b"".join(_layers.filtered_archive([archive2], {side_id}, set(order2), stats, order2))
+    assert _names(out2) == {"b/json": b'{"parent": null}', "q/json": b'{"parent": "b"}',
+                            "q/layer.tar": side}  # fmt: skip
+    assert held == []
+
+
+def test_an_unreadable_layer_json_falls_back_to_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    (base, base_id) = _layer(b"b" * 100)
+    archive = _archive([("z/json", b"not json"), ("z/layer.tar", base)])
+    held = _held_count(monkeypatch)
+    stats = _layers.FilterStats()
+    out = b"".join(_layers.filtered_archive([archive], set(), {base_id}, stats, [base_id]))
+    assert _names(out) == {"z/json": b"not json"} and len(held) == 1
+
+
+def test_a_real_docker_save_filters_the_same_by_depth_as_by_hash(docker_client: Any) -> None:
+    # The local engine (Docker 20.10 here: the classic layout) saves an image of two layers on
+    # busybox's;
+    # placing layers by their json's parent must drop and keep exactly what hashing does.
+    image = "busybox:1.36"
+    folder_image = docker_client.images.build(
+        fileobj=io.BytesIO(b"FROM busybox:1.36\nRUN echo one > /one\nRUN echo two > /two\n"),
+        tag="radops-test/layers-depth:1", rm=True,
+    )[0]  # fmt: skip
+    try:
+        order = folder_image.attrs["RootFS"]["Layers"]
+        assert len(order) >= 3, order
+        archive = b"".join(docker_client.api.get_image(folder_image.id))
+        assert b"/layer.tar" in archive, "expected the classic layout from this engine"
+        for needed in ({order[-1]}, set(order[-2:]), {order[0]}, set(), set(order)):
+            by_hash = b"".join(
+                _layers.filtered_archive([archive], needed, set(order), _layers.FilterStats())
+            )
+            stats = _layers.FilterStats()
+            by_depth = b"".join(
+                _layers.filtered_archive([archive], needed, set(order), stats, order)
+            )
+            assert by_depth == by_hash, needed
+            assert stats.kept_layers == needed
+    finally:
+        docker_client.images.remove("radops-test/layers-depth:1", force=True)
+    assert docker_client.images.get(image)

@@ -9,8 +9,14 @@ a `docker save` stream as it flows, in one pass:
 - the OCI layout (Docker 25+) names layer files by digest (`blobs/sha256/<diff id>`): a layer
   the remote has is dropped as it starts, unread;
 - the classic layout (Docker <= 24) names them `<v1 id>/layer.tar`, ids that say nothing about
-  the content: the file is hashed as it passes and held back (in memory, then a temporary file
-  past `HOLD_IN_MEMORY`) until its diff ID is known; then sent or dropped.
+  the content. Each folder's `json` (before its `layer.tar`: the members come sorted) names
+  its parent folder, and the base layer's has none: a folder whose chain down to the base has
+  been seen is at a known depth, so its diff ID is the image's at that depth, and the file is
+  dropped unread or sent as it comes. That is always the base layer, most often the biggest.
+  Any other is hashed as it passes and held back (in memory, then a temporary file past
+  `HOLD_IN_MEMORY`) until its diff ID is known; then sent or dropped. (Were a depth ever
+  wrong, a layer dropped by mistake makes the remote's `docker load` fail for a missing file,
+  and the caller sends the whole archive; one kept by mistake only costs its bytes.)
 
 Everything else (configs, manifests, other files of a layer folder) passes through as it is.
 Engines with the containerd image store load OCI archives but want every blob: the caller
@@ -32,6 +38,7 @@ BLOCK = 512
 HOLD_IN_MEMORY = 32 << 20
 _CHUNK = 1 << 20
 _OCI_BLOB = "blobs/sha256/"
+_JSON_MAX = 1 << 20  # a classic layer's `json` (its v1 config) is a few kB
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -237,13 +244,18 @@ class _Held:
 
 
 def filtered_archive(
-    chunks: Iterable[bytes], needed: set[str], all_layers: set[str], stats: FilterStats
+    chunks: Iterable[bytes],
+    needed: set[str],
+    all_layers: set[str],
+    stats: FilterStats,
+    order: list[str] | None = None,
 ) -> Iterator[bytes]:
     """`chunks` (a `docker save` tar) without the files of layers in `all_layers` that are not
-    `needed`. Diff IDs are `sha256:<hex>`. Counts into `stats`. An archive it cannot read, or
-    no room for a held layer, is a RadopsError."""
+    `needed`. Diff IDs are `sha256:<hex>`; `order`, the image's diff IDs bottom first, lets
+    classic layers at a known depth pass unhashed. Counts into `stats`. An archive it cannot
+    read, or no room for a held layer, is a RadopsError."""
     try:
-        yield from _filter(chunks, needed, all_layers, stats)
+        yield from _filter(chunks, needed, all_layers, stats, order or [])
     except ValueError as e:
         raise RadopsError(f"cannot read the image archive from the local engine: {e}") from e
     except OSError as e:
@@ -253,10 +265,38 @@ def filtered_archive(
         ) from e
 
 
+def _depth(folder: str, parents: dict[str, str | None], most: int) -> int | None:
+    """How many layers lie below the classic layer `folder`, if its chain is known down to the
+    base (at most `most` steps); else None."""
+    depth = 0
+    while folder in parents and depth <= most:
+        parent = parents[folder]
+        if parent is None:
+            return depth
+        folder, depth = parent, depth + 1
+    return None
+
+
+def _parent(data: bytes) -> tuple[bool, str | None]:
+    """A classic layer's `json`: (readable, its parent folder or None for the base)."""
+    try:
+        parent = json.loads(data).get("parent")
+    except (ValueError, AttributeError):
+        return False, None
+    if parent is None or (isinstance(parent, str) and "/" not in parent and parent):
+        return True, parent
+    return False, None
+
+
 def _filter(
-    chunks: Iterable[bytes], needed: set[str], all_layers: set[str], stats: FilterStats
+    chunks: Iterable[bytes],
+    needed: set[str],
+    all_layers: set[str],
+    stats: FilterStats,
+    order: list[str],
 ) -> Iterator[bytes]:
     reader = _Reader(chunks)
+    parents: dict[str, str | None] = {}  # classic layer folder -> its parent's (None: base)
     pending: list[bytes] = []  # extended headers (PAX, GNU long name) of the next member
     pax: bytes | None = None
     long_name: bytes | None = None
@@ -298,6 +338,30 @@ def _filter(
                 stats.skipped_bytes += size
                 for _ in reader.pieces(_padded(size)):
                     pass
+            continue
+        folder, _, leaf = name.rpartition("/")
+        if is_file and order and leaf == "json" and "/" not in folder and size <= _JSON_MAX:
+            data = reader.read(_padded(size))
+            readable, parent = _parent(data[:size])
+            if readable:
+                parents[folder] = parent
+            for part in (*lead, header, data):
+                yield out(part)
+            continue
+        depth = _depth(folder, parents, len(order)) if leaf == "layer.tar" else None
+        if is_file and depth is not None and depth < len(order) and "/" not in folder:
+            diff = order[depth]
+            if diff in all_layers and diff not in needed:
+                stats.skipped_layers += 1
+                stats.skipped_bytes += size
+                for _ in reader.pieces(_padded(size)):
+                    pass
+                continue
+            stats.kept_layers.add(diff)
+            for part in (*lead, header):
+                yield out(part)
+            for piece in reader.pieces(_padded(size)):
+                yield out(piece)
             continue
         if is_file and name.endswith("/layer.tar"):
             held = _Held()

@@ -157,7 +157,7 @@ class SSHStream(Shipping):
             kept = sum(1 for d in diffs if d in needed)
             label = f"Sending {local_tag} to {where} ({kept} of {len(diffs)} layers)"
             chunks = _layers.filtered_archive(
-                self.images.export(local_tag), needed, set(diffs), stats
+                self.images.export(local_tag), needed, set(diffs), stats, diffs
             )
         else:
             label = f"Sending {local_tag} to {where}"
