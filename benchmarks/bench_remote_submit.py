@@ -347,14 +347,16 @@ def _local_rows(quick: bool, tmp: Path, result: Result) -> None:
 LOCAL_MISS = """\
 - Why local submit misses 1.2x: the engine's work is the same on both sides (image inspect or
   build, container create and start: most of the baseline's time), so the gap is radops'
-  fixed cost in Python (see the traces): the interpreter and the CLI (Typer, which itself
-  loads click, rich and pydantic, about 0.2 s), then docker-py with requests and urllib3
-  (about 0.15 s) for the Engine API, against `docker build -q` and `docker run -d`, Go
-  binaries that start in milliseconds. Removed since the first run of this suite: docker-py's
-  eager import of paramiko (radops refuses it unless DOCKER_HOST is ssh://, 0.2 s), pydantic's
-  plugin scan, and the interpreter's teardown at exit (the command leaves with `os._exit`
-  once its output is flushed, about 45 ms). After a change, docker-py also tars the context
-  in Python. What remains would need radops to be a resident process or a Go binary."""
+  fixed cost in Python (see the traces): the interpreter and the CLI (Typer, with its click,
+  and pydantic, which Typer itself loads to convert parameters and radops uses for its config:
+  about 0.25 s), against `docker build -q` and `docker run -d`, Go binaries that start in
+  milliseconds. Removed since the first run of this suite: docker-py with requests and urllib3
+  from an unchanged re-submit (its three Engine API calls go over the unix socket with the
+  standard library, 0.13 s), building click commands for the whole command tree on every run
+  (only the named command's branch now, ~40 ms), docker-py's eager import of paramiko (0.2 s),
+  pydantic's plugin scan, and the interpreter's teardown at exit (`os._exit` once output is
+  flushed, ~45 ms). After a change, docker-py also tars the context in Python. What remains
+  would need radops to be a resident process or a Go binary."""
 
 
 RESUBMIT_MISS = """\
