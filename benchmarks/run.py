@@ -40,7 +40,12 @@ WHY_FAST = """\
   error never pay for them; the start-up benchmark checks this with `-X importtime` on every
   run. docker-py's optional ssh:// transport (paramiko) is refused unless DOCKER_HOST is
   ssh://, paramiko loads without invoke unless `~/.ssh/config` has a `Match exec`, and
-  pydantic's plugin scan is skipped for radops' own models.
+  pydantic's plugin scan is skipped for radops' own models. A local `run` of an image the
+  engine has makes its three Engine API calls (image check, container create, start) with
+  the standard library's http.client over the engine's unix socket: no docker-py at all.
+- **Only the command being run is built.** Typer turns the command tree into click commands
+  on every run; radops hands it only the branch the arguments name (the whole tree for
+  `--help`, a typo's suggestions and completion).
 - **No teardown.** The `radops` command flushes its output and leaves with `os._exit`: freeing
   ~500 modules one by one at exit cost about 45 ms of every command.
 - **Content-hash image tags.** `run` tags the image `radops/<folder>:<sha256 of the build context>`
@@ -58,7 +63,12 @@ WHY_FAST = """\
   `docker run --pull never ...` and ships the image (build if missing, push and remote pull,
   or `docker save | docker load` over the same connection) only when the engine answers
   "No such image": re-submitting an unchanged folder is one SSH connection and one remote
-  command, with no build, push or pull.
+  command, with no build, push or pull. With `--transfer ssh`, that same command also lists
+  the remote's layers when the image is missing, which the partial transfer needs next.
+- **Skip what the remote has.** `--transfer ssh` streams the local `docker save` through a
+  filter that drops the layers the remote has (by name in the OCI layout; in the classic
+  layout by the folders' parent chain, else by hashing), so a code change sends kilobytes;
+  `--build remote` sends only the build context.
 - **Streaming logs.** `logs` reads Docker's multiplexed log stream straight from the engine
   (on a unix socket over HTTP/1.0, so the stream is not cut into one HTTP chunk per line),
   in reads of up to 64 KiB, splits the 8-byte frame headers itself, joins consecutive payloads
