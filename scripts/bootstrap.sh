@@ -98,45 +98,62 @@ DOCKERFILE
 # tests: a Docker engine with the containerd image store (tests/containerd_engine.py). Debian
 # 12's is 20.10, which has none; Debian 13's dockerd and containerd run here. They are unpacked
 # (not installed: nothing of the system's changes) into CD_ENGINE, from the mirror apt uses,
-# found in that release's package index so that a newer build is found too.
+# checked as apt would: the release file's signature (Debian's archive keyring), the package
+# index's and each package's SHA256. Found in the index, so a newer build is found too. Only
+# the tests need it: if it cannot be had, bootstrap says so and goes on (those tests fail).
 CD_ENGINE="${RADOPS_CONTAINERD_ENGINE:-/opt/radops/containerd-engine}"
 CD_ENGINE_SUITE=trixie
-install_containerd_store_engine() {
-  [ -x "$CD_ENGINE/usr/sbin/dockerd" ] && [ -x "$CD_ENGINE/usr/bin/containerd" ] && return
-  local mirror arch tmp pkg file
+CD_ENGINE_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+install_containerd_store_engine() (
+  [ -x "$CD_ENGINE/usr/sbin/dockerd" ] && [ -x "$CD_ENGINE/usr/bin/containerd" ] && exit 0
   mirror="$(apt_mirror)"
-  [ -n "$mirror" ] || { log "no Debian mirror in apt's sources"; return 1; }
-  arch="$(dpkg --print-architecture)"
+  [ -n "$mirror" ] || { log "no Debian mirror in apt's sources"; exit 1; }
+  arch="$(dpkg --print-architecture)" || exit 1
+  index="main/binary-$arch/Packages.xz"
   log "unpacking Debian $CD_ENGINE_SUITE's dockerd and containerd into $CD_ENGINE"
-  tmp="$(mktemp -d)"
-  curl -fsS --retry 3 -o "$tmp/Packages.xz" \
-    "$mirror/dists/$CD_ENGINE_SUITE/main/binary-$arch/Packages.xz"
-  xz -dc "$tmp/Packages.xz" >"$tmp/Packages"
-  sudo_ rm -rf "$CD_ENGINE.new"
-  sudo_ mkdir -p "$CD_ENGINE.new"
+  tmp="$(mktemp -d)" || exit 1
+  trap 'rm -rf "$tmp"; sudo_ rm -rf "$CD_ENGINE.new"' EXIT
+  fetch() { curl -fsS --retry 3 -o "$tmp/$1" "$mirror/$2"; }
+  fetch InRelease "dists/$CD_ENGINE_SUITE/InRelease" || exit 1
+  gpgv --quiet --keyring "$CD_ENGINE_KEYRING" --output "$tmp/Release" "$tmp/InRelease" \
+    2>/dev/null || { log "$CD_ENGINE_SUITE's release file: bad signature"; exit 1; }
+  sum="$(awk -v f="$index" '/^SHA256:/{s=1; next} /^[^ ]/{s=0} s&&$3==f{print $1}' \
+    "$tmp/Release")"
+  fetch Packages.xz "dists/$CD_ENGINE_SUITE/$index" || exit 1
+  checked "$sum" "$tmp/Packages.xz" || exit 1
+  xz -dc "$tmp/Packages.xz" >"$tmp/Packages" || exit 1
+  sudo_ rm -rf "$CD_ENGINE.new" && sudo_ mkdir -p "$CD_ENGINE.new" || exit 1
   for pkg in docker.io containerd; do
-    file="$(awk -v p="$pkg" '$1=="Package:"{hit=($2==p)} hit&&$1=="Filename:"{print $2; exit}' \
-      "$tmp/Packages")"
-    [ -n "$file" ] || { log "no $pkg in $CD_ENGINE_SUITE's index"; return 1; }
-    curl -fsS --retry 3 -o "$tmp/$pkg.deb" "$mirror/$file"
-    sudo_ dpkg-deb -x "$tmp/$pkg.deb" "$CD_ENGINE.new"
+    read -r file sum < <(awk -v p="$pkg" '$1=="Package:"{hit=($2==p)}
+      hit&&$1=="Filename:"{f=$2} hit&&$1=="SHA256:"{h=$2} hit&&/^$/&&f{print f, h; exit}
+      END{if (hit&&f) print f, h}' "$tmp/Packages")
+    [ -n "${file:-}" ] || { log "no $pkg in $CD_ENGINE_SUITE's index"; exit 1; }
+    fetch "$pkg.deb" "$file" && checked "$sum" "$tmp/$pkg.deb" || exit 1
+    sudo_ dpkg-deb -x "$tmp/$pkg.deb" "$CD_ENGINE.new" || exit 1
   done
-  sudo_ rm -rf "$CD_ENGINE"
-  sudo_ mv "$CD_ENGINE.new" "$CD_ENGINE"  # whole or not at all
-  rm -rf "$tmp"
+  sudo_ rm -rf "$CD_ENGINE" && sudo_ mkdir -p "$(dirname "$CD_ENGINE")" \
+    && sudo_ mv "$CD_ENGINE.new" "$CD_ENGINE"  # whole or not at all
+)
+
+# $2's SHA256 is $1 (which must be given).
+checked() {
+  [ -n "$1" ] && printf '%s  %s\n' "$1" "$2" | sha256sum -c --quiet - >/dev/null 2>&1 && return
+  log "$(basename "$2"): checksum mismatch"
+  return 1
 }
 
-# The Debian mirror apt is configured with (deb822 or one-line sources), security aside.
+# The Debian mirror apt is configured with (deb822 sources first, then one-line ones), the
+# security archive aside.
 apt_mirror() {
   local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources
+  for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list
   do [ -r "$f" ] && cat "$f"; done | grep -E '^(URIs:|deb )' | grep -v -- '-security' \
     | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\//) {sub(/\/$/, "", $i); print $i; exit}}' \
     || true  # awk leaves at the first mirror: the pipe's writers may see it closed
 }
 
 install_debian_packages
-install_containerd_store_engine
+install_containerd_store_engine || log "no containerd-store engine: its tests will fail"
 install_radops
 start_docker
 ensure_base_image

@@ -2,7 +2,7 @@
 engine saves or loads images as OCI layouts (Docker 24+ with the store enabled, the default in
 recent releases). Debian 12's engine is 20.10, which has no such store: scripts/bootstrap.sh
 unpacks Debian 13's dockerd and containerd into ENGINE_DIR, and this starts them with their
-own containerd, data, sockets and bridge."""
+own containerd, data, sockets and bridge (runc and tini are this machine's, from docker.io)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def containerd_store_engine(root: Path, images: tuple[str, ...] = ()) -> Iterato
     config = root / "containerd.toml"
     config.write_text(
         f'version = 2\nroot = "{root / "ctd-root"}"\nstate = "{root / "ctd-state"}"\n'
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
         f'[grpc]\n  address = "{root / "containerd.sock"}"\n'
-        '[plugins."io.containerd.grpc.v1.cri"]\n  disable = true\n'
     )
     (root / "daemon.json").write_text('{"features": {"containerd-snapshotter": true}}\n')
     # The daemons find their shims and docker-init beside them.

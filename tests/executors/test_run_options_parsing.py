@@ -123,3 +123,18 @@ def test_a_mount_is_the_engine_json_docker_py_would_send(
     from radops.executors.local import engine_mount
 
     assert engine_mount(check_mount(spec)) == dict(Mount(**expected))
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ("type=volume,source=v,target=/v,bind-propagation=rshared", "bind-propagation"),
+        ("type=bind,source=/s,target=/t,volume-nocopy", "volume-nocopy"),
+        ("type=bind,source=/s,target=/t,tmpfs-size=1m", "tmpfs-size"),
+        ("type=tmpfs,target=/t,volume-nocopy", "volume-nocopy"),
+    ],
+)
+def test_a_mount_option_of_another_type_is_refused(spec: str, field: str) -> None:
+    # As the docker CLI (SSH executors) refuses it: the local engine must not drop it quietly.
+    with pytest.raises(UsageError, match=f"{field} applies to type="):
+        check_mount(spec)

@@ -11,7 +11,12 @@ import uuid
 from typing import Any
 
 from radops.executors import _layers
-from radops.executors._remote_scripts import LAYERS_MARK, layers_argv, run_or_layers_argv
+from radops.executors._remote_scripts import (
+    LAYERS_END,
+    LAYERS_MARK,
+    layers_argv,
+    run_or_layers_argv,
+)
 
 BASE = "busybox:1.36"
 
@@ -37,7 +42,9 @@ def test_a_missing_image_fails_the_run_and_lists_the_layers_in_the_same_command(
     busybox = docker_client.api.inspect_image(BASE)["RootFS"]["Layers"]
     remote = _layers.parse_remote_layers(listing)
     assert remote.needed(busybox) == set() and remote.partial_ok
-    assert [json.loads(line) for line in listing.splitlines()[1:]] == [busybox]
+    lines = listing.splitlines()
+    assert lines[-1] == LAYERS_END  # the listing was not cut short
+    assert [json.loads(line) for line in lines[1:-1]] == [busybox]
 
 
 def test_a_present_image_runs_and_lists_nothing(docker_client: Any) -> None:

@@ -118,8 +118,9 @@ def _branch(group: typer.Typer, words: list[str]) -> typer.Typer | None:
         sub = info.typer_instance
         if sub is None:
             continue
-        if isinstance(info.name, str):  # a named group: `radops executors gcp ...`
-            if info.name == word:
+        name = _group_name(info)
+        if name is not None:  # a named group: `radops executors gcp ...`
+            if name == word:
                 groups.append(copy.copy(info))
                 groups[-1].typer_instance = _branch(sub, words[1:]) or sub
         else:  # a group added without a name: its commands are this group's own
@@ -134,6 +135,15 @@ def _branch(group: typer.Typer, words: list[str]) -> typer.Typer | None:
     trimmed = copy.copy(group)
     trimmed.registered_commands, trimmed.registered_groups = commands, groups
     return trimmed
+
+
+def _group_name(info: Any) -> str | None:
+    """A sub-group's name as Typer finds it (add_typer's, else the Typer's own); None: its
+    commands are merged into the parent's."""
+    for name in (info.name, getattr(info.typer_instance.info, "name", None)):
+        if isinstance(name, str):
+            return name
+    return None
 
 
 def _name(command: Any) -> str:

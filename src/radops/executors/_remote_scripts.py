@@ -121,10 +121,11 @@ _LAYERS_FUNCTION = (
     'ids=$("$d" images -q --no-trunc "$repo") || return $?; '
     'if [ -n "$ids" ]; then "$d" image inspect --format "{{json .RootFS.Layers}}" $ids '
     '2>/dev/null; fi; if [ $# -gt 0 ]; then "$d" image inspect --format '
-    '"{{json .RootFS.Layers}}" "$@" 2>/dev/null; fi; return 0; }; '
+    '"{{json .RootFS.Layers}}" "$@" 2>/dev/null; fi; echo radops:layers-end; return 0; }; '
 )
 LAYERS_SCRIPT = _LAYERS_FUNCTION + 'layers "$@"'
 LAYERS_MARK = b"radops:layers\n"
+LAYERS_END = b"radops:layers-end"  # the listing's last line: it was not cut short
 
 
 def layers_argv(docker: str, repository: str, bases: list[str]) -> list[str]:

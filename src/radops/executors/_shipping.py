@@ -84,7 +84,9 @@ class SSHStream(Shipping):
 
     def tried(self, out: bytes) -> None:
         _, mark, listing = out.partition(scripts.LAYERS_MARK)
-        self._listing = listing if mark and b"radops:driver " in listing else None
+        # A listing cut short (a docker command there failed) is asked for again, alone.
+        whole = mark and scripts.LAYERS_END in listing.splitlines()
+        self._listing = listing if whole else None
 
     def deliver(
         self, plan: ImagePlan, run_argv: list[str], env: bytes, progress: ProgressCallback

@@ -133,7 +133,7 @@ class LocalExecutor(Executor):
         cid = cid["Id"]
         try:
             self.engine.call("POST", f"/containers/{cid}/start", what)
-        except RadopsError as e:
+        except BaseException as e:  # Ctrl-C too
             # A job that never started is not a job: leave nothing behind in `jobs`.
             with contextlib.suppress(RadopsError):
                 self.engine.call("DELETE", f"/containers/{cid}", what, query={"force": "1"})

@@ -233,6 +233,10 @@ def check_mount(spec: str) -> str:
             f"invalid --mount {spec!r}: a bind mount needs source=ABSOLUTE_PATH",
             "The source is on the executor's machine.",
         )
+    for prefix, only in (("bind-", "bind"), ("volume-", "volume"), ("tmpfs-", "tmpfs")):
+        wrong = [key for key in found if key.startswith(prefix) and kind != only]
+        if wrong:  # as the docker CLI refuses them (docker-py too)
+            raise UsageError(f"invalid --mount {spec!r}: {wrong[0]} applies to type={only} only")
     return spec
 
 

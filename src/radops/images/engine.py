@@ -23,6 +23,8 @@ from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
 # `uname -m` -> Docker's architecture names.
 _DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le"}
 
+CALL_TIMEOUT_S = 60  # docker-py's default: a call that hangs longer is a stuck engine
+
 ENGINE_HINT = (
     "Start Docker (`sudo systemctl start docker`, or run `dockerd`), or point DOCKER_HOST at it."
 )
@@ -83,6 +85,7 @@ class _UnixConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CALL_TIMEOUT_S)
         try:
             sock.connect(self._path)
         except OSError:
@@ -139,7 +142,10 @@ class LocalEngine:
         if status >= 400:
             error = NotFoundError if status == 404 else RadopsError
             raise error(f"{what}: {engine_message(status, reason, reply)}")
-        return json.loads(reply) if reply.strip() else None
+        try:
+            return json.loads(reply) if reply.strip() else None
+        except ValueError as e:
+            raise RadopsError(f"{what}: the engine's reply is not JSON ({reply[:80]!r})") from e
 
     def _call_docker_py(
         self, method: str, url: str, data: bytes | None, what: str
@@ -147,7 +153,9 @@ class LocalEngine:
         api = self.api
         with docker_errors(what):
             headers = {"Content-Type": "application/json"} if data is not None else {}
-            response = api.request(method, api._url(url), data=data, headers=headers)
+            response = api.request(
+                method, api._url(url), data=data, headers=headers, timeout=CALL_TIMEOUT_S
+            )
         return response.status_code, str(response.reason or ""), response.content
 
     def version(self) -> dict[str, Any]:
