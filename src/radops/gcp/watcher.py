@@ -115,7 +115,9 @@ run() {
     case $idle in ''|*[!0-9]*) log "no idle_seconds: disarmed"; exit 0 ;; esac
     if jobs_running || commands_running; then touch activity; fi
     last=$(stat -c %Y activity 2>/dev/null || date +%s)
-    if [ $(( $(date +%s) - last )) -ge "$idle" ]; then fire "$idle"; exit 0; fi
+    # Both stamps are whole seconds (truncated): a difference of idle + 1 is at least idle
+    # seconds of real time; one of idle may be barely more than idle - 1. Never early.
+    if [ $(( $(date +%s) - last )) -gt "$idle" ]; then fire "$idle"; exit 0; fi
     interval=$(setting interval)
     case $interval in ''|*[!0-9]*) interval=60 ;; esac
     sleep "$interval"
