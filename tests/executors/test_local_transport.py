@@ -205,6 +205,21 @@ def test_an_unchanged_local_submit_loads_no_docker_py(
     assert not modules & {"docker", "requests", "urllib3"}, sorted(modules & {"docker"})
 
 
+def test_a_changed_local_submit_built_with_buildkit_loads_no_docker_py(
+    make_context: Callable[..., Path], start_job: StartJob, wait_job: WaitJob
+) -> None:
+    # BuildKit builds go through the docker CLI (bootstrap makes sure one has BuildKit), and
+    # the new image is tagged through LocalEngine.call: docker-py is for the legacy builder.
+    dockerfile = "FROM busybox:1.36\nCOPY step.txt /step.txt\n"
+    folder = make_context("changing", {"Dockerfile": dockerfile, "step.txt": "one\n"})
+    wait_job(start_job(folder, "true"))
+    (folder / "step.txt").write_text("two\n")
+    code, modules = _modules_after(["executors", "run", "local", str(folder), "-q", "true"])
+    assert code == 0
+    assert not modules & {"docker", "requests", "urllib3"}
+    assert "radops.images.build" in modules  # it did build
+
+
 def test_a_job_starts_the_same_over_the_unix_socket_and_over_tcp(
     tools_context: Path, tcp_engine: str, wait_job: WaitJob, docker_client: Any, tmp_path: Path
 ) -> None:

@@ -10,12 +10,15 @@ import subprocess
 import tempfile
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from radops.errors import BuildError
 from radops.images.builder import NO_BUILDKIT_HINT, Builder
 from radops.images.context import BuildOptions, read_dockerignore
 from radops.progress import ProgressCallback
+
+if TYPE_CHECKING:
+    from radops.images.engine import LocalEngine
 
 TAIL_LINES = 6
 _NOISE = re.compile(r"^#\d+ sha256:[0-9a-f]+$")  # BuildKit's vertex digests: nothing to read
@@ -29,7 +32,7 @@ _WRAPPER = re.compile(
 
 
 def build_image(
-    api: Any,
+    engine: LocalEngine,
     builder: Builder,
     context: Path,
     dockerfile: str,
@@ -38,11 +41,12 @@ def build_image(
     options: BuildOptions | None = None,
 ) -> str:
     """Build `context` (Dockerfile `dockerfile`, relative to it or absolute) and return the new
-    image's ID; the image has no tag yet."""
+    image's ID; the image has no tag yet. BuildKit builds go through the docker CLI; only the
+    legacy builder needs `engine`'s docker-py client."""
     options = options or BuildOptions()
     if builder.buildkit:
         return _buildkit_build(builder, context, dockerfile, progress, platform, options)
-    return _legacy_build(api, context, dockerfile, progress, platform, options)
+    return _legacy_build(engine.api, context, dockerfile, progress, platform, options)
 
 
 def buildkit_argv(

@@ -98,7 +98,7 @@ class LocalImages:
                 f"Building {tag} from {plan.context}{how}" + (" (--no-cache)" if fresh else "")
             )
             image_id = build.build_image(
-                self.engine.api, builder, plan.context, plan.dockerfile, progress,
+                self.engine, builder, plan.context, plan.dockerfile, progress,
                 plan.platform, options,
             )  # fmt: skip
             self._tag_unchanged(plan, image_id)
@@ -108,7 +108,6 @@ class LocalImages:
         """Tag `image_id` as the plan's tag if its context still is what was hashed; otherwise
         drop the image: it may hold other content than the tag names."""
         changed = plan.snapshot.changed()
-        api = self.engine.api
         if changed is not None:
             self._remove_if_untagged(image_id)
             raise BuildError(
@@ -120,8 +119,10 @@ class LocalImages:
         repository, _, name = plan.tag.rpartition(":")
         # Under the build lock the tag was missing, unless --no-cache builds it again.
         replaced = self._image_id(plan.tag) if plan.build.no_cache else None
-        with docker_errors("tagging the image"):
-            api.tag(image_id, repository, name, force=True)
+        self.engine.call(
+            "POST", f"/images/{image_id}/tag", "tagging the image",
+            query={"repo": repository, "tag": name},
+        )  # fmt: skip
         if replaced and replaced != image_id:  # --no-cache rebuilt it: drop the old one
             self._remove_if_untagged(replaced)
 
