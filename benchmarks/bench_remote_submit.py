@@ -355,7 +355,7 @@ LOCAL_MISS = """\
   standard library, 0.13 s), building click commands for the whole command tree on every run
   (only the named command's branch now, ~40 ms), docker-py's eager import of paramiko (0.2 s),
   pydantic's plugin scan, and the interpreter's teardown at exit (`os._exit` once output is
-  flushed, ~45 ms). After a change, docker-py also tars the context in Python. What remains
+  flushed, ~45 ms). What remains
   would need radops to be a resident process or a Go binary."""
 
 
