@@ -53,6 +53,7 @@ from radops.executors.run_options import RunOptions, mount_fields, size_bytes
 from radops.images.engine import (
     LocalEngine,
     docker_errors,
+    engine_error,
     engine_socket_path,
     engine_unreachable,
 )
@@ -380,7 +381,6 @@ def _get_unchunked(socket_path: str, path: str, params: dict[str, Any], what: st
     stream ends when the engine closes the connection. The reply is parsed by http.client.
     """
     import http.client
-    import json
     import socket
     from urllib.parse import urlencode
 
@@ -397,14 +397,9 @@ def _get_unchunked(socket_path: str, path: str, params: dict[str, Any], what: st
     finally:
         sock.close()  # the response holds its own file object on the socket
     if response.status >= 400:
-        body = response.read().decode("utf-8", "replace")
+        body = response.read()
         response.close()
-        try:
-            message = str(json.loads(body)["message"])
-        except (ValueError, KeyError, TypeError):
-            message = body.strip() or response.reason
-        error = NotFoundError if response.status == 404 else RadopsError
-        raise error(f"{what}: {message}")
+        raise engine_error(what, response.status, response.reason, body)
     return response
 
 

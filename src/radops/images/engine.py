@@ -69,13 +69,16 @@ def engine_socket_path() -> str | None:
     return None
 
 
-def engine_message(status: int, reason: str, body: bytes) -> str:
-    """The engine's own words for a failed call: its JSON `message`, else the body or reason."""
+def engine_error(what: str, status: int, reason: str, body: bytes) -> RadopsError:
+    """A failed Engine API reply as a radops error (404: NotFoundError) saying `what` was
+    being done, in the engine's own words: its JSON `message`, else the body or reason."""
     text = body.decode("utf-8", "replace")
     try:
-        return str(json.loads(text)["message"])
+        message = str(json.loads(text)["message"])
     except (ValueError, KeyError, TypeError):
-        return text.strip() or reason or f"HTTP {status}"
+        message = text.strip() or reason or f"HTTP {status}"
+    error = NotFoundError if status == 404 else RadopsError
+    return error(f"{what}: {message}")
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -140,8 +143,7 @@ class LocalEngine:
             finally:
                 connection.close()
         if status >= 400:
-            error = NotFoundError if status == 404 else RadopsError
-            raise error(f"{what}: {engine_message(status, reason, reply)}")
+            raise engine_error(what, status, reason, reply)
         try:
             return json.loads(reply) if reply.strip() else None
         except ValueError as e:
