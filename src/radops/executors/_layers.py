@@ -326,19 +326,6 @@ def _filter(
         lead, pending, pax, long_name = pending, [], None, None
         is_file = kind in (b"0", b"\0", b"7")
         oci_diff = "sha256:" + name[len(_OCI_BLOB) :] if name.startswith(_OCI_BLOB) else None
-        if is_file and oci_diff is not None and oci_diff in all_layers:
-            if oci_diff in needed:
-                stats.kept_layers.add(oci_diff)
-                for part in (*lead, header):
-                    yield out(part)
-                for piece in reader.pieces(_padded(size)):
-                    yield out(piece)
-            else:
-                stats.skipped_layers += 1
-                stats.skipped_bytes += size
-                for _ in reader.pieces(_padded(size)):
-                    pass
-            continue
         folder, _, leaf = name.rpartition("/")
         if is_file and order and leaf == "json" and "/" not in folder and size <= _JSON_MAX:
             data = reader.read(_padded(size))
@@ -348,9 +335,15 @@ def _filter(
             for part in (*lead, header, data):
                 yield out(part)
             continue
-        depth = _depth(folder, parents, len(order)) if leaf == "layer.tar" else None
-        if is_file and depth is not None and depth < len(order) and "/" not in folder:
-            diff = order[depth]
+        # A layer file whose diff ID is known before it is read: by its OCI name, or by its
+        # classic folder's depth.
+        diff: str | None = None
+        if is_file and oci_diff is not None and oci_diff in all_layers:
+            diff = oci_diff
+        elif is_file and leaf == "layer.tar" and "/" not in folder:
+            depth = _depth(folder, parents, len(order))
+            diff = order[depth] if depth is not None and depth < len(order) else None
+        if diff is not None:
             if diff in all_layers and diff not in needed:
                 stats.skipped_layers += 1
                 stats.skipped_bytes += size
