@@ -461,10 +461,12 @@ class ExecutorContract:
         with pytest.raises(NotFoundError):
             executor.get(job.id)
 
-    def test_prune_plans_ended_jobs_and_the_images_only_they_use(
-        self, executor: Executor, started: Callable[..., Job], tmp_path: Path
-    ) -> None:
-        # An image of its own (a new folder content), used by one ended and one running job.
+    @staticmethod
+    def _ended_and_running(
+        executor: Executor, started: Callable[..., Job], tmp_path: Path
+    ) -> tuple[Job, Job, PrunePlan]:
+        """One ended and one running job of a new image of their own, and the prune plan
+        (with images) then: it has the ended job and not the running one."""
         context = tmp_path / f"prune-{secrets.token_hex(4)}"
         context.mkdir()
         (context / "Dockerfile").write_text(f"FROM busybox:1.36\nLABEL nonce={context.name}\n")
@@ -474,6 +476,13 @@ class ExecutorContract:
         plan = executor.prune_plan(images=True)
         planned = {job.id for job in plan.jobs}
         assert ended.id in planned and running.id not in planned
+        return ended, running, plan
+
+    def test_prune_plans_ended_jobs_and_the_images_only_they_use(
+        self, executor: Executor, started: Callable[..., Job], tmp_path: Path
+    ) -> None:
+        # An image of its own (a new folder content), used by one ended and one running job.
+        ended, running, plan = self._ended_and_running(executor, started, tmp_path)
         assert not [i for i in plan.images if ended.image in i.refs]  # the running job uses it
         old_only = executor.prune_plan(datetime.now(timezone.utc) - timedelta(hours=1))
         assert ended.id not in {job.id for job in old_only.jobs}  # --until: too young

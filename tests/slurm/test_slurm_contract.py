@@ -7,7 +7,6 @@ timestamps), the overrides below check the clear error instead.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,15 +94,7 @@ class TestSlurmExecutor(ExecutorContract):
         self, executor: Executor, started: Callable[..., Job], tmp_path: Path
     ) -> None:
         # Images live on the compute nodes: prune plans and removes job folders only.
-        context = tmp_path / f"prune-{secrets.token_hex(4)}"
-        context.mkdir()
-        (context / "Dockerfile").write_text(f"FROM busybox:1.36\nLABEL nonce={context.name}\n")
-        ended = started(context, ["true"])
-        running = started(context, ["sleep", "300"])
-        executor.wait(ended.id)
-        plan = executor.prune_plan(images=True)
-        planned = {job.id for job in plan.jobs}
-        assert ended.id in planned and running.id not in planned
+        ended, running, plan = self._ended_and_running(executor, started, tmp_path)
         assert plan.images == []
         executor.stop(running.id, timeout=0)
         mine = PrunePlan([j for j in executor.prune_plan().jobs
