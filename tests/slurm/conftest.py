@@ -134,14 +134,18 @@ def slurm_cli(tmp_path: Path, slurm: slurm_rig.SlurmCluster) -> SlurmCLI:
     return SlurmCLI(env)
 
 
+def add_args(slurm: slurm_rig.SlurmCluster, name: str, *more: str) -> list[str]:
+    """`executors add` of the rig's login node as Slurm executor `name`, then `more`."""
+    return [
+        "executors", "add", "--kind", "slurm", "--name", name, "--hostname", "127.0.0.1",
+        "--port", str(slurm.ssh_port), "--username", "root", "--identity-file",
+        str(slurm.client_key), "--job-dir", str(slurm.job_dir), *more,
+    ]  # fmt: skip
+
+
 @pytest.fixture
 def hpc(slurm_cli: SlurmCLI, slurm: slurm_rig.SlurmCluster) -> str:
     """A registered Slurm executor `hpc` (docker runtime), added through the CLI."""
-    result = slurm_cli(
-        "executors", "add", "--kind", "slurm", "--name", "hpc", "--hostname", "127.0.0.1",
-        "--port", str(slurm.ssh_port), "--username", "root", "--identity-file",
-        str(slurm.client_key), "--job-dir", str(slurm.job_dir), "--partition", "gpu",
-        "--runtime", "docker",
-    )  # fmt: skip
+    result = slurm_cli(*add_args(slurm, "hpc", "--partition", "gpu", "--runtime", "docker"))
     assert result.returncode == 0, result.stderr
     return "hpc"

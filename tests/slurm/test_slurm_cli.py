@@ -11,7 +11,7 @@ import pytest
 
 from tests import slurm_rig
 from tests.conftest import CONTEXT_PREFIX
-from tests.slurm.conftest import SlurmCLI, wait_until
+from tests.slurm.conftest import SlurmCLI, add_args, wait_until
 
 
 @pytest.fixture
@@ -57,11 +57,7 @@ def no_containers(runtime: str, job_id: str) -> bool:
 def test_add_reports_slurm_partitions_gpus_and_runtime(
     slurm_cli: SlurmCLI, slurm: slurm_rig.SlurmCluster
 ) -> None:
-    result = slurm_cli(
-        "executors", "add", "--kind", "slurm", "--name", "hpc", "--hostname", "127.0.0.1",
-        "--port", str(slurm.ssh_port), "--username", "root", "--identity-file",
-        str(slurm.client_key), "--job-dir", str(slurm.job_dir), "--partition", "gpu",
-    )  # fmt: skip
+    result = slurm_cli(*add_args(slurm, "hpc", "--partition", "gpu"))
     assert result.returncode == 0, result.stderr
     assert "hpc: Slurm 22.05" in result.stderr
     assert "gpu (2 node(s), gpu:fake:2)" in result.stderr
@@ -77,11 +73,7 @@ def test_add_reports_slurm_partitions_gpus_and_runtime(
 def test_an_unknown_partition_is_a_one_line_error(
     slurm_cli: SlurmCLI, slurm: slurm_rig.SlurmCluster, hpc: str, context: Path
 ) -> None:
-    result = slurm_cli(
-        "executors", "add", "--kind", "slurm", "--name", "bad", "--hostname", "127.0.0.1",
-        "--port", str(slurm.ssh_port), "--username", "root", "--identity-file",
-        str(slurm.client_key), "--job-dir", str(slurm.job_dir), "--partition", "nope",
-    )  # fmt: skip
+    result = slurm_cli(*add_args(slurm, "bad", "--partition", "nope"))
     assert_one_line_error(result, "no partition 'nope'", "gpu, cpu")
     assert "bad" not in slurm_cli("executors", "list").stdout
     run = slurm_cli("executors", "run", "hpc", str(context), "--partition", "nope", "--", "true")
