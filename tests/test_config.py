@@ -5,17 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from radops.config import (
+from radops.config import ConfigFile, Settings, resolve_setting
+from radops.errors import UsageError
+from radops.specs import (
     DEFAULT_DOCKER_PATH,
-    ConfigFile,
     GCPExecutorSpec,
-    Settings,
     SSHExecutorSpec,
-    resolve_setting,
     split_host_port,
     validate_executor_name,
 )
-from radops.errors import UsageError
 
 
 @pytest.mark.parametrize("name", ["a", "gpu1", "GPU_box-2", "x" * 63, "0", "-", "_"])
@@ -35,7 +33,7 @@ def test_ssh_spec_defaults() -> None:
     spec = SSHExecutorSpec(name="gpu1", hostname="gpu1.lab")
     assert spec.kind == "ssh"
     assert spec.docker_path == DEFAULT_DOCKER_PATH == "/usr/bin/docker"
-    assert spec.port is None and spec.username is None
+    assert spec.ssh.port is None and spec.ssh.username is None
     assert spec.created_at.tzinfo is not None
 
 

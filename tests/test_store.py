@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from radops.config import LocalExecutorSpec, SSHExecutorSpec
 from radops.errors import ConfigError, NotFoundError, UsageError
+from radops.specs import LocalExecutorSpec, SSHExecutorSpec
 from radops.store import ExecutorStore, config_dir
 
 
@@ -63,7 +63,7 @@ def test_add_get_list_remove_round_trip(tmp_path: Path) -> None:
     store.add(ssh("zeta", "z.example"))
     store.add(ssh("alpha", "a.example"))
     reread = ExecutorStore(tmp_path)
-    assert reread.get("zeta").hostname == "z.example"  # type: ignore[union-attr]
+    assert reread.get("zeta").ssh.hostname == "z.example"  # type: ignore[union-attr]
     assert [s.name for s in reread.list()] == ["local", "alpha", "zeta"]
     removed = reread.remove("zeta")
     assert removed.name == "zeta"
@@ -85,9 +85,9 @@ def test_duplicate_name_is_refused_unless_replacing(tmp_path: Path) -> None:
     store.add(ssh("gpu1", "first.example"))
     with pytest.raises(UsageError, match="already exists"):
         store.add(ssh("gpu1", "second.example"))
-    assert store.get("gpu1").hostname == "first.example"  # type: ignore[union-attr]
+    assert store.get("gpu1").ssh.hostname == "first.example"  # type: ignore[union-attr]
     store.add(ssh("gpu1", "second.example"), replace=True)
-    assert store.get("gpu1").hostname == "second.example"  # type: ignore[union-attr]
+    assert store.get("gpu1").ssh.hostname == "second.example"  # type: ignore[union-attr]
 
 
 def test_unknown_executor_is_not_found(tmp_path: Path) -> None:

@@ -1,20 +1,16 @@
-"""Executor specs and settings as pydantic models: what the config file holds, validated on load."""
+"""The config file as pydantic models: shared settings, executor specs, VMs being created."""
 
 from __future__ import annotations
 
 import os
-import re
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
-from radops.errors import UsageError
+from radops.specs import _PLUGINS_ENV, RegisteredSpec, Spec
 
 SCHEMA_VERSION = 1
-LOCAL_EXECUTOR_NAME = "local"
-DEFAULT_DOCKER_PATH = "/usr/bin/docker"
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 
 # Each setting's environment variable; the environment wins over the config file.
 SETTINGS_ENV = {
@@ -29,173 +25,7 @@ SETTINGS_ENV = {
 }
 
 
-def validate_executor_name(name: str) -> str:
-    """Return `name` if it is a valid executor name, else raise UsageError saying why."""
-    if not NAME_RE.fullmatch(name):
-        raise UsageError(
-            f"invalid executor name {name!r}: use letters, digits, '-' and '_' (1 to 63 characters)"
-        )
-    return name
-
-
-# What OpenSSH 9.6 refuses in a host name or user name from the command line: ~/.ssh/config's
-# `Match exec` hands %h and %r to a local shell, so radops refuses them before any lookup.
-_SHELL_CHARS = frozenset("'`\"$\\;&<>|(){}")
-
-
-def check_ssh_name(value: str, what: str) -> str:
-    """`value` as a host or user name for SSH, else ValueError: not empty, no leading '-' (an
-    option to ssh or docker), no whitespace, control or shell characters."""
-    bad = not value or value.startswith("-")
-    bad = bad or any(c in _SHELL_CHARS or c.isspace() or not c.isprintable() for c in value)
-    if bad:
-        raise ValueError(f"invalid {what} {value!r}")
-    return value
-
-
-def validate_ssh_name(value: str, what: str) -> str:
-    """`check_ssh_name`, as a UsageError that says which characters are refused."""
-    try:
-        return check_ssh_name(value, what)
-    except ValueError as e:
-        raise UsageError(
-            str(e), "Host and user names cannot contain spaces, quotes or any of `$;&<>|(){}\\."
-        ) from None
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-# pydantic looks for plugins in every installed distribution's entry points when it builds
-# the first model: ~25 ms here, far more in a large ML environment. radops' models use no
-# plugin, so they are built with plugin loading off (as Typer does for its own adapters);
-# the variable is restored after the last model below.
-_PLUGINS_ENV = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
-os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"
-
-
-class _Spec(BaseModel):
-    # Unknown keys written by a newer radops survive a read-modify-write by this one.
-    model_config = ConfigDict(extra="allow")
-
-
-class LocalExecutorSpec(_Spec):
-    """The built-in executor: the Docker engine that DOCKER_HOST (or the default socket) names."""
-
-    kind: Literal["local"] = "local"
-    name: str = LOCAL_EXECUTOR_NAME
-
-    def target_text(self) -> str:
-        """Where its jobs run, for people."""
-        return os.environ.get("DOCKER_HOST", "this machine's Docker engine")
-
-
-class SSHExecutorSpec(_Spec):
-    """A machine reached over SSH whose Docker CLI lives at `docker_path`."""
-
-    kind: Literal["ssh"] = "ssh"
-    name: str
-    hostname: str
-    port: int | None = Field(default=None, ge=1, le=65535)
-    username: str | None = None
-    docker_path: str = DEFAULT_DOCKER_PATH
-    identity_file: str | None = None
-    registry: str | None = None
-    # The engine's platform (e.g. linux/arm64) as last checked: images are built for it.
-    platform: str | None = None
-    # Where `run` builds by default: here (then ships the image; None, the default), or on the
-    # executor's engine.
-    build: Literal["local", "remote"] | None = None
-    created_at: datetime = Field(default_factory=_utcnow)
-
-    def target_text(self) -> str:
-        """Where its jobs run, for people: `user@host:port` as given."""
-        user = f"{self.username}@" if self.username else ""
-        port = f":{self.port}" if self.port else ""
-        return f"{user}{self.hostname}{port}"
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.fullmatch(v) or v == LOCAL_EXECUTOR_NAME:
-            raise ValueError(f"invalid executor name {v!r}")
-        return v
-
-    @field_validator("hostname")
-    @classmethod
-    def _hostname(cls, v: str) -> str:
-        return check_ssh_name(v, "hostname")
-
-    @field_validator("username")
-    @classmethod
-    def _username(cls, v: str | None) -> str | None:
-        return None if v is None else check_ssh_name(v, "username")
-
-    @field_validator("docker_path")
-    @classmethod
-    def _docker_path(cls, v: str) -> str:
-        if not v or v.startswith("-") or "\0" in v:
-            raise ValueError(f"invalid docker path {v!r}")
-        return v
-
-
-class GCPExecutorSpec(SSHExecutorSpec):
-    """An SSH executor on a VM that radops provisioned on Google Cloud."""
-
-    kind: Literal["gcp"] = "gcp"  # type: ignore[assignment]
-    project: str
-    zone: str
-    instance: str
-    # Pinned when radops created the VM: a restarted VM (new IP, same key) is still recognised.
-    host_key_fingerprint: str | None = None
-
-
-SLURM_RUNTIMES = ("docker", "podman", "pyxis")
-DEFAULT_RUNTIME_PATHS = {
-    "docker": DEFAULT_DOCKER_PATH,
-    "podman": "/usr/bin/podman",
-    "pyxis": "srun",
-}
-
-
-class SlurmExecutorSpec(SSHExecutorSpec):
-    """A Slurm cluster reached over SSH on its login node: jobs are batch jobs (`sbatch`) whose
-    containers run on the compute nodes. `docker_path` is the container runtime's CLI there."""
-
-    kind: Literal["slurm"] = "slurm"  # type: ignore[assignment]
-    # A folder the login node and the compute nodes share: each job's script, output and
-    # exit record live in JOB_DIR/<job id>.
-    job_dir: str
-    runtime: Literal["docker", "podman", "pyxis"] = "docker"
-    partition: str | None = None  # defaults for every job (`run --partition` overrides)
-    account: str | None = None
-
-    def target_text(self) -> str:
-        return f"slurm: {super().target_text()}"
-
-    @field_validator("job_dir")
-    @classmethod
-    def _job_dir(cls, v: str) -> str:
-        if not v.startswith("/") or "\0" in v or "\n" in v:
-            raise ValueError(f"invalid job folder {v!r}: give an absolute path on the cluster")
-        return v.rstrip("/") or "/"
-
-    @field_validator("partition", "account")
-    @classmethod
-    def _slurm_name(cls, v: str | None) -> str | None:
-        if v is not None and (not v or v.startswith("-") or any(c.isspace() for c in v)):
-            raise ValueError(f"invalid Slurm name {v!r}")
-        return v
-
-
-ExecutorSpec = Annotated[
-    SSHExecutorSpec | GCPExecutorSpec | SlurmExecutorSpec, Field(discriminator="kind")
-]
-AnyExecutorSpec = LocalExecutorSpec | SSHExecutorSpec | GCPExecutorSpec | SlurmExecutorSpec
-
-
-class Settings(_Spec):
+class Settings(Spec):
     """Settings shared by every executor; each one can be overridden by its environment variable."""
 
     registry: str | None = None
@@ -211,21 +41,21 @@ class Settings(_Spec):
     registry_pull_token_file: str | None = None
 
 
-class PendingVM(_Spec):
+class PendingVM(Spec):
     """A VM being created: recorded before insert so an interrupted create can be cleaned up."""
 
     project: str
     zone: str
     instance: str
-    created_at: datetime = Field(default_factory=_utcnow)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
 
 
-class ConfigFile(_Spec):
+class ConfigFile(Spec):
     """The whole config file."""
 
     schema_version: int = SCHEMA_VERSION
     settings: Settings = Field(default_factory=Settings)
-    executors: dict[str, ExecutorSpec] = Field(default_factory=dict)
+    executors: dict[str, RegisteredSpec] = Field(default_factory=dict)
     gcp_pending: dict[str, PendingVM] = Field(default_factory=dict)
 
 
@@ -248,20 +78,3 @@ def resolve_setting(settings: Settings, key: str, flag: str | None = None) -> st
         return env
     value: Any = getattr(settings, key)
     return str(value) if value is not None else None
-
-
-def split_host_port(hostname: str, port: int | None) -> tuple[str, int | None]:
-    """Split `host:port` or `[v6]:port`; an explicit `port` must agree with one in `hostname`."""
-    host, found = hostname, None
-    m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", hostname)
-    if m:
-        host, found = m.group(1), m.group(2)
-    elif hostname.count(":") == 1:
-        host, found = hostname.split(":")
-    if found is not None:
-        if not found.isdigit() or not 1 <= int(found) <= 65535:
-            raise UsageError(f"invalid port in hostname {hostname!r}")
-        if port is not None and port != int(found):
-            raise UsageError(f"--port {port} disagrees with the port in {hostname!r}")
-        return host, int(found)
-    return host, port

@@ -10,15 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from radops.config import (
+from radops.config import SCHEMA_VERSION, ConfigFile
+from radops.errors import ConfigError, NotFoundError, UsageError
+from radops.specs import (
     LOCAL_EXECUTOR_NAME,
-    SCHEMA_VERSION,
     AnyExecutorSpec,
-    ConfigFile,
     LocalExecutorSpec,
     validate_executor_name,
 )
-from radops.errors import ConfigError, NotFoundError, UsageError
 
 CONFIG_FILE_NAME = "config.json"
 LOCK_TIMEOUT_S = 30
@@ -146,11 +145,20 @@ class ExecutorStore:
 
     # Executors -----------------------------------------------------------------------------
 
+    @property
+    def known_hosts(self) -> Path:
+        """radops' own known-hosts file: host keys trusted beside ~/.ssh/known_hosts."""
+        return self.directory / "known_hosts"
+
     def get(self, name: str) -> AnyExecutorSpec:
         """The executor called `name`; `local` always exists."""
+        return self.spec_in(self.load(), name)
+
+    def spec_in(self, config: ConfigFile, name: str) -> AnyExecutorSpec:
+        """The executor called `name` in `config` (as `load` returned it)."""
         if name == LOCAL_EXECUTOR_NAME:
             return LocalExecutorSpec()
-        spec = self.load().executors.get(name)
+        spec = config.executors.get(name)
         if spec is None:
             raise NotFoundError(
                 f"unknown executor {name!r}", "List executors with `radops executors list`."

@@ -4,7 +4,7 @@ The CLI opens a new executor object for every command, so what the jobs are live
 `FakeEngine` shared by name: a test registers one in `ENGINES` (under the executor's name),
 tells it what the next job will write and exit with, and afterwards reads back what the CLI
 asked of it. Point an executor kind at this class with
-`KNOWN_KINDS["ssh"] = "tests.cli.fake_executor:FakeExecutor"`.
+`radops.api.kinds.KINDS["ssh"] = "tests.cli.fake_executor:FakeExecutor"`.
 """
 
 from __future__ import annotations
@@ -17,26 +17,27 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
-from radops.config import AnyExecutorSpec
 from radops.errors import NotFoundError, RadopsError
 from radops.executors._labels import match_job
 from radops.executors._prune import running_refused, stopped_jobs
 from radops.executors._top import TopReport
-from radops.executors.base import (
-    ConnectOptions,
+from radops.executors.base import Executor
+from radops.executors.features import ALL_FEATURES, Feature
+from radops.executors.model import (
     EngineReport,
-    Executor,
+    ExecutorContext,
     Image,
     Job,
     JobRequest,
     PortStream,
-    ProgressCallback,
     PrunePlan,
     PruneResult,
     StopResult,
     Stream,
     new_job_id,
 )
+from radops.progress import ProgressCallback
+from radops.specs import AnyExecutorSpec, SSHExecutorSpec
 
 STOPPED_EXIT_CODE = 137  # SIGKILL, as docker reports a stopped container
 
@@ -92,12 +93,14 @@ ENGINES: dict[str, FakeEngine] = {}
 
 
 class FakeExecutor(Executor):
-    kind: ClassVar[str] = "fake"
+    kind: ClassVar[str] = "ssh"
+    title: ClassVar[str] = "fake executors"
+    spec_type = SSHExecutorSpec
+    features = ALL_FEATURES - {Feature.QUEUE}
 
-    def __init__(self, spec: AnyExecutorSpec, options: ConnectOptions) -> None:
-        super().__init__(spec.name)
-        self.spec = spec
-        self.options = options
+    def __init__(self, spec: AnyExecutorSpec, context: ExecutorContext | None = None) -> None:
+        super().__init__(spec, context)
+        self.options = self.context.connect
         self.engine = ENGINES[spec.name]
         self.engine.opened += 1
 
@@ -156,6 +159,7 @@ class FakeExecutor(Executor):
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
+        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         self._call("logs", job_id, follow, tail, timestamps)
         found = self._job(job_id).id  # an unknown job fails before any output

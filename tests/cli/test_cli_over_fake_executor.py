@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from radops.config import SSHExecutorSpec
+from radops.api.kinds import KINDS
 from radops.errors import EngineUnreachableError
-from radops.executors import KNOWN_KINDS
-from radops.executors.base import Job, Stream, this_user
+from radops.executors.model import Job, Stream, this_user
+from radops.specs import SSHExecutorSpec
 from radops.store import ExecutorStore
 from tests.cli import fake_executor
 from tests.cli.fake_executor import STOPPED_EXIT_CODE, FakeEngine
@@ -40,7 +40,7 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     """Executor `box` in the isolated config, served by a fresh in-memory engine."""
     engine = FakeEngine()
     monkeypatch.setitem(fake_executor.ENGINES, NAME, engine)
-    monkeypatch.setitem(KNOWN_KINDS, "ssh", "tests.cli.fake_executor:FakeExecutor")
+    monkeypatch.setitem(KINDS, "ssh", "tests.cli.fake_executor:FakeExecutor")
     ExecutorStore().add(SSHExecutorSpec(name=NAME, hostname="box.example", username="me"))
     return engine
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from radops.executors.base import this_user
+from radops.executors.model import this_user
 from tests.cli_process import describe, radops
 from tests.conftest import BASE_IMAGE
 

@@ -23,15 +23,8 @@ from typing import Any
 import pytest
 
 from radops.errors import BuildError, NotFoundError, UsageError
-from radops.executors.base import (
-    RADOPS_IMAGE,
-    EngineReport,
-    Executor,
-    Job,
-    JobRequest,
-    PrunePlan,
-    Stream,
-)
+from radops.executors.base import Executor
+from radops.executors.model import RADOPS_IMAGE, EngineReport, Job, JobRequest, PrunePlan, Stream
 from radops.executors.run_options import parse_run_options
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{12}$")

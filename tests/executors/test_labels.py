@@ -11,7 +11,7 @@ import pytest
 
 from radops.errors import NotFoundError, UsageError
 from radops.executors._labels import job_from_inspect, job_from_summary, job_labels, match_job_id
-from radops.executors.base import JobRequest, container_name, new_job_id
+from radops.executors.model import JobRequest, container_name, new_job_id
 
 COMMAND = ["python", "train.py", "--lr", "3e-4", "a b", "$(id)"]
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from radops.config import LocalExecutorSpec
-from radops.executors import open_executor
+from radops.api import open_spec as open_executor
 from radops.executors.base import Executor
+from radops.specs import LocalExecutorSpec
 from tests.conftest import remove_job_container
 from tests.executors.contract import ExecutorContract
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from radops.config import LocalExecutorSpec
+from radops.api import open_spec as open_executor
 from radops.errors import NotFoundError
-from radops.executors import open_executor
 from radops.executors.local import _get_unchunked
 from radops.images.engine import engine_socket_path
+from radops.specs import LocalExecutorSpec
 from tests.cli_process import describe, radops
 
 StartJob = Callable[..., str]

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from radops.executors._activity import AUTOSTOP_DIR
+from radops.gcp.activity import AUTOSTOP_DIR
 from tests import rig
 from tests.gce_fake import FakeGCE
 from tests.ssh.conftest import CLI

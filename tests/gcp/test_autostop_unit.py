@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from radops.errors import UsageError
-from radops.executors._activity import AUTOSTOP_DIR, with_activity
+from radops.gcp.activity import AUTOSTOP_DIR, with_activity
 from radops.gcp.autostop import (
     Autostop,
     format_duration,

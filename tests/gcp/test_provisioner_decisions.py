@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from radops.config import GCPExecutorSpec, PendingVM, SSHExecutorSpec
+from radops.config import PendingVM
 from radops.errors import CloudError, NotFoundError, UsageError
 from radops.gcp.compute import EXECUTOR_LABEL, MANAGED_LABEL, Template
 from radops.gcp.provision import Provisioner, candidate_zones, check_vm_name
 from radops.gcp.settings import GCPTarget, resolve_target
+from radops.specs import GCPExecutorSpec, SSHExecutorSpec
 from radops.store import ExecutorStore, config_dir
 from tests.gce_fake import FakeGCE
 from tests.test_gce_fake import Clients, make_clients

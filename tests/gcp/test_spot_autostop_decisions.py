@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from radops.config import SSHExecutorSpec
 from radops.errors import EngineUnreachableError, NotFoundError
 from radops.gcp.autostop import Autostop
 from radops.gcp.compute import spot_scheduling
 from radops.gcp.provision import Provisioner
+from radops.specs import SSHExecutorSpec
 from radops.store import ExecutorStore
 from tests.conftest import InProcessResult
 from tests.gce_fake import FakeGCE

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from radops.config import SlurmExecutorSpec
-from radops.executors import open_executor
-from radops.executors.base import ConnectOptions, Executor
+from radops.api import open_spec as open_executor
+from radops.executors.base import Executor
+from radops.executors.model import ConnectOptions
+from radops.specs import SlurmExecutorSpec
 from tests import slurm_rig
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from radops.errors import UsageError
-from radops.executors.base import Executor, Job, JobRequest, PrunePlan
+from radops.executors.base import Executor
+from radops.executors.model import Job, JobRequest, PrunePlan
 from tests import slurm_rig
 from tests.executors.contract import ExecutorContract, collect
 from tests.slurm.conftest import remove_slurm_job

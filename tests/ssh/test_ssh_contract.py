@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from radops.config import SSHExecutorSpec
-from radops.executors import open_executor
-from radops.executors.base import ConnectOptions, Executor
+from radops.api import open_spec as open_executor
+from radops.executors.base import Executor
+from radops.executors.model import ConnectOptions
+from radops.specs import SSHExecutorSpec
 from tests import rig
 from tests.executors.contract import ExecutorContract
 

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from radops.executors import open_executor
-from radops.executors.base import ConnectOptions, Executor
+from radops.api import open_spec as open_executor
+from radops.executors.base import Executor
+from radops.executors.model import ConnectOptions
 from radops.ssh.mux import client as mux_client
 from radops.ssh.mux import sockets as mux_sockets
 from radops.ssh.mux.sockets import socket_dir

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from radops.cli.options import complete_setting
@@ -20,38 +18,24 @@ KEY_HELP = (
 )
 
 
-def _check_key(key: str) -> str:
-    from radops.config import setting_names
-    from radops.errors import UsageError
-
-    if key not in setting_names():
-        raise UsageError(f"unknown setting {key!r}", f"Settings: {', '.join(setting_names())}.")
-    return key
-
-
 @app.command("show", epilog=examples("radops config show", "radops config show --json"))
 def show(json_output: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:
     """Show every setting, its value and where the value comes from."""
+    from radops.api.settings import config_path, settings
     from radops.cli import render
-    from radops.config import SETTINGS_ENV, resolve_setting
-    from radops.store import ExecutorStore
 
-    store = ExecutorStore()
-    settings = store.load().settings
-    rows = []
-    for key, env in SETTINGS_ENV.items():
-        value = resolve_setting(settings, key)
-        source = f"env {env}" if os.environ.get(env) else "file" if value else ""
-        rows.append((key, value or "", source))
+    found = settings()
     if json_output:
         # "sources": where each value comes from ("file", "env VAR", or null: not set).
         render.print_json(
-            {key: value or None for key, value, _ in rows}
-            | {"path": str(store.path), "sources": {key: src or None for key, _, src in rows}}
+            {s.key: s.value for s in found}
+            | {"path": config_path(), "sources": {s.key: s.source for s in found}}
         )
     else:
-        render.print_table(("SETTING", "VALUE", "FROM"), rows)
-        render.print_line(f"\nConfig file: {store.path}")
+        render.print_table(
+            ("SETTING", "VALUE", "FROM"), [(s.key, s.value or "", s.source or "") for s in found]
+        )
+        render.print_line(f"\nConfig file: {config_path()}")
 
 
 @app.command("set", epilog=examples("radops config set registry ghcr.io/my-org"))
@@ -60,19 +44,9 @@ def set_(
     value: str = typer.Argument(..., help="The new value."),
 ) -> None:
     """Set a setting in the config file (its environment variable still wins)."""
-    from radops.store import ExecutorStore
+    from radops.api.settings import set_setting
 
-    _check_key(key)
-    if key == "ssh_persist":
-        from radops.ssh.mux import parse_persist
-
-        parse_persist(value)
-    if key == "gcp_autostop":
-        from radops.gcp.autostop import parse_duration
-
-        parse_duration(value, "gcp_autostop")
-    with ExecutorStore().edit() as config:
-        setattr(config.settings, key, value)
+    set_setting(key, value)
 
 
 @app.command("unset", epilog=examples("radops config unset registry"))
@@ -80,8 +54,6 @@ def unset(
     key: str = typer.Argument(..., help=KEY_HELP, autocompletion=complete_setting),
 ) -> None:
     """Remove a setting from the config file."""
-    from radops.store import ExecutorStore
+    from radops.api.settings import unset_setting
 
-    _check_key(key)
-    with ExecutorStore().edit() as config:
-        setattr(config.settings, key, None)
+    unset_setting(key)

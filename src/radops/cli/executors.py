@@ -25,7 +25,7 @@ from radops.cli.prompts import ask, connect_options
 from radops.cli.render import examples
 
 if TYPE_CHECKING:
-    from radops.config import AnyExecutorSpec
+    from radops.specs import AnyExecutorSpec
 
 app = typer.Typer(
     help="Register executors (machines that run Docker) and run jobs on them.",
@@ -33,15 +33,8 @@ app = typer.Typer(
 )
 
 
-def _docker_text(spec: AnyExecutorSpec) -> str:
-    from radops.config import SSHExecutorSpec
-
-    return spec.docker_path if isinstance(spec, SSHExecutorSpec) else "docker"
-
-
 def _spec_fields(spec: AnyExecutorSpec) -> list[tuple[str, str]]:
-    data = spec.model_dump(mode="json", exclude_none=True)
-    return [(key, str(value)) for key, value in data.items()]
+    return [(key, str(value)) for key, value in spec.to_json().items()]
 
 
 @app.command(
@@ -50,14 +43,14 @@ def _spec_fields(spec: AnyExecutorSpec) -> list[tuple[str, str]]:
 )
 def list_(json_output: bool = JSON_OPT) -> None:
     """List the built-in `local` executor and every registered executor."""
+    from radops.api import list_executors
     from radops.cli import render
-    from radops.store import ExecutorStore
 
-    specs = ExecutorStore().list()
+    specs = list_executors()
     if json_output:
-        render.print_json([s.model_dump(mode="json", exclude_none=True) for s in specs])
+        render.print_json([s.to_json() for s in specs])
         return
-    rows = [(s.name, s.kind, s.target_text(), _docker_text(s)) for s in specs]
+    rows = [(s.name, s.kind, s.target_text(), s.docker_text()) for s in specs]
     render.print_table(("NAME", "KIND", "TARGET", "DOCKER"), rows)
 
 
@@ -66,12 +59,12 @@ def list_(json_output: bool = JSON_OPT) -> None:
 )
 def show(name: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
     """Show one executor's settings."""
+    from radops.api import executor_spec
     from radops.cli import render
-    from radops.store import ExecutorStore
 
-    spec = ExecutorStore().get(name)
+    spec = executor_spec(name)
     if json_output:
-        render.print_json(spec.model_dump(mode="json", exclude_none=True))
+        render.print_json(spec.to_json())
     else:
         render.print_fields(_spec_fields(spec))
 
@@ -124,37 +117,18 @@ def set_(
 
     Nothing is checked on the machine: `radops executors check NAME` does that.
     """
+    from radops.api import update_executor
     from radops.cli import render
-    from radops.config import SlurmExecutorSpec
-    from radops.errors import UsageError
-    from radops.store import ExecutorStore
 
-    changes: dict[str, str | None] = {}
-    for field, value in (
-        ("docker_path", docker_path), ("registry", registry),
-        ("identity_file", identity_file), ("username", username),
-        ("partition", partition), ("account", account), ("runtime", runtime), ("job_dir", job_dir),
-    ):  # fmt: skip
-        if value is not None:
-            changes[field] = value or None
-    if build is not None:
-        changes["build"] = check_build_place(build)
-        if isinstance(ExecutorStore().get(name), SlurmExecutorSpec):
-            raise UsageError("--build does not apply to Slurm executors: they build here")
-    if "docker_path" in changes and not changes["docker_path"]:
-        raise UsageError("--docker-path cannot be empty")
-    slurm_fields = {"partition", "account", "runtime", "job_dir"} & set(changes)
-    if slurm_fields and not isinstance(ExecutorStore().get(name), SlurmExecutorSpec):
-        flags = ", ".join("--" + f.replace("_", "-") for f in sorted(slurm_fields))
-        raise UsageError(f"{flags} only apply to Slurm executors")
-    for required in ("runtime", "job_dir"):
-        if required in changes and not changes[required]:
-            raise UsageError(f"--{required.replace('_', '-')} cannot be empty")
-    if not changes:
-        raise UsageError("nothing to change", "Give --docker-path, --registry, ... (see -h).")
-    spec = ExecutorStore().update(name, **changes)
+    changes: dict[str, str | None] = {
+        "docker_path": docker_path, "registry": registry, "identity_file": identity_file,
+        "username": username, "build": None if build is None else check_build_place(build),
+        "partition": partition, "account": account, "runtime": runtime, "job_dir": job_dir,
+    }  # fmt: skip
+    spec = update_executor(name, changes)
+    changes = {key: value for key, value in changes.items() if value is not None}
     if json_output:
-        render.print_json(spec.model_dump(mode="json", exclude_none=True))
+        render.print_json(spec.to_json())
     else:
         what = ", ".join(f"{field} {changes[field] or '(cleared)'}" for field in changes)
         render.print_line(f"Changed executor {name}: {what}.", err=True)
@@ -173,26 +147,23 @@ def remove(
 
     For a GCP executor, radops asks whether to delete the VM too.
     """
+    from radops.api import owns_vm, remove_executor
     from radops.cli import render
-    from radops.config import GCPExecutorSpec
-    from radops.store import ExecutorStore
 
-    store = ExecutorStore()
-    spec = store.get(name)
-    is_gcp = isinstance(spec, GCPExecutorSpec)
-    if is_gcp and delete_vm is None and sys.stdin.isatty():
+    owned = owns_vm(name)
+    if owned and delete_vm is None and sys.stdin.isatty():
         delete_vm = typer.confirm(
             f"Also delete VM {name}? It costs money while it exists", err=True
         )
-    if is_gcp and delete_vm:
-        gcp_cli.delete_vm(name, project=spec.project)  # type: ignore[union-attr]
+    with render.progress_reporter(False) as progress:
+        removal = remove_executor(name, delete_vm=bool(owned and delete_vm), progress=progress)
+    if removal.vm_deleted is not None:
+        gone = "" if removal.vm_deleted else " (the VM was already gone)"
+        render.print_line(f"Deleted {name}{gone}.")
         return
-    store.remove(name)
     render.print_line(f"Removed executor {name}.", err=True)
-    if is_gcp:
-        render.print_line(
-            f"Its VM still exists; delete it with: radops executors gcp delete {name}", err=True
-        )
+    if removal.left_behind:
+        render.print_line(removal.left_behind, err=True)
 
 
 @app.command(
@@ -270,79 +241,29 @@ def add(
     Public-key SSH authentication must already work for that user. A Slurm executor is its
     login node: `add` checks sinfo, the partitions, GPUs (GRES) and the container runtime.
     """
-    from pydantic import ValidationError
-
+    from radops.api import add_executor
     from radops.cli import render
-    from radops.config import (
-        DEFAULT_DOCKER_PATH,
-        DEFAULT_RUNTIME_PATHS,
-        SLURM_RUNTIMES,
-        SlurmExecutorSpec,
-        SSHExecutorSpec,
-        split_host_port,
-        validate_ssh_name,
-    )
     from radops.errors import UsageError
-    from radops.executors import register
-    from radops.ssh.config import resolve_target
-    from radops.store import ExecutorStore
 
-    if kind not in ("ssh", "slurm"):
-        raise UsageError(f"invalid --kind {kind!r}: use ssh or slurm")
-    slurm_flags = {"--job-dir": job_dir, "--partition": partition, "--account": account,
-                   "--runtime": runtime}  # fmt: skip
-    if kind == "ssh" and any(v is not None for v in slurm_flags.values()):
-        given = ", ".join(flag for flag, value in slurm_flags.items() if value is not None)
-        raise UsageError(f"{given} only apply to --kind slurm")
-    if runtime is not None and runtime not in SLURM_RUNTIMES:
-        raise UsageError(f"invalid --runtime {runtime!r}: use {', '.join(SLURM_RUNTIMES)}")
-    name = ask(name, "Executor name", "--name")
-    ExecutorStore().ensure_new_name(name)  # before the other questions
-    host, port = split_host_port(ask(hostname, "Hostname", "--hostname"), port)
-    validate_ssh_name(host, "hostname")  # before ~/.ssh/config is applied (Match exec)
-    user = ask(username, "Username", "--username", resolve_target(host, port).username)
-    if kind == "slurm":
-        job_dir = ask(job_dir, "Job folder shared by the login and compute nodes", "--job-dir")
-        path = docker_path or DEFAULT_RUNTIME_PATHS[runtime or "docker"]
-    else:
-        path = ask(
-            docker_path,
-            "Path to docker on the remote machine",
-            "--docker-path",
-            DEFAULT_DOCKER_PATH,
-        )
     if identity_file is not None and not no_check and not identity_file.expanduser().is_file():
         raise UsageError(f"no key file at {str(identity_file)!r} (--identity-file)")
-    fields: dict[str, object] = {
-        "name": name,
-        "hostname": host,
-        "port": port,
-        "username": user or None,
-        "docker_path": path,
+    fields = {
+        "name": name, "hostname": hostname, "port": port, "username": username,
+        "docker_path": docker_path, "registry": registry,
         "identity_file": str(identity_file.expanduser()) if identity_file else None,
-        "registry": registry,
-    }
-    try:
-        if kind == "slurm":
-            if build == "remote":
-                raise UsageError("--build remote does not apply to Slurm executors")
-            slurm = {"job_dir": job_dir, "partition": partition, "account": account,
-                     "runtime": runtime or "docker"}  # fmt: skip
-            spec: SSHExecutorSpec = SlurmExecutorSpec.model_validate({**fields, **slurm})
-        else:
-            build_on = None if build in (None, "local") else check_build_place(build)
-            spec = SSHExecutorSpec.model_validate({**fields, "build": build_on})
-    except ValidationError as e:
-        raise UsageError(str(e.errors()[0]["msg"]).removeprefix("Value error, ")) from None
-    report = register(spec, check=not no_check, options=connect_options(accept_host_key),
-                      detect_runtime=kind == "slurm" and runtime is None)  # fmt: skip
+        "build": None if build in (None, "local") else check_build_place(build),
+        "job_dir": job_dir, "partition": partition, "account": account, "runtime": runtime,
+    }  # fmt: skip
+    spec, report = add_executor(
+        kind, fields, ask, check=not no_check, connect=connect_options(accept_host_key)
+    )
     if report is not None:
         render.print_line(report.summary(), err=True)
     if json_output:
-        render.print_json(spec.model_dump(mode="json", exclude_none=True))
+        render.print_json(spec.to_json())
     else:
-        render.print_line(f"Added executor {name} ({spec.target_text()}).", err=True)
-        render.print_line(f"Run a job: radops executors run {name} PATH COMMAND", err=True)
+        render.print_line(f"Added executor {spec.name} ({spec.target_text()}).", err=True)
+        render.print_line(f"Run a job: radops executors run {spec.name} PATH COMMAND", err=True)
 
 
 @app.command(
@@ -356,12 +277,10 @@ def check(
     json_output: bool = JSON_OPT,
 ) -> None:
     """Connect to an executor and report its Docker version, architecture and GPUs."""
+    from radops.api import check_executor
     from radops.cli import render
-    from radops.cli.jobs import vm_reasons
-    from radops.executors import check_registered
 
-    with vm_reasons(name):
-        report = check_registered(name, connect_options(accept_host_key))
+    report = check_executor(name, connect_options(accept_host_key))
     if json_output:
         render.print_json(report.to_json())
     else:
@@ -381,20 +300,11 @@ def connect(
     For a GCP executor, radops first checks the machine's key against the one pinned at
     `gcp create`, and OpenSSH then trusts only that key.
     """
+    from radops.api import shell_argv
     from radops.cli import render
-    from radops.config import SSHExecutorSpec
     from radops.errors import UsageError
-    from radops.executors.ssh import SSHExecutor
-    from radops.store import ExecutorStore
 
-    spec = ExecutorStore().get(name)
-    if not isinstance(spec, SSHExecutorSpec):
-        raise UsageError(f"executor {name!r} is this machine; there is nothing to connect to")
-    executor = SSHExecutor(spec, connect_options())
-    try:
-        argv = executor.ssh_argv()
-    finally:
-        executor.close()
+    argv = shell_argv(name, connect_options())
     if print_only:
         render.print_line(shlex.join(argv))
         return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -10,7 +10,7 @@ from radops.cli.render import examples
 
 if TYPE_CHECKING:
     from radops.gcp.compute import Template
-    from radops.gcp.provision import Provisioner
+    from radops.gcp.overview import VMRow
 
 app = typer.Typer(
     help="Create GPU VMs on Google Cloud from instance templates and use them as executors.",
@@ -36,15 +36,6 @@ AUTOSTOP_DELETE_OPT = typer.Option(
 NAME_ARG = typer.Argument(..., help="The GCP executor (and VM) name.")
 
 
-def _provisioner(project: str | None, zone: str | None = None) -> Provisioner:
-    from radops.gcp.provision import Provisioner
-    from radops.gcp.settings import resolve_target
-    from radops.store import ExecutorStore
-
-    store = ExecutorStore()
-    return Provisioner(resolve_target(store.load().settings, project, zone), store)
-
-
 @app.command(
     "list-templates",
     epilog=examples(
@@ -53,9 +44,10 @@ def _provisioner(project: str | None, zone: str | None = None) -> Provisioner:
 )
 def list_templates(project: str | None = PROJECT_OPT, json_output: bool = JSON_OPT) -> None:
     """List the project's instance templates (global and regional): the VM types you can create."""
+    from radops.api import gcp
     from radops.cli import render
 
-    templates = _provisioner(project).compute.templates()
+    templates = gcp.templates(project)
     if json_output:
         render.print_json([_template_json(t) for t in templates])
         return
@@ -119,38 +111,20 @@ def create(
     them), arms autostop if asked, then saves executor NAME. If anything fails, or you press
     Ctrl-C, the VM is deleted.
     """
-    import secrets
-
+    from radops.api import gcp
     from radops.cli import render
-    from radops.config import resolve_setting
-    from radops.gcp.autostop import requested
-    from radops.gcp.provision import CreateRequest, candidate_zones
 
-    provisioner = _provisioner(project, zone)
-    default = resolve_setting(provisioner.store.load().settings, "gcp_autostop")
-    idle = requested(autostop, autostop_delete, default)
-    chosen = [z.strip() for z in zones.split(",") if z.strip()] if zones else []
-    if not chosen and provisioner.target.zone:
-        chosen = [provisioner.target.zone]
-    tmpl = provisioner.compute.template(template)
-    request = CreateRequest(
-        template=template,
-        name=name or f"radops-{secrets.token_hex(3)}",
-        zones=candidate_zones(provisioner.compute, tmpl, chosen, any_zone),
-        username=username,
-        timeout=timeout,
-        keep_on_failure=keep_on_failure,
-        autostop=idle,
-        spot=spot,
-    )
     with render.progress_reporter(False) as progress:
-        spec = provisioner.create(request, progress)
+        spec, idle = gcp.create(
+            template, name, project=project, zone=zone,
+            zones=[z.strip() for z in zones.split(",")] if zones else (), any_zone=any_zone,
+            username=username, timeout=timeout, keep_on_failure=keep_on_failure,
+            autostop=autostop, autostop_delete=autostop_delete, spot=spot, progress=progress,
+        )  # fmt: skip
     if json_output:
-        render.print_json(spec.model_dump(mode="json", exclude_none=True))
+        render.print_json(spec.to_json())
         return
-    render.print_line(
-        f"Executor {spec.name} is ready ({spec.username}@{spec.hostname}, {spec.zone})."
-    )
+    render.print_line(f"Executor {spec.name} is ready ({spec.target_text()}, {spec.zone}).")
     render.print_line(f"Run a job: radops executors run {spec.name} PATH COMMAND")
     if idle is None:
         render.print_line(f"It costs money while it runs: radops executors gcp stop {spec.name}")
@@ -179,26 +153,23 @@ def delete(
     project: str | None = PROJECT_OPT,
 ) -> None:
     """Delete the VM and its executor (a VM that is already gone is not an error)."""
-    _confirm_delete(name, yes)
-    delete_vm(name, project)
-
-
-def delete_vm(name: str, project: str | None) -> None:
-    """Delete VM `name` and its executor, with progress, and say what happened."""
+    from radops.api import gcp
     from radops.cli import render
 
+    _confirm_delete(name, yes)
     with render.progress_reporter(False) as progress:
-        deleted = _provisioner(project).delete(name, progress)
+        deleted = gcp.delete(name, project, progress)
     render.print_line(f"Deleted {name}" + ("" if deleted else " (the VM was already gone)") + ".")
 
 
 @app.command("stop", epilog=examples("radops executors gcp stop gpu-a100"))
 def stop(name: str = NAME_ARG, project: str | None = PROJECT_OPT) -> None:
     """Stop the VM (no compute charges; disks are still billed). Jobs on it end."""
+    from radops.api import gcp
     from radops.cli import render
 
     with render.progress_reporter(False) as progress:
-        _provisioner(project).stop(name, progress)
+        gcp.stop(name, project, progress)
     render.print_line(f"Stopped {name}. Start it again with: radops executors gcp start {name}")
 
 
@@ -206,10 +177,11 @@ def stop(name: str = NAME_ARG, project: str | None = PROJECT_OPT) -> None:
 def start(name: str = NAME_ARG, project: str | None = PROJECT_OPT) -> None:
     """Start a stopped (or preempted) VM and update the executor's address (the external IP
     changes). If the VM has autostop, waits for SSH and re-arms it: the idle clock restarts."""
+    from radops.api import gcp
     from radops.cli import render
 
     with render.progress_reporter(False) as progress:
-        ip = _provisioner(project).start(name, progress)
+        ip = gcp.start(name, project, progress)
     render.print_line(f"Started {name} at {ip}.")
 
 
@@ -238,20 +210,11 @@ def autostop_(
     `gcp start` resumes it. Setting it restarts the idle clock. On a stopped VM the setting is
     saved and armed by the next `gcp start`. `gcp list` shows it and the time idle.
     """
+    from radops.api import gcp
     from radops.cli import render
-    from radops.gcp.autostop import Autostop, parse_duration
 
-    _check_gcp_executor(name)
-    seconds = parse_duration(duration, "autostop duration")
-    if seconds is None and autostop_delete:
-        from radops.errors import UsageError
-
-        raise UsageError("--autostop-delete needs a duration, not off")
-    setting = (
-        None if seconds is None else Autostop(seconds, "delete" if autostop_delete else "stop")
-    )
     with render.progress_reporter(False) as progress:
-        now = _provisioner(project).set_autostop(name, setting, progress)
+        setting, now = gcp.set_autostop(name, duration, autostop_delete, project, progress)
     if setting is None:
         render.print_line(f"Autostop of {name} is off.")
         return
@@ -262,21 +225,6 @@ def autostop_(
     )
 
 
-def _check_gcp_executor(name: str) -> None:
-    """Refuse, before calling Google, a name that is a registered executor of another kind."""
-    from radops.config import LOCAL_EXECUTOR_NAME, GCPExecutorSpec
-    from radops.errors import UsageError
-    from radops.store import ExecutorStore
-
-    spec = None if name == LOCAL_EXECUTOR_NAME else ExecutorStore().load().executors.get(name)
-    if name == LOCAL_EXECUTOR_NAME or (spec is not None and not isinstance(spec, GCPExecutorSpec)):
-        kind = "local" if spec is None else spec.kind
-        raise UsageError(
-            f"executor {name!r} is not a GCP executor (kind {kind}): autostop is for GCP VMs",
-            "Stop its jobs with `radops executors stop`; see `radops executors gcp list`.",
-        )
-
-
 @app.command(
     "list", epilog=examples("radops executors gcp list", "radops executors gcp list --json")
 )
@@ -284,58 +232,64 @@ def list_(project: str | None = PROJECT_OPT, json_output: bool = JSON_OPT) -> No
     """List radops' VMs: status (PREEMPTED for a spot VM Google reclaimed), spot or on-demand,
     autostop and how long each running VM has been idle; flag VMs without executors and
     executors without VMs. Reading idle time costs one SSH command per VM with autostop."""
+    from radops.api import gcp
     from radops.cli import render
 
-    rows = _provisioner(project).overview()
+    rows = gcp.vms(project)
     if json_output:
-        render.print_json(rows)
+        render.print_json([row.to_json() for row in rows])
         return
     render.print_table(
         ("NAME", "ZONE", "STATUS", "EXTERNAL IP", "EXECUTOR", "PRICING", "AUTOSTOP", "IDLE"),
         [
             (
-                str(r["name"]),
-                r["zone"] or "",
-                "PREEMPTED" if r["preempted_at"] else str(r["status"]),
-                r["external_ip"] or "",
-                r["executor"] or "-",
-                _pricing(r["provisioning_model"]),
-                r["autostop"]["text"] if r["autostop"] else "-",
-                _idle_text(r),
+                r.name,
+                r.zone or "",
+                "PREEMPTED" if r.cost.preempted_at else r.status,
+                r.external_ip or "",
+                r.executor or "-",
+                _pricing(r.cost.provisioning_model),
+                r.cost.autostop.text if r.cost.autostop else "-",
+                _idle_text(r.cost.idle_seconds),
             )
             for r in rows
         ],
     )
     for row in rows:
-        if row["problem"]:
-            render.print_line(f"warning: {row['name']}: {row['problem']}", err=True)
-        if row["preempted_at"]:
-            render.print_line(
-                f"note: {row['name']}: preempted at {row['preempted_at']}; "
-                f"`radops executors gcp start {row['name']}` to resume",
-                err=True,
-            )
-        watcher = row["watcher"] or ""
-        if watcher and watcher != "armed":
-            again = f"radops executors gcp autostop {row['name']} {row['autostop']['text']}"
-            render.print_line(
-                f"warning: {row['name']}: autostop watcher {watcher}; arm it again: "
-                + again.removesuffix(" (delete)")
-                + (" --autostop-delete" if row["autostop"]["action"] == "delete" else ""),
-                err=True,
-            )
+        _warnings(row)
+
+
+def _warnings(row: VMRow) -> None:
+    """What needs doing about a VM, on stderr."""
+    from radops.cli import render
+
+    if row.problem:
+        render.print_line(f"warning: {row.name}: {row.problem}", err=True)
+    if row.cost.preempted_at:
+        render.print_line(
+            f"note: {row.name}: preempted at {row.cost.preempted_at}; "
+            f"`radops executors gcp start {row.name}` to resume",
+            err=True,
+        )
+    watcher, autostop = row.cost.watcher or "", row.cost.autostop
+    if watcher and watcher != "armed" and autostop is not None:
+        again = f"radops executors gcp autostop {row.name} {autostop.text}"
+        render.print_line(
+            f"warning: {row.name}: autostop watcher {watcher}; arm it again: "
+            + again.removesuffix(" (delete)")
+            + (" --autostop-delete" if autostop.action == "delete" else ""),
+            err=True,
+        )
 
 
 def _pricing(model: str | None) -> str:
     return {"SPOT": "spot", "STANDARD": "on-demand"}.get(model or "", model or "")
 
 
-def _idle_text(row: dict[str, Any]) -> str:
+def _idle_text(seconds: int | None) -> str:
     from radops.gcp.autostop import format_duration
 
-    if row["idle_seconds"] is None:
-        return "-"
-    return format_duration(int(row["idle_seconds"]))
+    return "-" if seconds is None else format_duration(int(seconds))
 
 
 def _template_json(template: Template) -> dict[str, object]:

@@ -5,94 +5,20 @@ Each command parses its arguments, makes one call into the core, and renders the
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from radops.api.session import open_session
 from radops.cli.options import EXECUTOR_ARG, JOB_ARG, JSON_OPT, check_build_place
 from radops.cli.prompts import connect_options
 from radops.cli.render import examples
 
 if TYPE_CHECKING:
-    from radops.errors import RadopsError
-    from radops.executors.base import Executor
+    from radops.api.session import Session
 
 app = typer.Typer()
-
-
-@contextlib.contextmanager
-def open_executor_named(name: str) -> Iterator[Executor]:
-    """The registered executor `name`, opened (a host-key question may come on first use),
-    and closed after the block; a GCP VM that does not answer is explained (`vm_reasons`)."""
-    from radops.executors import open_executor
-    from radops.store import ExecutorStore
-
-    spec = ExecutorStore().get(name)
-    with open_executor(spec, connect_options()) as ex, vm_reasons(name):
-        yield ex
-
-
-@contextlib.contextmanager
-def vm_reasons(name: str) -> Iterator[None]:
-    """If GCP executor `name` cannot be reached in the block, ask Compute Engine why (stopped,
-    preempted, gone) and raise that instead; any other error passes unchanged."""
-    from radops.errors import EngineUnreachableError
-
-    try:
-        yield
-    except EngineUnreachableError as e:
-        why = _why_unreachable(name)
-        if why is None:
-            raise
-        raise why from e
-
-
-def _why_unreachable(name: str) -> RadopsError | None:
-    from radops.config import GCPExecutorSpec
-    from radops.errors import RadopsError
-    from radops.store import ExecutorStore
-
-    store = ExecutorStore()
-    spec = store.load().executors.get(name)
-    if not isinstance(spec, GCPExecutorSpec):
-        return None
-    from radops.gcp.provision import Provisioner
-    from radops.gcp.settings import resolve_target
-
-    try:
-        return Provisioner(resolve_target(store.load().settings, spec.project)).why_unreachable(
-            spec
-        )
-    except RadopsError:  # the original error says enough when Google cannot be asked
-        return None
-
-
-def _job_env(items: list[str], files: list[str]) -> dict[str, str]:
-    """`--env-file`s in order, then `-e`s: a later value of a key wins, as with `docker run`."""
-    from radops.executors._docker_options import parse_env
-    from radops.executors.run_options import read_env_file
-
-    environ = dict(os.environ)
-    env: dict[str, str] = {}
-    for file in files:
-        env.update(read_env_file(file, environ))
-    return {**env, **parse_env(items, environ)}
-
-
-def _split_command(command: list[str]) -> list[str]:
-    from radops.errors import UsageError
-
-    if len(command) != 1:
-        return command
-    try:
-        return shlex.split(command[0])
-    except ValueError as e:
-        raise UsageError(f"cannot split COMMAND {command[0]!r}: {e}") from None
 
 
 @app.command(
@@ -296,109 +222,70 @@ def run(
     it is pushed to the registry and queued with sbatch; --gpus is N or TYPE:N per node there,
     --cpus and --memory are Slurm's request.
     """
+    from radops.api import job_request
     from radops.cli import render
     from radops.errors import UsageError
-    from radops.executors._docker_options import (
-        parse_build_args,
-        parse_secrets,
-        parse_ssh,
-    )
-    from radops.executors.base import JobRequest, QueueOptions
-    from radops.executors.run_options import parse_run_options
-    from radops.images.context import BuildOptions
 
     if follow and json_output:
         raise UsageError("--follow and --json cannot be combined")
-    request = JobRequest(
-        context=path,
-        command=_split_command(command or []),
-        dockerfile=file or "Dockerfile",
-        env=_job_env(env or [], env_file or []),
+    request = job_request(
+        path,
+        command[0] if command and len(command) == 1 else command,
+        dockerfile=file,
+        env=env or (),
+        env_files=env_file or (),
         gpus=gpus,
         name=name,
         transfer=transfer,
         build_on=None if build_on is None else check_build_place(build_on),
-        build=BuildOptions(
-            build_args=parse_build_args(build_arg or [], dict(os.environ)),
-            target=target or None,
-            no_cache=no_cache,
-            secrets=parse_secrets(secret or []),
-            ssh=parse_ssh(ssh or [], dict(os.environ)),
-        ),
-        options=parse_run_options(
-            volumes=volume,
-            mounts=mount,
-            shm_size=shm_size,
-            ipc=ipc,
-            publish=publish,
-            workdir=workdir,
-            user=user,
-            entrypoint=entrypoint,
-            memory=memory,
-            cpus=cpus,
-            network=network,
-            labels=label,
-        ),
-        queue=QueueOptions(
-            nodes=nodes,
-            time=time_limit,
-            partition=partition,
-            extra_args=_slurm_args(slurm_arg or []),
-        ),
+        build_args=build_arg or (),
+        target=target,
+        no_cache=no_cache,
+        secrets=secret or (),
+        ssh=ssh or (),
+        volumes=volume or (),
+        mounts=mount or (),
+        shm_size=shm_size,
+        ipc=ipc,
+        publish=publish or (),
+        workdir=workdir,
+        user=user,
+        entrypoint=entrypoint,
+        memory=memory,
+        cpus=cpus,
+        network=network,
+        labels=label or (),
+        nodes=nodes,
+        time=time_limit,
+        partition=partition,
+        queue_args=slurm_arg or (),
     )
-    with open_executor_named(executor) as ex:
-        if request.queue.given() and ex.kind != "slurm":
-            flags = ", ".join(request.queue.given())
-            raise UsageError(f"{flags}: only for Slurm executors ({executor} is {ex.kind})")
-        ex.connect()  # before the live status line, which would hide a host-key question
+    with open_session(executor, connect_options()) as session:
         with render.progress_reporter(quiet) as progress:
-            job = ex.run(request, progress)
+            job = session.run(request, progress)
         if json_output:
             render.print_json(job.to_json())
         elif quiet:
             render.print_line(job.id)
         else:
-            render.print_line(f"Job {job.id} started on {ex.name} (image {job.image})", err=follow)
+            render.print_line(f"Job {job.id} started on {executor} (image {job.image})", err=follow)
             if not follow:
-                render.print_line(f"Logs: radops executors logs {ex.name} {job.id}")
+                render.print_line(f"Logs: radops executors logs {executor} {job.id}")
         if follow:
-            _follow(ex, job.id)
+            _follow(session, job.id)
 
 
-def _slurm_args(items: list[str]) -> tuple[str, ...]:
-    """--slurm-arg values: each one sbatch option (`--qos=high`), never its output or script."""
-    from radops.errors import UsageError
-
-    for item in items:
-        if not item.startswith("-") or "\n" in item:
-            raise UsageError(
-                f"invalid --slurm-arg {item!r}: give one sbatch option, e.g. --qos=high"
-            )
-        if item.split("=")[0] in _SBATCH_RESERVED:
-            raise UsageError(
-                f"--slurm-arg {item!r}: radops sets {item.split('=')[0]} itself",
-                "Output goes to the executor's job folder; read it with `logs`.",
-            )
-    return tuple(items)
-
-
-# sbatch options that would move the job's output or change how radops finds it.
-_SBATCH_RESERVED = frozenset({"--output", "-o", "--error", "-e", "--job-name", "-J", "--chdir",
-                              "-D", "--parsable", "--wrap", "--array", "-a"})  # fmt: skip
-
-
-def _follow(ex: Executor, job_id: str) -> None:
+def _follow(session: Session, job_id: str) -> None:
     """Stream a job's logs until it ends, then exit with its exit code."""
     from radops.cli import render
 
-    ex.notices = lambda line: render.print_line(render.visible(line), err=True)
     try:
-        render.write_output(ex.logs(job_id, follow=True))
-        code = ex.wait(job_id)
+        render.write_output(session.logs(job_id, follow=True, notices=render.notice))
+        code = session.wait(job_id)
     except KeyboardInterrupt:
         render.print_line(
             f"\nStopped following; job {job_id} keeps running "
-            f"(stop it with: radops executors stop {ex.name} {job_id}).",
+            f"(stop it with: radops executors stop {session.name} {job_id}).",
             err=True,
         )
         raise typer.Exit(130) from None
@@ -429,15 +316,16 @@ def logs(
     """
     from radops.cli import render
 
-    with open_executor_named(executor) as ex:
-        if follow:
-            ex.notices = lambda line: render.print_line(render.visible(line), err=True)
-            try:
-                render.write_output(ex.logs(job_id, follow=True, tail=tail, timestamps=timestamps))
-            except KeyboardInterrupt:
-                raise typer.Exit(130) from None
-        else:
-            render.write_output(ex.logs(job_id, tail=tail, timestamps=timestamps))
+    with open_session(executor, connect_options()) as session:
+        chunks = session.logs(
+            job_id, follow=follow, tail=tail, timestamps=timestamps, notices=render.notice
+        )
+        try:
+            render.write_output(chunks)
+        except KeyboardInterrupt:
+            if not follow:
+                raise
+            raise typer.Exit(130) from None
 
 
 @app.command(
@@ -457,13 +345,9 @@ def jobs(
 ) -> None:
     """List the radops jobs on an executor, newest first, with who started each (USER)."""
     from radops.cli import render
-    from radops.executors.base import this_user
 
-    with open_executor_named(executor) as ex:
-        found = ex.jobs()
-    if mine:
-        me = this_user()
-        found = [job for job in found if job.user == me]
+    with open_session(executor, connect_options()) as session:
+        found = session.jobs(mine)
     if json_output:
         render.print_json([job.to_json() for job in found])
     elif found:
@@ -486,8 +370,8 @@ def inspect(
 
     from radops.cli import render
 
-    with open_executor_named(executor) as ex:
-        job = ex.get(job_id)
+    with open_session(executor, connect_options()) as session:
+        job = session.get(job_id)
     if json_output:
         render.print_json(job.to_json())
         return
@@ -497,7 +381,7 @@ def inspect(
         ("executor", job.executor),
         ("user", job.user or ""),
         ("status", job.status + ("" if job.exit_code is None else f" ({job.exit_code})")),
-        *([("slurm", render.queue_text(job))] if job.queue else []),
+        *([(job.queue.scheduler, render.queue_text(job))] if job.queue else []),
         ("created", job.created_at.isoformat() if job.created_at else ""),
         ("command", render.command_text(job.command)),
         ("image", job.image),
@@ -518,8 +402,8 @@ def stop(
     """Stop a running job (SIGTERM, then SIGKILL). Its logs and exit code stay."""
     from radops.cli import render
 
-    with open_executor_named(executor) as ex:
-        result = ex.stop(job_id, timeout=timeout)
+    with open_session(executor, connect_options()) as session:
+        result = session.stop(job_id, timeout=timeout)
     job = result.job
     if json_output:
         render.print_json(job.to_json())

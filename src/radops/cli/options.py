@@ -11,10 +11,10 @@ JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 def complete_executor(incomplete: str) -> list[str]:
     """Shell completion: registered executor names (the config file only, no connection)."""
-    from radops.store import ExecutorStore
+    from radops.api import list_executors
 
     try:
-        names = [spec.name for spec in ExecutorStore().list()]
+        names = [spec.name for spec in list_executors()]
     except Exception:  # completion must never print an error into the user's command line
         return []
     return [name for name in names if name.startswith(incomplete)]
@@ -23,15 +23,14 @@ def complete_executor(incomplete: str) -> list[str]:
 def complete_job(ctx: typer.Context, incomplete: str) -> list[str]:
     """Shell completion: the ids and names of the jobs on the executor named before it (one
     `jobs` call; an unknown host key is refused, never asked about)."""
-    from radops.executors import open_executor
-    from radops.store import ExecutorStore
+    from radops.api import open_session
 
     name = ctx.params.get("executor")
     if not name:
         return []
     try:
-        with open_executor(ExecutorStore().get(str(name))) as ex:
-            jobs = ex.jobs()
+        with open_session(str(name)) as session:
+            jobs = session.jobs()
     except Exception:  # offline, unknown executor, host key: no completions, no noise
         return []
     words = [job.id for job in jobs] + [job.name for job in jobs if job.name]

@@ -3,27 +3,19 @@ see what the machine's GPUs and jobs use."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import typer
 
-from radops.cli.jobs import open_executor_named
+from radops.api.session import open_session
 from radops.cli.options import EXECUTOR_ARG, JSON_OPT
+from radops.cli.prompts import connect_options
 from radops.cli.render import examples
-from radops.errors import RadopsError, UsageError
-
-if TYPE_CHECKING:
-    import socket
-
-    from radops.executors.base import PortStream
+from radops.errors import UsageError
 
 app = typer.Typer()
 
 _SPEC = re.compile(r"^(\d{1,5})(?::(\d{1,5}))?$")
-_CHUNK = 1 << 16
 
 
 def parse_forward(spec: str) -> tuple[int, int]:
@@ -59,77 +51,21 @@ def forward(
     """
     import threading
 
+    from radops.api.forward import PortForward
     from radops.cli import render
 
     wanted = [parse_forward(spec) for spec in ports]
-    with open_executor_named(executor) as ex:
-        listeners = []
+    with (
+        open_session(executor, connect_options()) as session,
+        PortForward(session, job_id, wanted, render.notice) as forward,
+    ):
+        for port, bound in forward.bound:
+            render.print_line(f"http://127.0.0.1:{bound} -> port {port} of job {job_id}")
+        render.print_line("Forwarding; Ctrl-C to stop.", err=True)
         try:
-            for port, local in wanted:
-                opener = ex.port_opener(job_id, port)
-                listener = _listen(local, port)
-                listeners.append(listener)
-                bound = listener.getsockname()[1]
-                render.print_line(f"http://127.0.0.1:{bound} -> port {port} of job {job_id}")
-                threading.Thread(target=_serve, args=(listener, opener, port), daemon=True).start()
-            render.print_line("Forwarding; Ctrl-C to stop.", err=True)
             threading.Event().wait()
         except KeyboardInterrupt:
             render.print_line("Stopped forwarding.", err=True)
-        finally:
-            for listener in listeners:
-                listener.close()
-
-
-def _listen(local: int, port: int) -> socket.socket:
-    import socket
-
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind(("127.0.0.1", local))
-    except OSError as e:
-        listener.close()
-        raise UsageError(
-            f"cannot listen on 127.0.0.1:{local} here: {e.strerror}",
-            f"Pick another local port: {port}:LOCAL_PORT (0 for any free one).",
-        ) from e
-    listener.listen(16)
-    return listener
-
-
-def _serve(listener: socket.socket, opener: Callable[[], PortStream], port: int) -> None:
-    import threading
-
-    from radops.cli import render
-
-    while True:
-        try:
-            client, _ = listener.accept()
-        except OSError:  # closed: the command is ending
-            return
-        try:
-            remote = opener()
-        except Exception as e:  # OSError here; paramiko's ChannelException over SSH
-            message = e.message if isinstance(e, RadopsError) else str(e) or type(e).__name__
-            render.print_line(f"cannot reach port {port} of the job: {message}", err=True)
-            client.close()
-            continue
-        for source, sink in ((client, remote), (remote, client)):
-            threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
-
-
-def _pump(source: PortStream, sink: PortStream) -> None:
-    """Copy one direction until it ends, then end both (a half-close is not needed here)."""
-    try:
-        while data := source.recv(_CHUNK):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.close()
 
 
 @app.command(
@@ -143,8 +79,8 @@ def top(executor: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
     """
     from radops.cli import render
 
-    with open_executor_named(executor) as ex:
-        report = ex.top()
+    with open_session(executor, connect_options()) as session:
+        report = session.top()
     if json_output:
         render.print_json(report.to_json())
         return

@@ -10,7 +10,7 @@ import typer
 from radops.errors import UsageError
 
 if TYPE_CHECKING:
-    from radops.executors.base import ConnectOptions
+    from radops.executors.model import ConnectOptions
 
 
 def ask(value: str | None, prompt: str, flag: str, default: str | None = None) -> str:
@@ -51,7 +51,7 @@ def confirm_host_key(host: str, key_type: str, fingerprint: str) -> bool:
 def connect_options(accept_host_key: bool = False) -> ConnectOptions:
     """How a command may trust an unknown host key: the flag, else a question on a terminal
     (without one, an unknown key is refused)."""
-    from radops.executors.base import ConnectOptions
+    from radops.executors.model import ConnectOptions
 
     ask_user = confirm_host_key if sys.stdin.isatty() else None
     return ConnectOptions(trust_new_host_key=accept_host_key, confirm_host_key=ask_user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from radops.errors import RadopsError
-    from radops.executors.base import Job, ProgressCallback, Stream
-    from radops.progress import TransferMeter
+    from radops.executors.model import Job, Stream
+    from radops.progress import ProgressCallback, TransferMeter
 
 
 def _console(stderr: bool = False) -> Console:
@@ -51,6 +52,11 @@ def visible(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def notice(line: str) -> None:
+    """A status line that is not a job's output (why a queued job waits), on stderr."""
+    print_line(visible(line), err=True)
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -115,17 +121,28 @@ def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
     from rich.markup import escape
 
     console = _console(stderr=True)
-    with console.status("Starting") as status:
+    with contextlib.ExitStack() as stack:
 
         class Reporter:
+            """Draws the status line from the first line on: what comes before it (a
+            question about a host key, say) is not hidden under it."""
+
+            status: Any = None
+
+            def _status(self) -> Any:
+                if self.status is None:
+                    self.status = stack.enter_context(console.status("Starting"))
+                return self.status
+
             def __call__(self, line: str) -> None:
                 line = visible(line)  # build output may carry terminal escapes
+                status = self._status()
                 if _KEPT.match(line):
                     console.print(f"[dim]{escape(line)}[/dim]")
                 status.update(escape(line[: console.width - 4]))
 
             def transfer(self, label: str, total: int | None) -> TransferMeter:
-                return _StatusMeter(console, status, label, total)
+                return _StatusMeter(console, self._status(), label, total)
 
         yield Reporter()
 
@@ -188,11 +205,12 @@ def age(created: datetime | None, now: datetime | None = None) -> str:
 
 def jobs_table(jobs: Sequence[Job]) -> None:
     now = datetime.now(timezone.utc)
-    queued = any(job.queue is not None for job in jobs)  # a scheduler's jobs: its view too
+    # A scheduler's jobs: its view too, under its name.
+    schedulers = sorted({job.queue.scheduler for job in jobs if job.queue is not None})
     rows = [
         (
             job.id,
-            *([queue_text(job)] if queued else []),
+            *([queue_text(job)] if schedulers else []),
             _clip(job.name or "", 40),
             job.user or "",
             job.status,
@@ -203,19 +221,22 @@ def jobs_table(jobs: Sequence[Job]) -> None:
         )
         for job in jobs
     ]
-    columns = ("JOB ID", *(["SLURM"] if queued else []), "NAME", "USER", "STATUS", "EXIT",
-               "AGE", "COMMAND", "IMAGE")  # fmt: skip
+    queue_column = ["/".join(schedulers).upper()] if schedulers else []
+    columns = ("JOB ID", *queue_column, "NAME", "USER", "STATUS", "EXIT", "AGE", "COMMAND",
+               "IMAGE")  # fmt: skip
     print_table(columns, rows)
 
 
 def queue_text(job: Job) -> str:
     """A queued job as its scheduler sees it: `12 PENDING (Resources)`, `12 RUNNING on gpu07`."""
-    queue = job.queue or {}
-    text = f"{queue.get('slurm_job_id', '')} {queue.get('state', '')}".strip()
-    if queue.get("reason"):
-        text += f" ({queue['reason']})"
-    if queue.get("nodes") and queue.get("state") != "PENDING":
-        text += f" on {queue['nodes']}"
+    queue = job.queue
+    if queue is None:
+        return ""
+    text = f"{queue.job_id} {queue.state}".strip()
+    if queue.reason:
+        text += f" ({queue.reason})"
+    if queue.nodes and queue.state != "PENDING":
+        text += f" on {queue.nodes}"
     return text
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from radops.executors.base import (
+from radops.executors.model import (
     LABEL_COMMAND,
     LABEL_CREATED_AT,
     LABEL_EXECUTOR,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterator
 
-from radops.executors.base import Stream
+from radops.executors.model import Stream
 
 _HEADER = struct.Struct(">BxxxL")
 

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from radops.errors import NotFoundError, UsageError
-from radops.executors.base import (
+from radops.executors.model import (
     LABEL_COMMAND,
     LABEL_CREATED_AT,
     LABEL_EXECUTOR,

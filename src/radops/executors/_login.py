@@ -1,16 +1,17 @@
 """What the executor kinds reached over SSH share: the machine radops logs in to (an SSH
-host's engine, a Slurm login node), one connection to it opened on first use, the shared
-settings, and the local images built for it."""
+host's engine, a Slurm login node), one connection to it opened on first use, and the local
+images built for it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from radops.executors.base import ConnectOptions, Executor
+from radops.executors.base import Ask, Executor
+from radops.executors.model import EngineReport, ExecutorContext
 
 if TYPE_CHECKING:
-    from radops.config import Settings, SSHExecutorSpec
     from radops.images.service import LocalImages
+    from radops.specs import LoginSpec
     from radops.ssh.remote import SSHConnection
 
 
@@ -18,41 +19,49 @@ class LoginExecutor(Executor):
     """An executor behind one SSH login. Kinds say which host keys are pinned (`_pinned`)
     and what every remote command is prefixed with (`_prefix`)."""
 
-    def __init__(self, spec: SSHExecutorSpec, options: ConnectOptions | None = None) -> None:
-        super().__init__(spec.name)
-        self.spec = spec
-        self.options = options or ConnectOptions()
+    spec: LoginSpec
+
+    def __init__(self, spec: LoginSpec, context: ExecutorContext | None = None) -> None:
+        super().__init__(spec, context)
         self._conn: SSHConnection | None = None
-        self._settings: Settings | None = None
         self._images: LocalImages | None = None
 
-    @property
-    def settings(self) -> Settings:
-        """The shared settings (registry, ssh_persist), read once per command."""
-        if self._settings is None:
-            from radops.store import ExecutorStore
+    @classmethod
+    def ask_fields(cls, fields: dict[str, Any], ask: Ask) -> dict[str, Any]:
+        """The machine to log in to: host (`host:port` too) and user, asked when not given
+        (the user defaults to ~/.ssh/config's for that host)."""
+        from radops.specs import split_host_port, validate_ssh_name
+        from radops.ssh.config import resolve_target
 
-            self._settings = ExecutorStore().load().settings
-        return self._settings
+        host, port = split_host_port(ask(fields.get("hostname"), "Hostname", "--hostname", None),
+                                     fields.get("port"))  # fmt: skip
+        validate_ssh_name(host, "hostname")  # before ~/.ssh/config is applied (Match exec)
+        default_user = resolve_target(host, port).username
+        user = ask(fields.get("username"), "Username", "--username", default_user)
+        return {**fields, "hostname": host, "port": port, "username": user or None}
+
+    def registered(self, report: EngineReport | None, given: set[str]) -> Any:
+        """A checked machine is saved with the platform its engine reported."""
+        if report is None:
+            return self.spec
+        return self.spec.model_copy(update={"platform": report.platform})
 
     @property
     def conn(self) -> SSHConnection:
         """The one connection every step of a command goes through, opened on first use."""
         if self._conn is None:
             from radops.ssh.config import HostSpec
-            from radops.ssh.mux import persist_seconds
             from radops.ssh.remote import SSHConnection
-            from radops.store import config_dir
 
-            spec = self.spec
+            host, connect = self.spec.ssh, self.context.connect
             self._conn = SSHConnection(
-                HostSpec(spec.hostname, spec.port, spec.username, spec.identity_file),
-                config_dir() / "known_hosts",
-                self.options.confirm_host_key,
-                self.options.trust_new_host_key or self.options.trust_new_target_key,
-                persist=persist_seconds(self.settings),
+                HostSpec(host.hostname, host.port, host.username, host.identity_file),
+                self.context.known_hosts,
+                connect.confirm_host_key,
+                connect.trust_new_host_key or connect.trust_new_target_key,
+                persist=self.context.ssh_persist,
                 pinned=self._pinned(),
-                trust_new_hops=self.options.trust_new_host_key,
+                trust_new_hops=connect.trust_new_host_key,
                 prefix=self._prefix(),
             )
         return self._conn
@@ -60,7 +69,7 @@ class LoginExecutor(Executor):
     def _pinned(self) -> frozenset[str]:
         """Host keys trusted under any address, and the only ones trusted (none: the
         known-hosts files decide)."""
-        return frozenset(self.options.pinned_host_keys)
+        return frozenset(self.context.connect.pinned_host_keys)
 
     def _prefix(self) -> tuple[str, ...]:
         """Words put before every remote command (none)."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from radops.errors import UsageError
 from radops.executors._labels import job_from_inspect
-from radops.executors.base import RADOPS_IMAGE, STOPPED_STATES, Image, Job
+from radops.executors.model import RADOPS_IMAGE, STOPPED_STATES, Image, Job
 
 # docker's human sizes (`docker system df`): decimal units, as go-units' HumanSize writes them.
 _HUMAN = re.compile(r"^([\d.]+)\s*([kMGTP]?B)$")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from radops.executors._docker_argv import logs_argv
-from radops.executors.base import Stream
+from radops.executors.model import Stream
 
 SCRIPT_OK = b"radops:ok"
 SCRIPT_ERROR = b"radops:error "

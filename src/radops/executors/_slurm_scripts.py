@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from radops.executors.base import Stream
+from radops.executors.model import Stream
 
 # Slurm states in which a job has not ended (squeue %T).
 ACTIVE_STATES = frozenset({

@@ -1,276 +1,107 @@
-"""The Executor contract: what every executor (local, SSH, GCP, Slurm) guarantees to the CLI.
+"""The Executor contract: what every executor kind guarantees to radops.api (and so the CLI).
 
-A job is a detached, never auto-removed container named `radops-<job id>` on the executor's
-Docker engine, carrying the labels below. The engine is the only record of jobs: `jobs`, `logs`
-and `stop` find containers by these labels, so any machine with the same executor sees the same
-jobs and nothing local can drift. On Slurm, the record is the batch job and its folder on the
-cluster's shared storage (the labels in `job.json`); its container lives only while it runs.
+A kind is one class: its name (`kind`), its settings (`spec_type`), the features it offers
+(`features`) and the contract's methods. Callers ask `require`/`check_request` about a feature
+before connecting, so a request a kind cannot honour is refused up front, with the reason.
 """
 
 from __future__ import annotations
 
 import abc
-import os
-import secrets
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from radops.errors import UsageError
-from radops.executors.run_options import RunOptions
-from radops.images.context import BuildOptions
+from radops.errors import RadopsError, UsageError
+from radops.executors.features import Feature, request_features
+from radops.executors.model import (
+    EngineReport,
+    ExecutorContext,
+    Job,
+    JobRequest,
+    PortStream,
+    PrunePlan,
+    PruneResult,
+    StopResult,
+    Stream,
+)
 from radops.progress import ProgressCallback
 
 if TYPE_CHECKING:
     from radops.executors._top import TopReport
+    from radops.specs import ExecutorSpec
 
-LABEL_PREFIX = "dev.radops."
-LABEL_JOB_ID = LABEL_PREFIX + "job-id"
-LABEL_EXECUTOR = LABEL_PREFIX + "executor"
-LABEL_COMMAND = LABEL_PREFIX + "command"
-LABEL_IMAGE = LABEL_PREFIX + "image"
-LABEL_CREATED_AT = LABEL_PREFIX + "created-at"
-LABEL_NAME = LABEL_PREFIX + "name"
-LABEL_USER = LABEL_PREFIX + "user"  # who started the job: user@host of the radops that ran it
-LABEL_OPTIONS = LABEL_PREFIX + "options"  # the run options given (JSON), absent without any
-CONTAINER_PREFIX = "radops-"
-# Docker's `local` log driver keeps output byte for byte (json-file turns bytes that are not
-# UTF-8 into U+FFFD) and compresses it; the options cap a job's log at 1 GiB on disk.
-LOG_DRIVER = "local"
-LOG_OPTIONS = {"max-size": "64m", "max-file": "16"}
-
-Stream = Literal["stdout", "stderr"]
-# How an SSH executor gets an image to its engine: `auto` is the registry if one is configured,
-# else a `docker save` stream over the SSH connection.
-TRANSFERS = ("auto", "registry", "ssh")
-BUILD_PLACES = ("local", "remote")
-NAME_MAX = 200  # characters of a job's --name (a label value; tables show at most 40)
-
-__all__ = ["ProgressCallback"]  # re-exported for executors and their callers
-
-
-def new_job_id() -> str:
-    """12 lowercase hex digits: short to type, 48 random bits so collisions do not happen."""
-    return secrets.token_hex(6)
-
-
-def container_name(job_id: str) -> str:
-    return CONTAINER_PREFIX + job_id
-
-
-def this_user() -> str:
-    """`user@host` of whoever runs radops here: what a job records as who started it."""
-    import getpass
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{os.uname().nodename}"
-
-
-@dataclass(frozen=True)
-class QueueOptions:
-    """What a job asks of a scheduler (Slurm's `sbatch`), beyond its container: executors
-    without a queue refuse a request that sets any of these."""
-
-    nodes: int | None = None  # one container per node
-    time: str | None = None  # Slurm's time limit, e.g. 4:00:00
-    partition: str | None = None
-    extra_args: tuple[str, ...] = ()  # more sbatch options, each one argument (--qos=high)
-
-    def given(self) -> list[str]:
-        """The flags set, for an executor that has no queue to say what it cannot honour."""
-        flags = [("--nodes", self.nodes), ("--time", self.time), ("--partition", self.partition)]
-        found = [flag for flag, value in flags if value is not None]
-        return found + (["--slurm-arg"] if self.extra_args else [])
-
-
-@dataclass(frozen=True)
-class JobRequest:
-    """What `run` was asked to do. `command` is already split into the container's arguments."""
-
-    context: Path
-    command: list[str]
-    dockerfile: str = "Dockerfile"
-    env: dict[str, str] = field(default_factory=dict)
-    gpus: str | None = None
-    name: str | None = None
-    transfer: str = "auto"  # one of TRANSFERS; executors whose engine is here ignore it
-    build: BuildOptions = field(default_factory=BuildOptions)  # --build-arg, --target, ...
-    options: RunOptions = field(default_factory=RunOptions)  # -v, --shm-size, -p, ...
-    # --build: "local" (here, then shipped) or "remote" (on the executor's engine); None: the
-    # executor's own setting.
-    build_on: str | None = None
-    queue: QueueOptions = field(default_factory=QueueOptions)  # --nodes, --time, ... (Slurm)
-
-    def __post_init__(self) -> None:
-        if self.name is not None and (
-            not self.name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in self.name)
-        ):
-            raise UsageError(f"invalid --name {self.name!r}: use printable text on one line")
-        if self.name is not None and len(self.name) > NAME_MAX:
-            raise UsageError(f"--name is {len(self.name)} characters long; at most {NAME_MAX}")
-        if self.transfer not in TRANSFERS:
-            valid = ", ".join(TRANSFERS[:-1]) + " or " + TRANSFERS[-1]
-            raise UsageError(f"invalid --transfer {self.transfer!r}: use {valid}")
-        if self.build_on is not None and self.build_on not in BUILD_PLACES:
-            raise UsageError(f"invalid --build {self.build_on!r}: use local or remote")
-
-
-@dataclass(frozen=True)
-class ConnectOptions:
-    """How an executor that logs in to another machine (SSH, Slurm's login node) may come to
-    trust that machine's host key when it is not known yet; others ignore these."""
-
-    trust_new_host_key: bool = False  # trust it without asking (--accept-host-key)
-    # The same for the machine itself only, not ProxyJump hosts on the way (a new VM whose
-    # image publishes no host keys: trust on first use, which nobody consented to for hops).
-    trust_new_target_key: bool = False
-    # (host, key type, SHA256 fingerprint) -> trust it? Asked on a terminal; None: refuse.
-    confirm_host_key: Callable[[str, str, str], bool] | None = None
-    # SHA256 fingerprints the machine itself must show (a VM's published keys): any other key
-    # is refused, whatever the two settings above say. ProxyJump hosts are not pinned.
-    pinned_host_keys: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job as the executor's engine reports it."""
-
-    id: str
-    executor: str
-    status: str  # created, running, exited, ...
-    exit_code: int | None
-    created_at: datetime | None
-    command: list[str]
-    image: str
-    name: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # RunOptions.to_json() of the run
-    user: str | None = None  # user@host that started it (None: a job from before radops kept it)
-    # A queued job's scheduler view (Slurm: slurm_job_id, state, reason, nodes); None elsewhere.
-    queue: dict[str, str] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        extra = {} if self.queue is None else {"queue": self.queue}
-        return {
-            "job_id": self.id,
-            "executor": self.executor,
-            "name": self.name,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "created_at": self.created_at.isoformat() if self.created_at else None,
-            "command": self.command,
-            "image": self.image,
-            "options": self.options,
-            "user": self.user,
-            **extra,
-        }
-
-
-@dataclass(frozen=True)
-class EngineReport:
-    """What `check` found: the engine answers, and what it runs on."""
-
-    executor: str
-    server_version: str
-    os: str
-    architecture: str
-    gpus: list[str] = field(default_factory=list)
-
-    @property
-    def platform(self) -> str:
-        return f"{self.os}/{self.architecture}"
-
-    def summary(self) -> str:
-        gpus = f"{len(self.gpus)} GPU(s): {', '.join(self.gpus)}" if self.gpus else "no GPUs"
-        return f"{self.executor}: Docker {self.server_version} on {self.platform}, {gpus}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "executor": self.executor,
-            "server_version": self.server_version,
-            "os": self.os,
-            "architecture": self.architecture,
-            "gpus": self.gpus,
-        }
-
-
-@dataclass(frozen=True)
-class StopResult:
-    """What `stop` did: the job as it is now, and whether it was running (and so stopped)."""
-
-    job: Job
-    was_running: bool
-
-
-class PortStream(Protocol):
-    """A TCP stream to a job's port: a socket, or an SSH channel."""
-
-    def sendall(self, data: bytes) -> None: ...
-    def recv(self, size: int) -> bytes: ...
-    def close(self) -> None: ...
-
-
-# Job states that `prune` removes: the job is not running and never will again by itself.
-STOPPED_STATES = ("exited", "dead", "created")
-# A radops image, built here (`radops/x:hash`) or pulled from a registry (`REG/.../radops/x:hash`).
-RADOPS_IMAGE = r"(^|/)radops/[a-z0-9-]+:[0-9a-f]{16}$"
-
-
-@dataclass(frozen=True)
-class Image:
-    """An image on an executor's engine."""
-
-    id: str
-    refs: list[str]  # its repository:tag names
-    size: int  # bytes, as the engine reports it (layers shared with other images included)
-
-
-@dataclass(frozen=True)
-class PrunePlan:
-    """What `prune` would remove: stopped jobs, and radops images no container left uses."""
-
-    jobs: list[Job]
-    images: list[Image]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "jobs": [j.id for j in self.jobs],
-            "images": [{"id": i.id, "refs": i.refs, "size": i.size} for i in self.images],
-        }
-
-
-@dataclass(frozen=True)
-class PruneResult:
-    """What `prune` removed, and the disk space the engine freed (bytes; None: unknown)."""
-
-    jobs: list[str]
-    images: list[str]
-    space_freed: int | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"jobs": self.jobs, "images": self.images, "space_freed": self.space_freed}
+# ask(value given, prompt, flag, default) -> the value, or the user's answer (radops.cli.prompts)
+Ask = Callable[[str | None, str, str, str | None], str]
 
 
 class Executor(abc.ABC):
-    """A Docker engine that runs radops jobs.
+    """An engine that runs radops jobs, as one kind reaches it.
 
     Every method raises a `radops.errors.RadopsError` (never a docker, paramiko or OS error):
-    `NotFoundError` for an unknown job id, `EngineUnreachableError` when the engine does not
+    `NotFoundError` for an unknown job, `EngineUnreachableError` when the engine does not
     answer, `BuildError` when the image does not build. Implementations open their connection
-    lazily and reuse it for every call until `close`.
+    lazily and reuse it for every call until `close`. A job is named by its id, its `--name`,
+    or a unique prefix of its id, in that order (as docker resolves containers).
     """
 
     kind: ClassVar[str]
-    # Where an executor whose jobs queue says what a job waits for (`logs --follow` on a
-    # pending job): status lines that are not the job's output. None: not told.
-    notices: ProgressCallback | None = None
+    title: ClassVar[str]  # the kind as messages name it: "Slurm executors"
+    spec_type: ClassVar[type[ExecutorSpec]]
+    features: ClassVar[frozenset[Feature]]
+    # Said with every refusal of a feature this kind lacks: why, and what to do instead.
+    missing_hint: ClassVar[str | None] = None
+    # What `executors remove` leaves behind, for the user to act on ({name}: the executor's).
+    left_behind: ClassVar[str | None] = None
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, spec: Any, context: ExecutorContext | None = None) -> None:
+        self.spec = spec
+        self.name: str = spec.name
+        self.context = context or ExecutorContext()
+
+    # What the kind offers ---------------------------------------------------------------------
+
+    @classmethod
+    def refusal(cls, feature: Feature, asked: str, executor: str) -> UsageError:
+        """The error for a request of `feature` (as `asked`, e.g. `--transfer ssh`)."""
+        if feature is Feature.QUEUE:
+            return UsageError(
+                f"{asked}: only for executors with a queue (Slurm); {executor} is {cls.kind}"
+            )
+        return UsageError(f"{asked} is not available on {cls.title}", cls.missing_hint)
+
+    @classmethod
+    def require(cls, feature: Feature, executor: str, asked: str | None = None) -> None:
+        """Refuse (UsageError) unless this kind offers `feature`."""
+        if feature not in cls.features:
+            raise cls.refusal(feature, asked or feature.value, executor)
+
+    @classmethod
+    def check_request(cls, request: JobRequest, executor: str) -> None:
+        """Refuse a `run` request that asks for a feature this kind lacks."""
+        for feature, asked in request_features(request).items():
+            cls.require(feature, executor, asked)
+
+    # Registering one ---------------------------------------------------------------------------
+
+    @classmethod
+    def ask_fields(cls, fields: dict[str, Any], ask: Ask) -> dict[str, Any]:
+        """The settings of a new executor of this kind: `fields` (given as flags; the name is
+        in already), with what is missing asked for. Default: nothing more to ask."""
+        return fields
+
+    def registered(self, report: EngineReport | None, given: set[str]) -> Any:
+        """The spec to save for a new executor once `check` found `report` (None: not
+        checked); `given`: the fields the user set. Default: the spec as it is."""
+        return self.spec
+
+    def explain_unreachable(self, error: RadopsError) -> RadopsError | None:
+        """Why the engine did not answer, if the kind can tell more than `error` (a stopped
+        VM, say); None: `error` says it all."""
+        return None
+
+    # The contract -------------------------------------------------------------------------------
 
     @abc.abstractmethod
     def check(self) -> EngineReport:
@@ -283,7 +114,8 @@ class Executor(abc.ABC):
         The image is tagged by a hash of the build context, so an unchanged folder is neither
         rebuilt nor shipped again. `request.command` becomes the container's arguments exactly,
         as with `docker run IMAGE ARGS...`; nothing passes through a shell. `progress` receives
-        one human-readable line per step or build output line.
+        one human-readable line per step or build output line. Callers have checked the
+        request against `features` (`check_request`).
         """
 
     @abc.abstractmethod
@@ -292,7 +124,7 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def get(self, job_id: str) -> Job:
-        """The job with this id (or unique id prefix)."""
+        """The job that `job_id` names."""
 
     @abc.abstractmethod
     def logs(
@@ -302,11 +134,14 @@ class Executor(abc.ABC):
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
+        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         """The job's output as (stream, bytes) chunks, byte for byte as the job wrote it.
 
         Chunks are streamed as the engine sends them, so memory stays flat for any log size.
-        With `follow`, the iterator ends when the job ends.
+        With `follow`, the iterator ends when the job ends. `notices` gets status lines that
+        are not the job's output (why a queued job still waits). `timestamps` needs
+        Feature.LOG_TIMESTAMPS.
         """
 
     @abc.abstractmethod
@@ -321,8 +156,8 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def remove(self, job_id: str, force: bool = False) -> Job:
-        """Remove the job's container, and with it its logs and exit code; return the job as it
-        was. A running job is refused (UsageError) unless `force`, which kills it first."""
+        """Remove the job and with it its logs and exit code; return the job as it was. A
+        running job is refused (UsageError) unless `force`, which stops it first."""
 
     @abc.abstractmethod
     def prune_plan(self, older_than: datetime | None = None, images: bool = False) -> PrunePlan:
@@ -334,21 +169,24 @@ class Executor(abc.ABC):
         """Remove what `plan` names. Images that a container started meanwhile uses, or that
         are gone already, are left out of the result, never an error."""
 
-    @abc.abstractmethod
+    # Feature.CP ---------------------------------------------------------------------------------
+
     def copy_from(self, job_id: str, path: str) -> Iterator[bytes]:
         """`path` in the job's container (running or ended, mounted volumes included) as a tar
         stream, as `docker cp JOB:PATH -` writes it: one top-level entry, PATH's base name."""
+        raise self.refusal(Feature.CP, Feature.CP.value, self.name)
 
-    @abc.abstractmethod
     def copy_to(self, job_id: str, source: Path, dest: str) -> None:
         """Copy the local file or folder `source` to `dest` in the job's container, with
         `docker cp`'s rules (into `dest` if it is a folder there, else as `dest`)."""
+        raise self.refusal(Feature.CP, Feature.CP.value, self.name)
 
-    @abc.abstractmethod
     def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
         """Extract a tar stream into the folder `dest` in the job's container (`docker cp -`)."""
+        raise self.refusal(Feature.CP, Feature.CP.value, self.name)
 
-    @abc.abstractmethod
+    # Feature.EXEC, FORWARD, TOP, CONNECT --------------------------------------------------------
+
     def exec(
         self, job_id: str, command: list[str], interactive: bool = False, tty: bool = False
     ) -> int:
@@ -356,17 +194,29 @@ class Executor(abc.ABC):
         stdin (with `interactive`), stdout and stderr; with `tty`, on a terminal (window size,
         Ctrl-C to the process). Return the command's exit code. A job that is not running is a
         UsageError."""
+        raise self.refusal(Feature.EXEC, Feature.EXEC.value, self.name)
 
-    @abc.abstractmethod
     def port_opener(self, job_id: str, port: int) -> Callable[[], PortStream]:
         """A function that opens a new TCP stream to `port` of the running job each time it is
         called (for `forward`): straight to the container on this machine, through the SSH
         connection on another. Errors: UsageError if the job is not running or has no network."""
+        raise self.refusal(Feature.FORWARD, Feature.FORWARD.value, self.name)
 
-    @abc.abstractmethod
     def top(self) -> TopReport:
         """GPU use and memory per GPU (`nvidia-smi`; None without it) and CPU and memory per
         running job (`docker stats --no-stream`)."""
+        raise self.refusal(Feature.TOP, Feature.TOP.value, self.name)
+
+    def shell_argv(self) -> list[str]:
+        """The OpenSSH command line of an interactive session on the executor's machine."""
+        raise self.refusal(Feature.CONNECT, Feature.CONNECT.value, self.name)
+
+    def delete_machine(self, progress: ProgressCallback) -> bool:
+        """Delete the VM radops made for this executor (already gone is fine), and the
+        executor with it; True if a VM was deleted."""
+        raise self.refusal(Feature.OWN_VM, Feature.OWN_VM.value, self.name)
+
+    # Connection -------------------------------------------------------------------------------
 
     def connect(self) -> None:  # noqa: B027 - optional hook, for executors with a connection
         """Open the connection now (it is otherwise opened on first use): a question about an

@@ -29,19 +29,19 @@ from radops.executors._prune import (
     stopped_jobs,
     unused_radops_images,
 )
-from radops.executors.base import (
+from radops.executors.base import Executor
+from radops.executors.features import ALL_FEATURES, Feature
+from radops.executors.model import (
     CONTAINER_PREFIX,
     LABEL_JOB_ID,
     LOG_DRIVER,
     LOG_OPTIONS,
-    ConnectOptions,
     EngineReport,
-    Executor,
+    ExecutorContext,
     Image,
     Job,
     JobRequest,
     PortStream,
-    ProgressCallback,
     PrunePlan,
     PruneResult,
     StopResult,
@@ -58,10 +58,12 @@ from radops.images.engine import (
     engine_unreachable,
 )
 from radops.images.service import LocalImages
+from radops.progress import ProgressCallback
+from radops.specs import LocalExecutorSpec
 
 if TYPE_CHECKING:
-    from radops.config import LocalExecutorSpec
     from radops.executors._top import TopReport
+    from radops.specs import LocalExecutorSpec
 
 
 class LocalExecutor(Executor):
@@ -69,9 +71,14 @@ class LocalExecutor(Executor):
     `LocalEngine.call` (no docker-py on a unix socket), the rest through docker-py's API."""
 
     kind = "local"
+    title = "the local executor"
+    spec_type = LocalExecutorSpec
+    features = ALL_FEATURES - {
+        Feature.TRANSFER, Feature.REMOTE_BUILD, Feature.QUEUE, Feature.CONNECT
+    }  # fmt: skip
 
-    def __init__(self, spec: LocalExecutorSpec, options: ConnectOptions | None = None) -> None:
-        super().__init__(spec.name)  # `options` are for executors that log in somewhere
+    def __init__(self, spec: LocalExecutorSpec, context: ExecutorContext | None = None) -> None:
+        super().__init__(spec, context)
         self.engine = LocalEngine()
         self.images = LocalImages(self.engine)
 
@@ -94,18 +101,25 @@ class LocalExecutor(Executor):
             gpus=gpus,
         )
 
-    def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
-        if request.transfer != "auto":
-            raise UsageError(
-                f"--transfer {request.transfer} does not apply to {self.name!r}: its engine is "
-                "this machine's, where the image is built",
+    @classmethod
+    def refusal(cls, feature: Feature, asked: str, executor: str) -> UsageError:
+        if feature is Feature.CONNECT:
+            return UsageError(f"executor {executor!r} is this machine; there is nothing to "
+                              "connect to")  # fmt: skip
+        if feature is Feature.TRANSFER:
+            return UsageError(
+                f"{asked} does not apply to {executor!r}: its engine is this machine's, where "
+                "the image is built",
                 "--transfer chooses how an SSH executor gets the image; drop it here.",
             )
-        if request.build_on == "remote":
-            raise UsageError(
-                f"--build remote does not apply to {self.name!r}: its engine is this machine's",
+        if feature is Feature.REMOTE_BUILD:
+            return UsageError(
+                f"--build remote does not apply to {executor!r}: its engine is this machine's",
                 "--build remote builds on an SSH executor's engine; drop it here.",
             )
+        return super().refusal(feature, asked, executor)
+
+    def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
         config, host_config = _engine_fields(request.options)
         host_config["LogConfig"] = {"Type": LOG_DRIVER, "Config": LOG_OPTIONS}
         if request.gpus:  # parsed before building, so a bad value costs no build
@@ -174,6 +188,7 @@ class LocalExecutor(Executor):
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
+        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         cid = self._container(job_id)["Id"]
         params = {

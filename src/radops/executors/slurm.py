@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from radops.config import resolve_setting
 from radops.errors import EngineUnreachableError, RadopsError, UsageError
 from radops.executors import _slurm_scripts as scripts
 from radops.executors._docker_argv import env_file, error_line
@@ -24,26 +22,31 @@ from radops.executors._labels import job_from_labels, job_labels, job_not_found,
 from radops.executors._labels import newest_first as _newest_first
 from radops.executors._login import LoginExecutor
 from radops.executors._prune import running_refused
-from radops.executors.base import (
+from radops.executors.base import Ask
+from radops.executors.features import Feature
+from radops.executors.model import (
     EngineReport,
     Job,
     JobRequest,
-    PortStream,
-    ProgressCallback,
     PrunePlan,
     PruneResult,
+    QueueInfo,
     StopResult,
     Stream,
     new_job_id,
 )
+from radops.progress import ProgressCallback
+from radops.specs import DEFAULT_RUNTIME_PATHS, SLURM_RUNTIMES, SlurmExecutorSpec
 
 if TYPE_CHECKING:
-    from radops.config import SlurmExecutorSpec
-    from radops.executors._top import TopReport
+    from radops.specs import SlurmExecutorSpec
 
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 STOP_WAIT_S = 90  # how long `stop` waits for a cancelled job's container to end
 ACTIVE = ("pending", "running")
+# sbatch options that would move the job's output or change how radops finds it.
+_SBATCH_RESERVED = frozenset({"--output", "-o", "--error", "-e", "--job-name", "-J", "--chdir",
+                              "-D", "--parsable", "--wrap", "--array", "-a"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,20 +72,68 @@ class SlurmReport(EngineReport):
                 "runtime": self.runtime}  # fmt: skip
 
 
-def not_on_slurm(what: str) -> UsageError:
-    return UsageError(
-        f"{what} is not available on Slurm executors",
-        "A job's container runs on a compute node and is removed when it ends; read its output "
-        "with `logs`, and write results to storage the nodes share (-v).",
-    )
-
-
 class SlurmExecutor(LoginExecutor):
     """Jobs queued by Slurm: built here, pushed to the registry, `sbatch` on the login node."""
 
     kind = "slurm"
+    title = "Slurm executors"
+    spec_type = SlurmExecutorSpec
+    features = frozenset({Feature.QUEUE, Feature.CONNECT})
+    missing_hint = (
+        "A job's container runs on a compute node and is removed when it ends; read its output "
+        "with `logs`, and write results to storage the nodes share (-v)."
+    )
 
     spec: SlurmExecutorSpec
+
+    @classmethod
+    def refusal(cls, feature: Feature, asked: str, executor: str) -> UsageError:
+        if feature is Feature.GPUS_ALL:
+            return UsageError(
+                "--gpus all is not available on Slurm executors: Slurm allots GPUs",
+                "Ask for a number per node (--gpus 2) or a type and number (--gpus a100:2).",
+            )
+        if feature in (Feature.REMOTE_BUILD, Feature.TRANSFER):
+            return UsageError(
+                f"{asked} does not apply to {executor!r}: a Slurm executor's image is built "
+                "here and pulled by its nodes from the registry"
+            )
+        return super().refusal(feature, asked, executor)
+
+    @classmethod
+    def check_request(cls, request: JobRequest, executor: str) -> None:
+        """Besides the features: each --slurm-arg is one sbatch option, and none of those
+        that would move the job's output or change how radops finds the job."""
+        super().check_request(request, executor)
+        for item in request.queue.extra_args:
+            if not item.startswith("-") or "\n" in item:
+                raise UsageError(
+                    f"invalid --slurm-arg {item!r}: give one sbatch option, e.g. --qos=high"
+                )
+            if item.split("=")[0] in _SBATCH_RESERVED:
+                raise UsageError(
+                    f"--slurm-arg {item!r}: radops sets {item.split('=')[0]} itself",
+                    "Output goes to the executor's job folder; read it with `logs`.",
+                )
+
+    @classmethod
+    def ask_fields(cls, fields: dict[str, Any], ask: Ask) -> dict[str, Any]:
+        """The login node, the job folder the nodes share, and the runtime's path there."""
+        runtime = fields.get("runtime")
+        if runtime is not None and runtime not in SLURM_RUNTIMES:
+            raise UsageError(f"invalid --runtime {runtime!r}: use {', '.join(SLURM_RUNTIMES)}")
+        fields = super().ask_fields(fields, ask)
+        job_dir = ask(fields.get("job_dir"), "Job folder shared by the login and compute nodes",
+                      "--job-dir", None)  # fmt: skip
+        path = fields.get("docker_path") or DEFAULT_RUNTIME_PATHS[runtime or "docker"]
+        return {**fields, "job_dir": job_dir, "docker_path": path, "runtime": runtime or "docker"}
+
+    def registered(self, report: EngineReport | None, given: set[str]) -> Any:
+        """Saved with the platform found, and the runtime found unless one was given."""
+        spec = super().registered(report, given)
+        if report is not None and "runtime" not in given:
+            spec, _ = detected_runtime(spec, report)
+        return spec
 
     def _script(self, argv: list[str], what: str, stdin: bytes | None = None) -> bytes:
         """Run a script on the login node; what followed its `radops:ok` header, or the error
@@ -156,12 +207,7 @@ class SlurmExecutor(LoginExecutor):
     # run ----------------------------------------------------------------------------------------
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
-        if request.build_on == "remote":
-            raise UsageError(
-                f"--build remote does not apply to {self.name!r}: a Slurm executor's image is "
-                "built here and pulled by its nodes from the registry"
-            )
-        registry = self.spec.registry or resolve_setting(self.settings, "registry")
+        registry = self.context.registry
         if not registry:
             raise UsageError(
                 f"executor {self.name!r} needs a registry: Slurm's nodes pull the job's image",
@@ -172,8 +218,6 @@ class SlurmExecutor(LoginExecutor):
             raise UsageError("--env values sent to a Slurm executor cannot contain newlines")
         gres = self._gres(request.gpus)
         options = request.options
-        if options.publish:
-            raise not_on_slurm("-p/--publish")
         nodes = request.queue.nodes or 1
         if nodes < 1:
             raise UsageError("--nodes must be 1 or more")
@@ -219,17 +263,11 @@ class SlurmExecutor(LoginExecutor):
         slurm_id = out.decode().strip().split(";")[0]
         progress(f"Started job {job_id} on {self.name} (Slurm job {slurm_id})")
         job = job_from_labels(labels, self.name, "pending")
-        return replace(job, queue={"slurm_job_id": slurm_id, "state": "PENDING", "reason": "",
-                                   "nodes": ""})  # fmt: skip
+        return replace(job, queue=QueueInfo("slurm", slurm_id, "PENDING"))
 
     def _gres(self, gpus: str | None) -> str | None:
         if gpus is None:
             return None
-        if gpus == "all":
-            raise UsageError(
-                "--gpus all is not available on Slurm executors: Slurm allots GPUs",
-                "Ask for a number per node (--gpus 2) or a type and number (--gpus a100:2).",
-            )
         try:
             return scripts.gres_for(gpus)
         except ValueError:
@@ -271,8 +309,7 @@ class SlurmExecutor(LoginExecutor):
         reason = row.reason if row and row.reason not in ("None", "") else ""
         labels = {str(k): str(v) for k, v in entry.meta["labels"].items()}
         job = job_from_labels(labels, self.name, status, exit_code)
-        queue = {"slurm_job_id": slurm_id, "state": state, "reason": reason, "nodes": node}
-        return replace(job, queue=queue)
+        return replace(job, queue=QueueInfo("slurm", slurm_id, state, reason, node))
 
     def _find(self, ref: str) -> Job:
         jobs = self.jobs()
@@ -290,7 +327,7 @@ class SlurmExecutor(LoginExecutor):
 
     @staticmethod
     def _slurm_id(job: Job) -> str:
-        return (job.queue or {}).get("slurm_job_id", "") or "0"
+        return (job.queue.job_id if job.queue else "") or "0"
 
     def wait(self, job_id: str) -> int:
         job = self._find(job_id)
@@ -309,9 +346,10 @@ class SlurmExecutor(LoginExecutor):
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
+        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         if timestamps:
-            raise not_on_slurm("logs --timestamps")
+            self.require(Feature.LOG_TIMESTAMPS, self.name)
         job = self._find(job_id)
         argv = scripts.logs_argv(self._folder(job), self._slurm_id(job), follow, tail)
         reader = scripts.LogsReader()
@@ -323,9 +361,9 @@ class SlurmExecutor(LoginExecutor):
             yield from reader.feed(stream, data)
             while reader.notices:
                 notice = reader.notices.pop(0)
-                if self.notices is not None:
+                if notices is not None:
                     state, _, reason = notice.partition(" ")
-                    self.notices(f"Job {job.id} is {state}" + (f" ({reason})" if reason else ""))
+                    notices(f"Job {job.id} is {state}" + (f" ({reason})" if reason else ""))
 
     # stop / remove / prune ---------------------------------------------------------------------
 
@@ -364,28 +402,6 @@ class SlurmExecutor(LoginExecutor):
                 )
                 removed.append(job.id)
         return PruneResult(removed, [], None)
-
-    # not on Slurm -----------------------------------------------------------------------------
-
-    def copy_from(self, job_id: str, path: str) -> Iterator[bytes]:
-        raise not_on_slurm("cp")
-
-    def copy_to(self, job_id: str, source: Path, dest: str) -> None:
-        raise not_on_slurm("cp")
-
-    def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
-        raise not_on_slurm("cp")
-
-    def exec(
-        self, job_id: str, command: list[str], interactive: bool = False, tty: bool = False
-    ) -> int:
-        raise not_on_slurm("exec")
-
-    def port_opener(self, job_id: str, port: int) -> Callable[[], PortStream]:
-        raise not_on_slurm("forward")
-
-    def top(self) -> TopReport:
-        raise not_on_slurm("top")
 
 
 def detected_runtime(

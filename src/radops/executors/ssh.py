@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from radops.config import GCPExecutorSpec, resolve_setting
 from radops.errors import NotFoundError, RadopsError, UsageError
 from radops.executors import _docker_argv as argv_for
 from radops.executors import _remote_scripts as scripts
@@ -36,15 +35,16 @@ from radops.executors._prune import (
     unused_radops_images,
 )
 from radops.executors._remote_docker import RemoteDocker
-from radops.executors.base import (
+from radops.executors.base import Ask
+from radops.executors.features import ALL_FEATURES, Feature
+from radops.executors.model import (
     CONTAINER_PREFIX,
-    ConnectOptions,
     EngineReport,
+    ExecutorContext,
     Image,
     Job,
     JobRequest,
     PortStream,
-    ProgressCallback,
     PrunePlan,
     PruneResult,
     StopResult,
@@ -52,12 +52,14 @@ from radops.executors.base import (
     container_name,
     new_job_id,
 )
+from radops.progress import ProgressCallback
+from radops.specs import DEFAULT_DOCKER_PATH, SSHExecutorSpec
 
 if TYPE_CHECKING:
-    from radops.config import SSHExecutorSpec
     from radops.executors._shipping import Shipping
     from radops.executors._top import TopReport
     from radops.images.service import ImagePlan
+    from radops.specs import SSHExecutorSpec
 
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 
@@ -69,25 +71,24 @@ class SSHExecutor(LoginExecutor):
     """
 
     kind = "ssh"
+    title = "SSH executors"
+    spec_type = SSHExecutorSpec
+    features = ALL_FEATURES - {Feature.QUEUE}
 
-    def __init__(
-        self,
-        spec: SSHExecutorSpec,
-        options: ConnectOptions | None = None,
-        mark_activity: bool = True,
-    ) -> None:
-        super().__init__(spec, options)
-        # On a GCP VM, every command counts as use for its autostop watcher (not `gcp list`'s
-        # look at the watcher itself).
-        self.mark_activity = mark_activity and isinstance(spec, GCPExecutorSpec)
+    spec: SSHExecutorSpec
+
+    def __init__(self, spec: Any, context: ExecutorContext | None = None) -> None:
+        super().__init__(spec, context)
         self._docker: RemoteDocker | None = None
 
+    @classmethod
+    def ask_fields(cls, fields: dict[str, Any], ask: Ask) -> dict[str, Any]:
+        fields = super().ask_fields(fields, ask)
+        path = ask(fields.get("docker_path"), "Path to docker on the remote machine",
+                   "--docker-path", DEFAULT_DOCKER_PATH)  # fmt: skip
+        return {**fields, "docker_path": path}
+
     # Connection ------------------------------------------------------------------------------
-
-    def _prefix(self) -> tuple[str, ...]:
-        from radops.executors._activity import activity_prefix
-
-        return tuple(activity_prefix()) if self.mark_activity else ()
 
     @property
     def docker(self) -> RemoteDocker:
@@ -96,22 +97,13 @@ class SSHExecutor(LoginExecutor):
             self._docker = RemoteDocker(self.conn, self.spec.docker_path, self.name)
         return self._docker
 
-    def _pinned(self) -> frozenset[str]:
-        """A VM radops created has a pinned key: that key is trusted under any new address,
-        and no other key is, whatever the flags."""
-        pinned = set(super()._pinned())
-        if isinstance(self.spec, GCPExecutorSpec) and self.spec.host_key_fingerprint:
-            pinned.add(self.spec.host_key_fingerprint)
-        return frozenset(pinned)
-
-    def ssh_argv(self) -> list[str]:
+    def shell_argv(self) -> list[str]:
         """The OpenSSH command line for an interactive session on this machine. With a
         pinned key, radops checks the machine first and OpenSSH then trusts only radops'
         known-hosts file, in which the checked key is recorded under this address."""
         from radops.ssh.hostkeys import record_host_key
-        from radops.store import config_dir
 
-        known_hosts = config_dir() / "known_hosts"
+        known_hosts = self.context.known_hosts
         if not self._pinned():
             return self.conn.target.ssh_argv(known_hosts)
         self.conn.direct.open()  # refuses any key but the pinned one
@@ -208,9 +200,9 @@ class SSHExecutor(LoginExecutor):
         from radops.executors._shipping import choose_shipping
         from radops.images.registry import pull_credential, registry_server
 
-        registry = self.spec.registry or resolve_setting(self.settings, "registry")
+        registry = self.context.registry
         server = registry_server(registry) if registry else None
-        credential = pull_credential(self.settings, server) if server else None
+        credential = pull_credential(self.context.settings, server) if server else None
         return choose_shipping(transfer, registry, self.images, self.docker, credential)
 
     def _ship_and_run(
@@ -260,6 +252,7 @@ class SSHExecutor(LoginExecutor):
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
+        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         job_id = self._full_id(job_id)
         argv = scripts.checked_logs_argv(
@@ -378,7 +371,7 @@ class SSHExecutor(LoginExecutor):
 
         from radops.ssh.connection import command_line
 
-        ssh = self.ssh_argv()
+        ssh = self.shell_argv()
         try:
             return subprocess.run(
                 [ssh[0], "-t", "-q", *ssh[1:], command_line(argv)], check=False

@@ -6,10 +6,10 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from radops.config import GCPExecutorSpec
-    from radops.executors.base import ConnectOptions
+    from radops.executors.model import ConnectOptions
     from radops.gcp.compute import Compute
     from radops.progress import ProgressCallback
+    from radops.specs import GCPExecutorSpec
 
 # The instance metadata key that makes the guest agent publish guest attributes (host keys).
 GUEST_ATTRIBUTES_KEY = "enable-guest-attributes"
@@ -35,7 +35,7 @@ class HostKeyTrust:
 
     def options(self) -> ConnectOptions | None:
         """The options for the next attempt; None while waiting for the keys."""
-        from radops.executors.base import ConnectOptions
+        from radops.executors.model import ConnectOptions
 
         if not self.pins:
             self.pins = _fingerprints(self.compute.host_keys(self.spec.zone, self.spec.instance))

@@ -12,9 +12,9 @@ import getpass
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from radops.config import LOCAL_EXECUTOR_NAME, GCPExecutorSpec, PendingVM, validate_executor_name
+from radops.config import PendingVM
 from radops.errors import CloudError, HostKeyError, NotFoundError, RadopsError, UsageError
 from radops.gcp import autostop as autostop_setting
 from radops.gcp.compute import (
@@ -29,13 +29,15 @@ from radops.gcp.compute import (
 from radops.gcp.host_keys import GUEST_ATTRIBUTES_KEY, HOST_KEYS_WAIT_S, HostKeyTrust
 from radops.gcp.keys import ssh_key_pair, with_ssh_key
 from radops.gcp.watcher_control import AutostopRefused, WatcherControl
+from radops.specs import LOCAL_EXECUTOR_NAME, GCPExecutorSpec, SSHHost, validate_executor_name
 from radops.ssh.hostkeys import forget_host
 from radops.store import ExecutorStore, config_dir
 
 if TYPE_CHECKING:
-    from radops.executors.base import EngineReport
+    from radops.executors.model import EngineReport
     from radops.gcp.autostop import Autostop
     from radops.gcp.compute import Template
+    from radops.gcp.overview import VMRow
     from radops.gcp.settings import GCPTarget
     from radops.progress import ProgressCallback
 
@@ -183,9 +185,7 @@ class Provisioner:
         assert vm.external_ip is not None
         spec = GCPExecutorSpec(
             name=request.name,
-            hostname=vm.external_ip,
-            username=username,
-            identity_file=key_file,
+            ssh=SSHHost(hostname=vm.external_ip, username=username, identity_file=key_file),
             project=self.target.project,
             zone=zone,
             instance=request.name,
@@ -229,6 +229,7 @@ class Provisioner:
         when the template has them (drivers may still be installing on first boot); then arm
         autostop over the same connection."""
         from radops.executors.ssh import SSHExecutor
+        from radops.gcp.login import vm_executor
 
         result: list[tuple[EngineReport, str]] = []
         last_error: list[RadopsError] = []
@@ -253,7 +254,7 @@ class Provisioner:
                 options = trust.options()  # an API error here is waited out like the rest
                 if options is None:
                     return False  # the VM has not published its host keys yet
-                executor = SSHExecutor(spec, options)
+                executor = vm_executor(spec, options)
                 return attempt(executor)
             except (HostKeyError, UsageError, AutostopRefused):
                 raise  # waiting will not change these
@@ -319,7 +320,7 @@ class Provisioner:
         progress(f"Deleting VM {name} in {zone}")
         deleted = self.compute.delete(zone, spec.instance if spec else name)
         if spec is not None:
-            forget_host(config_dir() / "known_hosts", spec.hostname)
+            forget_host(config_dir() / "known_hosts", spec.ssh.hostname)
         with self.store.edit() as config:
             config.executors.pop(name, None)
             config.gcp_pending.pop(name, None)
@@ -342,10 +343,11 @@ class Provisioner:
         with self.store.edit() as config:
             stored = config.executors.get(name)
             if stored is not None:
-                stored.hostname = vm.external_ip
+                stored.ssh.hostname = vm.external_ip
         autostop = autostop_setting.from_metadata(vm.metadata)
         if autostop is not None:  # a restarted VM starts its idle clock again
-            spec = spec.model_copy(update={"hostname": vm.external_ip})
+            ssh = spec.ssh.model_copy(update={"hostname": vm.external_ip})
+            spec = spec.model_copy(update={"ssh": ssh})
             WatcherControl(spec).arm_when_reachable(autostop, timeout, progress)
             progress(f"Autostop armed on {name}: {autostop.text()} idle")
         return vm.external_ip
@@ -387,11 +389,20 @@ class Provisioner:
 
     # list ----------------------------------------------------------------------------------
 
-    def overview(self) -> list[dict[str, Any]]:
-        """radops' VMs and GCP executors side by side (see radops.gcp.overview)."""
+    def overview(self) -> list[VMRow]:
+        """radops' VMs and GCP executors side by side (see radops.gcp.overview); pending
+        entries whose VM never appeared (or is gone) are dropped: they need no cleanup."""
         from radops.gcp.overview import overview
 
-        return overview(self.compute, self.store)
+        rows = overview(self.compute, self.store)
+        existing = {row.name for row in rows if row.status != "MISSING"}
+        stale = [name for name, p in self.store.load().gcp_pending.items()
+                 if p.project == self.target.project and name not in existing]  # fmt: skip
+        if stale:
+            with self.store.edit() as config:
+                for name in stale:
+                    config.gcp_pending.pop(name, None)
+        return rows
 
     # errors --------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ On the VM, everything lives in `$HOME/.radops/autostop` (AUTOSTOP_DIR):
                  (on a Compute Engine VM where the user has sudo) or as a detached process
     settings     idle_seconds, interval, action (stop|delete), project, zone, instance, docker
     activity     its modification time is the last use: radops commands touch it
-                 (radops.executors._activity), and so does the watcher while a job runs
+                 (radops.gcp.activity), and so does the watcher while a job runs
     busy/PID     a radops command running now
     action       an override of the action: a shell script run instead of the default. The
                  default (the guest shutdown that stops a Compute Engine VM, or a delete through
@@ -24,7 +24,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from radops.executors._activity import AUTOSTOP_DIR
+from radops.gcp.activity import AUTOSTOP_DIR
 
 UNIT = "radops-autostop.service"
 

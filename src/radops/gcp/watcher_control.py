@@ -9,11 +9,11 @@ from radops.gcp import watcher
 from radops.gcp.compute import poll
 
 if TYPE_CHECKING:
-    from radops.config import GCPExecutorSpec
     from radops.executors.ssh import SSHExecutor
     from radops.gcp.autostop import Autostop
     from radops.gcp.watcher import WatcherStatus
     from radops.progress import ProgressCallback
+    from radops.specs import GCPExecutorSpec
 
 
 class AutostopRefused(RadopsError):
@@ -27,10 +27,10 @@ class WatcherControl:
         self.spec = spec
 
     def _executor(self) -> SSHExecutor:
-        from radops.executors.ssh import SSHExecutor
+        from radops.gcp.login import vm_executor
 
         # Looking at (or setting up) the watcher is not use of the VM: no activity mark.
-        return SSHExecutor(self.spec, mark_activity=False)
+        return vm_executor(self.spec)
 
     def arm(self, autostop: Autostop, executor: SSHExecutor | None = None) -> str:
         """Install the watcher with this setting and start it (the idle clock restarts);
@@ -67,7 +67,7 @@ class WatcherControl:
                 raise
             except RadopsError as e:
                 if not last:
-                    progress(f"Waiting for SSH on {self.spec.hostname} to arm autostop")
+                    progress(f"Waiting for SSH on {self.spec.ssh.hostname} to arm autostop")
                 last[:] = [e]
                 return False
             return True

@@ -1,0 +1,119 @@
+"""A `run` request from what a user types: the command split, the environment merged, every
+option checked as `docker run` would, before anything is built or any machine is reached."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from radops.errors import UsageError
+
+if TYPE_CHECKING:
+    from radops.executors.model import JobRequest
+
+
+def split_command(command: str | Sequence[str] | None) -> list[str]:
+    """The container's arguments: a string is split as a shell would (no shell runs it), a
+    sequence is taken as it is."""
+    if command is None:
+        return []
+    if not isinstance(command, str):
+        return list(command)
+    try:
+        return shlex.split(command)
+    except ValueError as e:
+        raise UsageError(f"cannot split COMMAND {command!r}: {e}") from None
+
+
+def job_env(items: Sequence[str], files: Sequence[str]) -> dict[str, str]:
+    """`--env-file`s in order, then `-e`s: a later value of a key wins, as with `docker run`.
+    `KEY` alone takes this process's value."""
+    from radops.executors._docker_options import parse_env
+    from radops.executors.run_options import read_env_file
+
+    environ = dict(os.environ)
+    env: dict[str, str] = {}
+    for file in files:
+        env.update(read_env_file(file, environ))
+    return {**env, **parse_env(list(items), environ)}
+
+
+def job_request(
+    path: Path | str,
+    command: str | Sequence[str] | None = None,
+    *,
+    dockerfile: str | None = None,
+    env: Sequence[str] = (),
+    env_files: Sequence[str] = (),
+    gpus: str | None = None,
+    name: str | None = None,
+    transfer: str = "auto",
+    build_on: str | None = None,
+    build_args: Sequence[str] = (),
+    target: str | None = None,
+    no_cache: bool = False,
+    secrets: Sequence[str] = (),
+    ssh: Sequence[str] = (),
+    volumes: Sequence[str] = (),
+    mounts: Sequence[str] = (),
+    shm_size: str | None = None,
+    ipc: str | None = None,
+    publish: Sequence[str] = (),
+    workdir: str | None = None,
+    user: str | None = None,
+    entrypoint: str | None = None,
+    memory: str | None = None,
+    cpus: str | None = None,
+    network: str | None = None,
+    labels: Sequence[str] = (),
+    nodes: int | None = None,
+    time: str | None = None,
+    partition: str | None = None,
+    queue_args: Sequence[str] = (),
+) -> JobRequest:
+    """What `radops executors run` does with its flags, for a script: every value is checked
+    here (a bad one costs no build). Options are spelled as the flags are (`-v` is `volumes`,
+    `--slurm-arg` is `queue_args`); repeatable ones take sequences."""
+    from radops.executors._docker_options import parse_build_args, parse_secrets, parse_ssh
+    from radops.executors.model import JobRequest, QueueOptions
+    from radops.executors.run_options import parse_run_options
+    from radops.images.context import BuildOptions
+
+    environ = dict(os.environ)
+    return JobRequest(
+        context=Path(path),
+        command=split_command(command),
+        dockerfile=dockerfile or "Dockerfile",
+        env=job_env(env, env_files),
+        gpus=gpus,
+        name=name,
+        transfer=transfer,
+        build_on=build_on,
+        build=BuildOptions(
+            build_args=parse_build_args(list(build_args), environ),
+            target=target or None,
+            no_cache=no_cache,
+            secrets=parse_secrets(list(secrets)),
+            ssh=parse_ssh(list(ssh), environ),
+        ),
+        options=parse_run_options(
+            volumes=list(volumes),
+            mounts=list(mounts),
+            shm_size=shm_size,
+            ipc=ipc,
+            publish=list(publish),
+            workdir=workdir,
+            user=user,
+            entrypoint=entrypoint,
+            memory=memory,
+            cpus=cpus,
+            network=network,
+            labels=list(labels),
+        ),
+        queue=QueueOptions(
+            nodes=nodes, time=time, partition=partition, extra_args=tuple(queue_args)
+        ),
+    )

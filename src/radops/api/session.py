@@ -1,0 +1,256 @@
+"""A `Session`: one executor, opened by name for a command or a script.
+
+It reads the config once and hands the executor what it needs (`ExecutorContext`), checks every
+request against what the executor's kind offers before connecting, sends every call through one
+connection, and explains an engine that does not answer when the kind can (a stopped VM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from radops.errors import EngineUnreachableError
+from radops.executors.features import Feature
+
+if TYPE_CHECKING:
+    from radops.config import ConfigFile
+    from radops.executors._top import TopReport
+    from radops.executors.base import Executor
+    from radops.executors.model import (
+        ConnectOptions,
+        EngineReport,
+        ExecutorContext,
+        Job,
+        JobRequest,
+        PortStream,
+        PrunePlan,
+        PruneResult,
+        StopResult,
+        Stream,
+    )
+    from radops.progress import ProgressCallback
+    from radops.specs import ExecutorSpec
+    from radops.store import ExecutorStore
+
+
+def context_for(
+    spec: ExecutorSpec,
+    config: ConfigFile,
+    known_hosts: Path,
+    connect: ConnectOptions | None = None,
+) -> ExecutorContext:
+    """What an executor of `spec` needs from the config: resolved here, once."""
+    from radops.config import resolve_setting
+    from radops.executors.model import ConnectOptions, ExecutorContext
+
+    settings = config.settings
+    persist = 0
+    if hasattr(spec, "ssh"):  # only a kind that logs in reads (and so checks) ssh_persist
+        from radops.ssh.mux import persist_seconds
+
+        persist = persist_seconds(settings)
+    return ExecutorContext(
+        connect=connect or ConnectOptions(),
+        settings=settings,
+        known_hosts=known_hosts,
+        registry=getattr(spec, "registry", None) or resolve_setting(settings, "registry"),
+        ssh_persist=persist,
+    )
+
+
+def open_spec(
+    spec: ExecutorSpec, connect: ConnectOptions | None = None, store: ExecutorStore | None = None
+) -> Executor:
+    """An executor for `spec` (registered or not), with the settings of the config file."""
+    from radops.api.kinds import open_executor
+    from radops.store import ExecutorStore
+
+    store = store or ExecutorStore()
+    return open_executor(spec, context_for(spec, store.load(), store.known_hosts, connect))
+
+
+def open_session(
+    name: str, connect: ConnectOptions | None = None, store: ExecutorStore | None = None
+) -> Session:
+    """The registered executor `name`, ready to use (it connects on first use)."""
+    from radops.api.kinds import open_executor
+    from radops.store import ExecutorStore
+
+    store = store or ExecutorStore()
+    config = store.load()
+    spec = store.spec_in(config, name)
+    context = context_for(spec, config, store.known_hosts, connect)
+    return Session(open_executor(spec, context), store)
+
+
+class Session:
+    """What radops does with one executor; see radops.executors.base for each call's
+    guarantees. A job is named by its id, its --name, or a unique prefix of its id."""
+
+    def __init__(self, executor: Executor, store: ExecutorStore | None = None) -> None:
+        self.executor = executor
+        self.name = executor.name
+        self.store = store
+
+    @property
+    def kind(self) -> str:
+        return self.executor.kind
+
+    def offers(self, feature: Feature) -> bool:
+        return feature in self.executor.features
+
+    def require(self, feature: Feature, asked: str | None = None) -> None:
+        """Refuse (UsageError, before any connection) what this executor's kind cannot do."""
+        self.executor.require(feature, self.name, asked)
+
+    @contextlib.contextmanager
+    def _explained(self) -> Iterator[None]:
+        """An engine that does not answer, explained by the kind when it can say more."""
+        try:
+            yield
+        except EngineUnreachableError as e:
+            why = self.executor.explain_unreachable(e)
+            if why is None:
+                raise
+            raise why from e
+
+    def connect(self) -> None:
+        """Connect now (else on first use): a host-key question comes before any progress."""
+        with self._explained():
+            self.executor.connect()
+
+    # The engine -----------------------------------------------------------------------------
+
+    def check(self) -> EngineReport:
+        """Connect and report the engine; a new platform is recorded (images are built for it)."""
+        with self._explained():
+            report = self.executor.check()
+        spec = self.executor.spec
+        platform = getattr(spec, "platform", report.platform)
+        if self.store is not None and platform != report.platform:
+            self.store.update_platform(self.name, report.platform)
+        return report
+
+    # Jobs -------------------------------------------------------------------------------------
+
+    def run(self, request: JobRequest, progress: ProgressCallback | None = None) -> Job:
+        """Build (or reuse) the image, ship it if needed, start the job; return it."""
+        self.executor.check_request(request, self.name)
+        with self._explained():
+            self.executor.connect()
+            return self.executor.run(request, progress or _quiet)
+
+    def jobs(self, mine: bool = False) -> list[Job]:
+        """The executor's radops jobs, newest first (`mine`: only this user's, from here)."""
+        from radops.executors.model import this_user
+
+        with self._explained():
+            found = self.executor.jobs()
+        if mine:
+            me = this_user()
+            found = [job for job in found if job.user == me]
+        return found
+
+    def get(self, job: str) -> Job:
+        with self._explained():
+            return self.executor.get(job)
+
+    def logs(
+        self,
+        job: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        timestamps: bool = False,
+        notices: ProgressCallback | None = None,
+    ) -> Iterator[tuple[Stream, bytes]]:
+        """The job's output, byte for byte, as (stream, bytes) chunks as they come."""
+        if timestamps:
+            self.require(Feature.LOG_TIMESTAMPS)
+        with self._explained():
+            logs = self.executor.logs(
+                job, follow=follow, tail=tail, timestamps=timestamps, notices=notices
+            )
+            yield from logs
+
+    def wait(self, job: str) -> int:
+        """Block until the job ends; its exit code."""
+        with self._explained():
+            return self.executor.wait(job)
+
+    def stop(self, job: str, timeout: int = 10) -> StopResult:
+        with self._explained():
+            return self.executor.stop(job, timeout)
+
+    def remove(self, job: str, force: bool = False) -> Job:
+        with self._explained():
+            return self.executor.remove(job, force)
+
+    def prune_plan(self, older_than: datetime | None = None, images: bool = False) -> PrunePlan:
+        with self._explained():
+            return self.executor.prune_plan(older_than, images)
+
+    def prune(self, plan: PrunePlan) -> PruneResult:
+        with self._explained():
+            return self.executor.prune(plan)
+
+    # Files, commands and ports ------------------------------------------------------------------
+
+    def copy_from(self, job: str, path: str) -> Iterator[bytes]:
+        """`path` in the job as a tar stream (`docker cp JOB:PATH -`)."""
+        self.require(Feature.CP)
+        with self._explained():
+            yield from self.executor.copy_from(job, path)
+
+    def copy_to(self, job: str, source: Path, dest: str) -> None:
+        self.require(Feature.CP)
+        with self._explained():
+            self.executor.copy_to(job, source, dest)
+
+    def copy_archive_to(self, job: str, archive: Iterable[bytes], dest: str) -> None:
+        self.require(Feature.CP)
+        with self._explained():
+            self.executor.copy_archive_to(job, archive, dest)
+
+    def exec(
+        self, job: str, command: list[str], interactive: bool = False, tty: bool = False
+    ) -> int:
+        self.require(Feature.EXEC)
+        with self._explained():
+            return self.executor.exec(job, command, interactive=interactive, tty=tty)
+
+    def port_opener(self, job: str, port: int) -> Callable[[], PortStream]:
+        """A function opening a new stream to the job's `port` each time it is called."""
+        self.require(Feature.FORWARD)
+        with self._explained():
+            return self.executor.port_opener(job, port)
+
+    def top(self) -> TopReport:
+        self.require(Feature.TOP)
+        with self._explained():
+            return self.executor.top()
+
+    def shell_argv(self) -> list[str]:
+        """The `ssh` command line of an interactive session on the executor's machine."""
+        self.require(Feature.CONNECT)
+        with self._explained():
+            return self.executor.shell_argv()
+
+    # ------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.executor.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _quiet(line: str) -> None:
+    """The progress callback of a caller that gave none."""

@@ -1,0 +1,291 @@
+"""What executors and their callers exchange: requests, jobs, reports, and the job labels.
+
+A job is a detached, never auto-removed container named `radops-<job id>` on the executor's
+Docker engine, carrying the labels below. The engine is the only record of jobs: `jobs`, `logs`
+and `stop` find containers by these labels, so any machine with the same executor sees the same
+jobs and nothing local can drift. A kind with a scheduler keeps its record there instead (Slurm:
+the batch job and its folder on the cluster's shared storage, holding the same labels).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from radops.errors import UsageError
+from radops.executors.run_options import RunOptions
+from radops.images.context import BuildOptions
+
+if TYPE_CHECKING:
+    from radops.config import Settings
+
+LABEL_PREFIX = "dev.radops."
+LABEL_JOB_ID = LABEL_PREFIX + "job-id"
+LABEL_EXECUTOR = LABEL_PREFIX + "executor"
+LABEL_COMMAND = LABEL_PREFIX + "command"
+LABEL_IMAGE = LABEL_PREFIX + "image"
+LABEL_CREATED_AT = LABEL_PREFIX + "created-at"
+LABEL_NAME = LABEL_PREFIX + "name"
+LABEL_USER = LABEL_PREFIX + "user"  # who started the job: user@host of the radops that ran it
+LABEL_OPTIONS = LABEL_PREFIX + "options"  # the run options given (JSON), absent without any
+CONTAINER_PREFIX = "radops-"
+# Docker's `local` log driver keeps output byte for byte (json-file turns bytes that are not
+# UTF-8 into U+FFFD) and compresses it; the options cap a job's log at 1 GiB on disk.
+LOG_DRIVER = "local"
+LOG_OPTIONS = {"max-size": "64m", "max-file": "16"}
+
+Stream = Literal["stdout", "stderr"]
+# How an SSH executor gets an image to its engine: `auto` is the registry if one is configured,
+# else a `docker save` stream over the SSH connection.
+TRANSFERS = ("auto", "registry", "ssh")
+BUILD_PLACES = ("local", "remote")
+NAME_MAX = 200  # characters of a job's --name (a label value; tables show at most 40)
+
+
+def new_job_id() -> str:
+    """12 lowercase hex digits: short to type, 48 random bits so collisions do not happen."""
+    return secrets.token_hex(6)
+
+
+def container_name(job_id: str) -> str:
+    return CONTAINER_PREFIX + job_id
+
+
+def this_user() -> str:
+    """`user@host` of whoever runs radops here: what a job records as who started it."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{os.uname().nodename}"
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    """What a job asks of a scheduler (Slurm's `sbatch`), beyond its container: executors
+    without a queue refuse a request that sets any of these."""
+
+    nodes: int | None = None  # one container per node
+    time: str | None = None  # Slurm's time limit, e.g. 4:00:00
+    partition: str | None = None
+    extra_args: tuple[str, ...] = ()  # more sbatch options, each one argument (--qos=high)
+
+    def given(self) -> list[str]:
+        """The flags set, for an executor that has no queue to say what it cannot honour."""
+        flags = [("--nodes", self.nodes), ("--time", self.time), ("--partition", self.partition)]
+        found = [flag for flag, value in flags if value is not None]
+        return found + (["--slurm-arg"] if self.extra_args else [])
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What `run` was asked to do. `command` is already split into the container's arguments."""
+
+    context: Path
+    command: list[str]
+    dockerfile: str = "Dockerfile"
+    env: dict[str, str] = field(default_factory=dict)
+    gpus: str | None = None
+    name: str | None = None
+    transfer: str = "auto"  # one of TRANSFERS; executors whose engine is here ignore it
+    build: BuildOptions = field(default_factory=BuildOptions)  # --build-arg, --target, ...
+    options: RunOptions = field(default_factory=RunOptions)  # -v, --shm-size, -p, ...
+    # --build: "local" (here, then shipped) or "remote" (on the executor's engine); None: the
+    # executor's own setting.
+    build_on: str | None = None
+    queue: QueueOptions = field(default_factory=QueueOptions)  # --nodes, --time, ... (Slurm)
+
+    def __post_init__(self) -> None:
+        if self.name is not None and (
+            not self.name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in self.name)
+        ):
+            raise UsageError(f"invalid --name {self.name!r}: use printable text on one line")
+        if self.name is not None and len(self.name) > NAME_MAX:
+            raise UsageError(f"--name is {len(self.name)} characters long; at most {NAME_MAX}")
+        if self.transfer not in TRANSFERS:
+            valid = ", ".join(TRANSFERS[:-1]) + " or " + TRANSFERS[-1]
+            raise UsageError(f"invalid --transfer {self.transfer!r}: use {valid}")
+        if self.build_on is not None and self.build_on not in BUILD_PLACES:
+            raise UsageError(f"invalid --build {self.build_on!r}: use local or remote")
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How an executor that logs in to another machine (SSH, Slurm's login node) may come to
+    trust that machine's host key when it is not known yet; others ignore these."""
+
+    trust_new_host_key: bool = False  # trust it without asking (--accept-host-key)
+    # The same for the machine itself only, not ProxyJump hosts on the way (a new VM whose
+    # image publishes no host keys: trust on first use, which nobody consented to for hops).
+    trust_new_target_key: bool = False
+    # (host, key type, SHA256 fingerprint) -> trust it? Asked on a terminal; None: refuse.
+    confirm_host_key: Callable[[str, str, str], bool] | None = None
+    # SHA256 fingerprints the machine itself must show (a VM's published keys): any other key
+    # is refused, whatever the two settings above say. ProxyJump hosts are not pinned.
+    pinned_host_keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """What a job's scheduler says of it (any kind with a queue: Slurm, a later Kubernetes)."""
+
+    scheduler: str  # "slurm"
+    job_id: str  # the scheduler's own id for the job ("" before it has one)
+    state: str  # the scheduler's state: PENDING, RUNNING, COMPLETED, ...
+    reason: str = ""  # why it waits, if it does
+    nodes: str = ""  # where it runs or ran
+
+    def to_json(self) -> dict[str, str]:
+        return {f"{self.scheduler}_job_id": self.job_id, "state": self.state,
+                "reason": self.reason, "nodes": self.nodes}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as the executor's engine reports it."""
+
+    id: str
+    executor: str
+    status: str  # created, running, exited, ...
+    exit_code: int | None
+    created_at: datetime | None
+    command: list[str]
+    image: str
+    name: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # RunOptions.to_json() of the run
+    user: str | None = None  # user@host that started it (None: a job from before radops kept it)
+    queue: QueueInfo | None = None  # a queued job's scheduler view; None without a scheduler
+
+    def to_json(self) -> dict[str, Any]:
+        extra = {} if self.queue is None else {"queue": self.queue.to_json()}
+        return {
+            "job_id": self.id,
+            "executor": self.executor,
+            "name": self.name,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "command": self.command,
+            "image": self.image,
+            "options": self.options,
+            "user": self.user,
+            **extra,
+        }
+
+
+@dataclass(frozen=True)
+class EngineReport:
+    """What `check` found: the engine answers, and what it runs on."""
+
+    executor: str
+    server_version: str
+    os: str
+    architecture: str
+    gpus: list[str] = field(default_factory=list)
+
+    @property
+    def platform(self) -> str:
+        return f"{self.os}/{self.architecture}"
+
+    def summary(self) -> str:
+        gpus = f"{len(self.gpus)} GPU(s): {', '.join(self.gpus)}" if self.gpus else "no GPUs"
+        return f"{self.executor}: Docker {self.server_version} on {self.platform}, {gpus}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "executor": self.executor,
+            "server_version": self.server_version,
+            "os": self.os,
+            "architecture": self.architecture,
+            "gpus": self.gpus,
+        }
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """What `stop` did: the job as it is now, and whether it was running (and so stopped)."""
+
+    job: Job
+    was_running: bool
+
+
+class PortStream(Protocol):
+    """A TCP stream to a job's port: a socket, or an SSH channel."""
+
+    def sendall(self, data: bytes) -> None: ...
+    def recv(self, size: int) -> bytes: ...
+    def close(self) -> None: ...
+
+
+# Job states that `prune` removes: the job is not running and never will again by itself.
+STOPPED_STATES = ("exited", "dead", "created")
+# A radops image, built here (`radops/x:hash`) or pulled from a registry (`REG/.../radops/x:hash`).
+RADOPS_IMAGE = r"(^|/)radops/[a-z0-9-]+:[0-9a-f]{16}$"
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image on an executor's engine."""
+
+    id: str
+    refs: list[str]  # its repository:tag names
+    size: int  # bytes, as the engine reports it (layers shared with other images included)
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """What `prune` would remove: stopped jobs, and radops images no container left uses."""
+
+    jobs: list[Job]
+    images: list[Image]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jobs": [j.id for j in self.jobs],
+            "images": [{"id": i.id, "refs": i.refs, "size": i.size} for i in self.images],
+        }
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What `prune` removed, and the disk space the engine freed (bytes; None: unknown)."""
+
+    jobs: list[str]
+    images: list[str]
+    space_freed: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"jobs": self.jobs, "images": self.images, "space_freed": self.space_freed}
+
+
+def _settings() -> Settings:
+    from radops.config import Settings
+
+    return Settings()
+
+
+def _config_dir() -> Path:
+    from radops.store import config_dir
+
+    return config_dir()
+
+
+@dataclass(frozen=True)
+class ExecutorContext:
+    """What an executor needs from outside, resolved once by whoever opens it (radops.api):
+    executors never read the config file themselves."""
+
+    connect: ConnectOptions = field(default_factory=ConnectOptions)
+    # The shared settings (file < environment), for what a kind resolves only when it needs it.
+    settings: Settings = field(default_factory=lambda: _settings())
+    # radops' own known-hosts file, trusted beside ~/.ssh/known_hosts (where new keys go).
+    known_hosts: Path = field(default_factory=lambda: _config_dir() / "known_hosts")
+    registry: str | None = None  # where this executor's images go: its own, else the setting
+    ssh_persist: int = 0  # seconds a shared SSH connection outlives a command (0: none)

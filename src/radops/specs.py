@@ -1,0 +1,270 @@
+"""Executor specs: what the config file holds for each executor, one pydantic model per kind.
+
+A kind that logs in somewhere holds an `SSHHost` (composition, not inheritance): SSH, GCP
+and Slurm executors are not each other's subclasses, so a check on one kind's spec never
+catches another's by accident. On disk the target's fields stay at the top level of the
+executor's entry (`hostname`, `port`, ...), as they always were.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from radops.errors import UsageError
+
+LOCAL_EXECUTOR_NAME = "local"
+DEFAULT_DOCKER_PATH = "/usr/bin/docker"
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+
+
+def validate_executor_name(name: str) -> str:
+    """Return `name` if it is a valid executor name, else raise UsageError saying why."""
+    if not NAME_RE.fullmatch(name):
+        raise UsageError(
+            f"invalid executor name {name!r}: use letters, digits, '-' and '_' (1 to 63 characters)"
+        )
+    return name
+
+
+# What OpenSSH 9.6 refuses in a host name or user name from the command line: ~/.ssh/config's
+# `Match exec` hands %h and %r to a local shell, so radops refuses them before any lookup.
+_SHELL_CHARS = frozenset("'`\"$\\;&<>|(){}")
+
+
+def check_ssh_name(value: str, what: str) -> str:
+    """`value` as a host or user name for SSH, else ValueError: not empty, no leading '-' (an
+    option to ssh or docker), no whitespace, control or shell characters."""
+    bad = not value or value.startswith("-")
+    bad = bad or any(c in _SHELL_CHARS or c.isspace() or not c.isprintable() for c in value)
+    if bad:
+        raise ValueError(f"invalid {what} {value!r}")
+    return value
+
+
+def validate_ssh_name(value: str, what: str) -> str:
+    """`check_ssh_name`, as a UsageError that says which characters are refused."""
+    try:
+        return check_ssh_name(value, what)
+    except ValueError as e:
+        raise UsageError(
+            str(e), "Host and user names cannot contain spaces, quotes or any of `$;&<>|(){}\\."
+        ) from None
+
+
+def split_host_port(hostname: str, port: int | None) -> tuple[str, int | None]:
+    """Split `host:port` or `[v6]:port`; an explicit `port` must agree with one in `hostname`."""
+    host, found = hostname, None
+    m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", hostname)
+    if m:
+        host, found = m.group(1), m.group(2)
+    elif hostname.count(":") == 1:
+        host, found = hostname.split(":")
+    if found is not None:
+        if not found.isdigit() or not 1 <= int(found) <= 65535:
+            raise UsageError(f"invalid port in hostname {hostname!r}")
+        if port is not None and port != int(found):
+            raise UsageError(f"--port {port} disagrees with the port in {hostname!r}")
+        return host, int(found)
+    return host, port
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# pydantic looks for plugins in every installed distribution's entry points when it builds
+# the first model: ~25 ms here, far more in a large ML environment. radops' models use no
+# plugin, so they are built with plugin loading off (as Typer does for its own adapters);
+# the variable is restored after the last model (radops.config).
+_PLUGINS_ENV = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"
+
+
+class Spec(BaseModel):
+    """A config entry. Unknown keys written by a newer radops survive a read-modify-write."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class SSHHost(Spec):
+    """A machine radops logs in to: as given; ~/.ssh/config fills in the rest when connecting."""
+
+    hostname: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    username: str | None = None
+    identity_file: str | None = None
+
+    def text(self) -> str:
+        """`user@host:port` as given ([v6]:port for an IPv6 address with a port)."""
+        user = f"{self.username}@" if self.username else ""
+        host = f"[{self.hostname}]" if ":" in self.hostname and self.port else self.hostname
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{host}{port}"
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, v: str) -> str:
+        return check_ssh_name(v, "hostname")
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, v: str | None) -> str | None:
+        return None if v is None else check_ssh_name(v, "username")
+
+
+SSH_FIELDS = tuple(SSHHost.model_fields)
+
+
+class ExecutorSpec(Spec):
+    """What every executor entry has: its kind and its name."""
+
+    kind: str
+    name: str
+
+    def target_text(self) -> str:
+        """Where its jobs run, for people."""
+        return ""
+
+    def docker_text(self) -> str:
+        """The container CLI it drives, for people."""
+        return "docker"
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class LocalExecutorSpec(ExecutorSpec):
+    """The built-in executor: the Docker engine that DOCKER_HOST (or the default socket) names."""
+
+    kind: Literal["local"] = "local"
+    name: str = LOCAL_EXECUTOR_NAME
+
+    def target_text(self) -> str:
+        return os.environ.get("DOCKER_HOST", "this machine's Docker engine")
+
+
+class LoginSpec(ExecutorSpec):
+    """An executor behind an SSH login: its `ssh` target is kept flat in the config file."""
+
+    ssh: SSHHost
+    docker_path: str = DEFAULT_DOCKER_PATH
+    registry: str | None = None
+    # The engine's platform (e.g. linux/arm64) as last checked: images are built for it.
+    platform: str | None = None
+    created_at: datetime = Field(default_factory=_utcnow)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_target(cls, data: Any) -> Any:
+        """`hostname`, `port`, ... at the entry's top level become its `ssh` target."""
+        if isinstance(data, dict) and "ssh" not in data:
+            target = {key: data[key] for key in SSH_FIELDS if key in data}
+            data = {k: v for k, v in data.items() if k not in SSH_FIELDS}
+            data["ssh"] = target
+        return data
+
+    @model_serializer(mode="wrap")
+    def _flatten_target(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        target = data.pop("ssh", None) or {}
+        flat = {**{k: data.pop(k) for k in ("kind", "name") if k in data}, **target}
+        return {**flat, **data}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.fullmatch(v) or v == LOCAL_EXECUTOR_NAME:
+            raise ValueError(f"invalid executor name {v!r}")
+        return v
+
+    @field_validator("docker_path")
+    @classmethod
+    def _docker_path(cls, v: str) -> str:
+        if not v or v.startswith("-") or "\0" in v:
+            raise ValueError(f"invalid docker path {v!r}")
+        return v
+
+    def target_text(self) -> str:
+        return self.ssh.text()
+
+    def docker_text(self) -> str:
+        return self.docker_path
+
+
+class SSHExecutorSpec(LoginSpec):
+    """A machine reached over SSH whose Docker CLI lives at `docker_path`."""
+
+    kind: Literal["ssh"] = "ssh"
+    # Where `run` builds by default: here (then ships the image; None, the default), or on the
+    # executor's engine.
+    build: Literal["local", "remote"] | None = None
+
+
+class GCPExecutorSpec(LoginSpec):
+    """A VM that radops provisioned on Google Cloud, reached over SSH."""
+
+    kind: Literal["gcp"] = "gcp"
+    build: Literal["local", "remote"] | None = None
+    project: str
+    zone: str
+    instance: str
+    # Pinned when radops created the VM: a restarted VM (new IP, same key) is still recognised.
+    host_key_fingerprint: str | None = None
+
+
+SLURM_RUNTIMES = ("docker", "podman", "pyxis")
+DEFAULT_RUNTIME_PATHS = {
+    "docker": DEFAULT_DOCKER_PATH,
+    "podman": "/usr/bin/podman",
+    "pyxis": "srun",
+}
+
+
+class SlurmExecutorSpec(LoginSpec):
+    """A Slurm cluster reached over SSH on its login node: jobs are batch jobs (`sbatch`) whose
+    containers run on the compute nodes. `docker_path` is the container runtime's CLI there."""
+
+    kind: Literal["slurm"] = "slurm"
+    # A folder the login node and the compute nodes share: each job's script, output and
+    # exit record live in JOB_DIR/<job id>.
+    job_dir: str
+    runtime: Literal["docker", "podman", "pyxis"] = "docker"
+    partition: str | None = None  # defaults for every job (`run --partition` overrides)
+    account: str | None = None
+
+    def target_text(self) -> str:
+        return f"slurm: {super().target_text()}"
+
+    @field_validator("job_dir")
+    @classmethod
+    def _job_dir(cls, v: str) -> str:
+        if not v.startswith("/") or "\0" in v or "\n" in v:
+            raise ValueError(f"invalid job folder {v!r}: give an absolute path on the cluster")
+        return v.rstrip("/") or "/"
+
+    @field_validator("partition", "account")
+    @classmethod
+    def _slurm_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or v.startswith("-") or any(c.isspace() for c in v)):
+            raise ValueError(f"invalid Slurm name {v!r}")
+        return v
+
+
+# Every registered kind's spec: the config file's entries are read as one of these by `kind`.
+RegisteredSpec = Annotated[
+    SSHExecutorSpec | GCPExecutorSpec | SlurmExecutorSpec, Field(discriminator="kind")
+]
+AnyExecutorSpec = LocalExecutorSpec | SSHExecutorSpec | GCPExecutorSpec | SlurmExecutorSpec
