@@ -222,3 +222,20 @@ def invoke(capsys: pytest.CaptureFixture[str]) -> Callable[..., InProcessResult]
         return InProcessResult(*run_main(capsys, args))
 
     return run
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Contract tests marked `needs(Feature.X)` run only for the executor kinds that offer X
+    (the contract class names its kind: `kind_class`); for the others they are deselected,
+    and the contract checks that the kind refuses X instead."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("needs")
+        kind = getattr(getattr(item, "cls", None), "kind_class", None)
+        if marker is not None and kind is not None and not set(marker.args) <= kind.features:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

@@ -197,8 +197,7 @@ class ExecutorStore:
         other settings, and its jobs, stay. A value of None clears an optional field."""
         from pydantic import ValidationError
 
-        if name == LOCAL_EXECUTOR_NAME:
-            raise UsageError("'local' is built in: it has no settings to change")
+        self.check_changeable(name)
         with self.edit() as config:
             spec = config.executors.get(name)
             if spec is None:
@@ -212,6 +211,11 @@ class ExecutorStore:
                 raise UsageError(message) from None
             config.executors[name] = changed
         return changed
+
+    def check_changeable(self, name: str) -> None:
+        """Refuse to change the built-in `local`: it has no settings."""
+        if name == LOCAL_EXECUTOR_NAME:
+            raise UsageError("'local' is built in: it has no settings to change")
 
     def update_platform(self, name: str, platform: str) -> None:
         """Record the platform an executor's engine reported (images are built for it)."""

@@ -1,9 +1,14 @@
 """The contract every Executor keeps, tested through the Python API only.
 
-Subclass `ExecutorContract` once per executor kind and provide two fixtures:
+Subclass `ExecutorContract` once per executor kind, name its class (`kind_class`), and
+provide two fixtures:
 `executor` (an open Executor, closed afterwards) and `remove_job` (a callable that deletes a job's
 container, for cleanup: the Executor API itself never deletes jobs). The build contexts are local
 folders (`argv_context`, `tools_context` from tests/conftest.py), which every executor builds here.
+
+A test of a feature not every kind offers is marked `@needs(Feature.X)`: it runs only for the
+kinds whose class offers X (tests/conftest.py deselects it for the others), and every kind's
+refusal of what it lacks is checked by `test_what_the_kind_lacks_is_refused_up_front`.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from radops.errors import BuildError, NotFoundError, UsageError
 from radops.executors.base import Executor
+from radops.executors.features import Feature
 from radops.executors.model import RADOPS_IMAGE, EngineReport, Job, JobRequest, PrunePlan, Stream
 from radops.executors.run_options import parse_run_options
 
@@ -46,8 +52,13 @@ def collect(chunks: Iterator[tuple[Stream, bytes]]) -> dict[str, bytes]:
     return out
 
 
+needs = pytest.mark.needs  # @needs(Feature.CP): only for kinds that offer cp
+
+
 class ExecutorContract:
     """Run, inspect, read and stop jobs: what the CLI relies on from every executor."""
+
+    kind_class: ClassVar[type[Executor]]
 
     @pytest.fixture
     def executor(self) -> Iterator[Executor]:
@@ -294,6 +305,7 @@ class ExecutorContract:
         assert collect(executor.logs(job.id, tail=2))["stdout"] == b"4\n5\n"
         assert collect(executor.logs(job.id, tail=0))["stdout"] == b""
 
+    @needs(Feature.LOG_TIMESTAMPS)
     def test_logs_timestamps(
         self, executor: Executor, started: Callable[..., Job], tools_context: Path
     ) -> None:
@@ -360,6 +372,7 @@ class ExecutorContract:
                 found[member.name.rstrip("/")] = f.read() if f else None
         return found
 
+    @needs(Feature.CP)
     def test_copy_from_an_ended_job_streams_its_files_as_tar(
         self, executor: Executor, started: Callable[..., Job], tools_context: Path
     ) -> None:
@@ -372,6 +385,7 @@ class ExecutorContract:
         with pytest.raises(NotFoundError):
             b"".join(executor.copy_from(job.id, "/nowhere"))
 
+    @needs(Feature.CP)
     def test_copy_to_follows_docker_cp_rules(
         self,
         executor: Executor,
@@ -400,6 +414,7 @@ class ExecutorContract:
         executor.copy_archive_to(job.id, [archive.getvalue()], "/in")
         assert self._tree(executor, job.id, "/in/streamed.txt") == {"streamed.txt": b"abc"}
 
+    @needs(Feature.CP)
     def test_copy_reaches_files_on_a_mounted_volume(
         self,
         executor: Executor,
@@ -414,6 +429,7 @@ class ExecutorContract:
 
     # top -------------------------------------------------------------------------------------
 
+    @needs(Feature.TOP)
     def test_top_reports_running_jobs_and_no_gpus_without_nvidia_smi(
         self, executor: Executor, started: Callable[..., Job], tools_context: Path
     ) -> None:
@@ -471,27 +487,62 @@ class ExecutorContract:
         assert ended.id in planned and running.id not in planned
         return ended, running, plan
 
-    def test_prune_plans_ended_jobs_and_the_images_only_they_use(
+    def test_prune_removes_ended_jobs_never_running_ones(
+        self, executor: Executor, started: Callable[..., Job], tmp_path: Path
+    ) -> None:
+        ended, running, _ = self._ended_and_running(executor, started, tmp_path)
+        old_only = executor.prune_plan(datetime.now(timezone.utc) - timedelta(hours=1))
+        assert ended.id not in {job.id for job in old_only.jobs}  # --until: too young
+        executor.stop(running.id, timeout=0)
+        # Prune only what this test made: the engine may hold other people's ended jobs.
+        plan = executor.prune_plan()
+        mine = PrunePlan([j for j in plan.jobs if j.id in (ended.id, running.id)], [])
+        result = executor.prune(mine)
+        assert sorted(result.jobs) == sorted([ended.id, running.id])
+        assert not [j for j in executor.jobs() if j.id in (ended.id, running.id)]
+        again = executor.prune(mine)  # gone already: nothing removed, no error
+        assert (again.jobs, again.images) == ([], [])
+
+    @needs(Feature.IMAGES)
+    def test_prune_plans_the_images_only_ended_jobs_use(
         self, executor: Executor, started: Callable[..., Job], tmp_path: Path
     ) -> None:
         # An image of its own (a new folder content), used by one ended and one running job.
         ended, running, plan = self._ended_and_running(executor, started, tmp_path)
         assert not [i for i in plan.images if ended.image in i.refs]  # the running job uses it
-        old_only = executor.prune_plan(datetime.now(timezone.utc) - timedelta(hours=1))
-        assert ended.id not in {job.id for job in old_only.jobs}  # --until: too young
         executor.stop(running.id, timeout=0)
         plan = executor.prune_plan(images=True)
         ours = [image for image in plan.images if ended.image in image.refs]
         assert len(ours) == 1 and ours[0].size > 0
-        # Prune only what this test made: the engine may hold other people's ended jobs.
         mine = PrunePlan([j for j in plan.jobs if j.id in (ended.id, running.id)], ours)
         result = executor.prune(mine)
         assert sorted(result.jobs) == sorted([ended.id, running.id])
         assert result.images == [ours[0].id]
         assert result.space_freed is not None and result.space_freed >= 0
-        assert not [j for j in executor.jobs() if j.id in (ended.id, running.id)]
-        again = executor.prune(mine)  # gone already: nothing removed, no error
+        again = executor.prune(mine)
         assert (again.jobs, again.images) == ([], [])
+
+    # what the kind does not offer ---------------------------------------------------------------
+
+    def test_what_the_kind_lacks_is_refused_up_front(self, executor: Executor) -> None:
+        """Each feature the kind lacks is refused by name, in one line, by its class (so
+        before any connection) and by the method that would use it."""
+        calls: dict[Feature, Callable[[], object]] = {
+            Feature.CP: lambda: b"".join(executor.copy_from("0123456789ab", "/out")),
+            Feature.EXEC: lambda: executor.exec("0123456789ab", ["true"]),
+            Feature.FORWARD: lambda: executor.port_opener("0123456789ab", 80),
+            Feature.TOP: lambda: executor.top(),
+            Feature.CONNECT: lambda: executor.shell_argv(),
+            Feature.LOG_TIMESTAMPS: lambda: collect(executor.logs("0123456789ab", timestamps=True)),
+        }
+        lacking = [f for f in Feature if f not in self.kind_class.features]
+        for feature in lacking:
+            with pytest.raises(UsageError) as refused:
+                self.kind_class.require(feature, executor.name)
+            assert "\n" not in refused.value.message
+            if feature in calls:
+                with pytest.raises(UsageError, match=re.escape(refused.value.message)):
+                    calls[feature]()
 
     # check -----------------------------------------------------------------------------------
 

@@ -9,12 +9,15 @@ import pytest
 
 from radops.api import open_spec as open_executor
 from radops.executors.base import Executor
+from radops.executors.local import LocalExecutor
 from radops.specs import LocalExecutorSpec
 from tests.conftest import remove_job_container
 from tests.executors.contract import ExecutorContract
 
 
 class TestLocalExecutor(ExecutorContract):
+    kind_class = LocalExecutor
+
     @pytest.fixture
     def executor(self, docker_client: Any) -> Iterator[Executor]:
         with open_executor(LocalExecutorSpec()) as executor:

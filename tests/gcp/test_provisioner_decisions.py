@@ -228,7 +228,7 @@ def test_overview_sets_vms_and_executors_side_by_side_and_flags_each_mismatch(
     add_pending("halfway", zone="europe-west4-a")
     vms = wait_running(fake, "ok1", "orphan", "halfway")
 
-    rows = prov.overview()
+    rows = [r.to_json() for r in prov.overview()]
 
     cost_keys = ("provisioning_model", "preempted_at", "autostop", "idle_seconds", "watcher")
     assert [r["provisioning_model"] for r in rows] == [None, "STANDARD", "STANDARD", "STANDARD"]
@@ -264,7 +264,7 @@ def test_overview_reports_a_vm_still_booting_with_its_status_and_no_ip(
     fake.boot_step = 5.0  # stays PROVISIONING for this whole test
     make_vm(gce, "booting")
     ExecutorStore().add(gcp_spec("booting"))
-    [row] = prov.overview()
+    [row] = [r.to_json() for r in prov.overview()]
     assert (row["status"], row["external_ip"], row["problem"]) == ("PROVISIONING", None, None)
 
 
@@ -276,7 +276,7 @@ def test_overview_drops_pending_entries_whose_vm_never_appeared(
     add_pending("never", zone="us-central1-b")
     add_pending("theirs", project=OTHER_PROJECT)  # not this project's to judge
 
-    rows = prov.overview()
+    rows = [r.to_json() for r in prov.overview()]
 
     assert [r["name"] for r in rows] == ["halfway"]
     assert pending_names() == {"halfway", "theirs"}

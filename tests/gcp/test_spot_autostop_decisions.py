@@ -120,7 +120,7 @@ def test_autostop_on_a_stopped_vm_is_recorded_for_the_next_start(
     assert prov.set_autostop("vm1", Autostop(1800, "delete"), progress) is False
     items = {i["key"]: i["value"] for i in fake.instances()["vm1"]["metadata"]["items"]}
     assert items["radops-autostop"] == "1800 delete"
-    rows = {r["name"]: r for r in prov.overview()}
+    rows = {r["name"]: r for r in (v.to_json() for v in prov.overview())}
     assert rows["vm1"]["autostop"] == {"seconds": 1800, "action": "delete", "text": "30m (delete)"}
     assert rows["vm1"]["idle_seconds"] is None and rows["vm1"]["watcher"] is None
 
@@ -141,7 +141,7 @@ def test_overview_shows_spot_and_preemption(prov: Provisioner, fake: FakeGCE) ->
     wait_status(fake, "cheap", "RUNNING")
     fake.preempt("cheap")
     wait_status(fake, "cheap", "TERMINATED")
-    (row,) = prov.overview()
+    (row,) = [r.to_json() for r in prov.overview()]
     assert row["provisioning_model"] == "SPOT" and row["preempted_at"].startswith("20")
 
 

@@ -11,6 +11,7 @@ import pytest
 from radops.api import open_spec as open_executor
 from radops.executors.base import Executor
 from radops.executors.model import ConnectOptions
+from radops.executors.ssh import SSHExecutor
 from radops.specs import SSHExecutorSpec
 from tests import rig
 from tests.executors.contract import ExecutorContract
@@ -28,6 +29,8 @@ def contract_spec(remote: rig.RemoteHost) -> SSHExecutorSpec:
 
 
 class TestSSHExecutor(ExecutorContract):
+    kind_class = SSHExecutor
+
     @pytest.fixture
     def executor(
         self,

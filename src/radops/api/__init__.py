@@ -10,6 +10,7 @@ functions of `radops.api.jobs` open one per call. Errors are `radops.errors.Rado
 each with a one-line message, an optional hint and the CLI's exit code. See docs/api.md.
 """
 
+from radops.api import files, gcp, settings
 from radops.api.forward import PortForward
 from radops.api.jobs import get, jobs, logs, remove, run, stop, wait
 from radops.api.registered import (
@@ -31,6 +32,8 @@ __all__ = [
     "add_executor",
     "check_executor",
     "executor_spec",
+    "files",
+    "gcp",
     "get",
     "job_request",
     "jobs",
@@ -42,6 +45,7 @@ __all__ = [
     "remove",
     "remove_executor",
     "run",
+    "settings",
     "shell_argv",
     "stop",
     "update_executor",

@@ -112,6 +112,7 @@ def update_executor(
     if not changes:
         raise UsageError("nothing to change", "Give --docker-path, --registry, ... (see -h).")
     spec = store.get(name)
+    store.check_changeable(name)
     cls = executor_class(spec.kind, name)
     _refuse_foreign(changes, cls.spec_type, spec.kind)
     defaults = settings_of(cls.spec_type)

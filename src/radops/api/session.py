@@ -191,6 +191,8 @@ class Session:
             return self.executor.remove(job, force)
 
     def prune_plan(self, older_than: datetime | None = None, images: bool = False) -> PrunePlan:
+        """Ended jobs to remove, and (`images`, where the engine keeps them) unused images."""
+        images = images and self.offers(Feature.IMAGES)  # elsewhere there are none to prune
         with self._explained():
             return self.executor.prune_plan(older_than, images)
 

@@ -25,6 +25,7 @@ class Feature(enum.Enum):
     FORWARD = "forward"  # a job's port, reached from here
     TOP = "top"  # GPU and job use
     CONNECT = "connect"  # an interactive shell on the executor's machine
+    IMAGES = "prune --images"  # the executor's engine keeps the job images (prune removes them)
     OWN_VM = "--delete-vm"  # the machine is a VM radops made for this executor (and may delete)
 
 
