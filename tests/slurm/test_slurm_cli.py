@@ -126,7 +126,7 @@ def test_more_gpus_than_a_node_has_is_refused_at_submit(
 
 def test_queue_flags_on_a_docker_executor_are_refused(slurm_cli: SlurmCLI, context: Path) -> None:
     result = slurm_cli("executors", "run", "local", str(context), "--time", "1:00", "--", "true")
-    assert_one_line_error(result, "--time: only for Slurm executors")
+    assert_one_line_error(result, "--time: only for executors with a queue (Slurm); local is local")
 
 
 def test_a_third_two_gpu_job_waits_for_resources_then_runs(

@@ -15,6 +15,7 @@ import pytest
 
 from radops.executors import _slurm_scripts as scripts
 from radops.executors.slurm import _partitions, _slurm_line, _slurm_memory
+from tests.rig import free_port
 
 WEIRD = ["a", "b c", "$(id)", ";echo", "", "'q'", "--flag", 'x"y']
 
@@ -228,7 +229,12 @@ def test_slurm_error_lines_and_partitions() -> None:
 def test_bad_slurm_flags_are_one_line_errors(
     invoke: Callable[..., object], tmp_path: Path, args: tuple[str, ...], message: str
 ) -> None:
-    result = invoke("executors", "run", "local", str(tmp_path), *args, "--", "true")
+    """Refused before any connection: the cluster's login node here does not even exist."""
+    base = ("executors", "add", "--kind", "slurm", "--name", "hpc", "--hostname", "127.0.0.1")
+    added = invoke(*base, "--port", str(free_port()), "--username", "u", "--job-dir", "/j",
+                   "--no-check")  # fmt: skip
+    assert added.returncode == 0, added.stderr  # type: ignore[attr-defined]
+    result = invoke("executors", "run", "hpc", str(tmp_path), *args, "--", "true")
     assert result.returncode == 2  # type: ignore[attr-defined]
     assert message in result.stderr  # type: ignore[attr-defined]
     assert "Traceback" not in result.stderr  # type: ignore[attr-defined]
@@ -237,7 +243,7 @@ def test_bad_slurm_flags_are_one_line_errors(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--kind", "ssh", "--partition", "gpu"), "--partition only apply to --kind slurm"),
+        (("--kind", "ssh", "--partition", "gpu"), "--partition: not a setting of ssh executors"),
         (("--kind", "slurm", "--job-dir", "jobs"), "invalid job folder 'jobs'"),
         (("--kind", "slurm", "--job-dir", "/j", "--runtime", "lxc"), "invalid --runtime 'lxc'"),
         (("--kind", "k8s"), "invalid --kind 'k8s'"),

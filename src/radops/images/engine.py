@@ -1,9 +1,11 @@
-"""The local Docker engine (DOCKER_HOST, or the default socket), through docker-py's low-level
-API, loaded on first use; docker-py's and requests' errors become radops errors here.
+"""The local Docker engine (DOCKER_HOST, or the default socket): one client, one transport
+per kind of socket, one place where failures become radops errors.
 
-A submit's few calls (image check, container create and start) go through `LocalEngine.call`:
-on a unix socket, with the standard library's http.client, so a re-submit does not load
-docker-py, requests and urllib3 (about 0.13 s, a tenth of it); elsewhere through docker-py.
+Every Engine API call goes through `LocalEngine.call` (a JSON reply) or `LocalEngine.open` (a
+streamed one: logs, archives). On a unix socket that is the standard library's http.client, so
+a command does not load docker-py, requests and urllib3 (about 0.13 s); on tcp:// or ssh://
+it is docker-py's session (TLS, ssh), loaded on first use. A reply of 400 or more is
+`engine_error` (404: NotFoundError); no engine is `engine_unreachable`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
@@ -97,6 +99,32 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+class EngineStream(Protocol):
+    """A streamed Engine API reply: its body as it arrives."""
+
+    def read(self, size: int = -1, /) -> bytes: ...  # up to `size` bytes; fewer only at the end
+    def read1(self, size: int = -1, /) -> bytes: ...  # what has arrived, up to `size`
+    def close(self) -> None: ...
+
+
+class _RequestsStream:
+    """docker-py's (requests') streamed response as an EngineStream."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+    def read(self, size: int = -1, /) -> bytes:
+        data: bytes = self.response.raw.read(None if size < 0 else size)
+        return data
+
+    def read1(self, size: int = -1, /) -> bytes:
+        data: bytes = self.response.raw.read1(size)
+        return data
+
+    def close(self) -> None:
+        self.response.close()
+
+
 class LocalEngine:
     """One client of the local engine, made on first use and shared by whoever needs it."""
 
@@ -156,13 +184,61 @@ class LocalEngine:
         with docker_errors(what):
             headers = {"Content-Type": "application/json"} if data is not None else {}
             response = api.request(
-                method, api._url(url), data=data, headers=headers, timeout=CALL_TIMEOUT_S
+                method, api.base_url + url, data=data, headers=headers, timeout=CALL_TIMEOUT_S
             )
         return response.status_code, str(response.reason or ""), response.content
 
+    def open(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        query: dict[str, str] | None = None,
+        upload: Iterable[bytes] | None = None,
+    ) -> EngineStream:
+        """One Engine API call whose reply is read as it arrives (no timeout: a followed log
+        may be silent for hours); `upload` is a request body sent as it is made (a tar). Its
+        failures are `call`'s."""
+        url = path + (f"?{urlencode(query)}" if query else "")
+        socket_path = engine_socket_path()
+        if socket_path is None:
+            return self._open_docker_py(method, url, upload, what)
+        if upload is not None:  # chunked HTTP/1.1: the body's size is not known in advance
+            connection = _UnixConnection(socket_path)
+            try:
+                connection.request(
+                    method, url, body=iter(upload), encode_chunked=True,
+                    headers={"Content-Type": "application/x-tar"},
+                )  # fmt: skip
+                response = connection.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                connection.close()
+                raise engine_unreachable(RuntimeError(f"{socket_path}: {first_line(e)}")) from e
+        else:
+            response = _unchunked(socket_path, method, url)
+        if response.status >= 400:
+            body = response.read()
+            response.close()
+            raise engine_error(what, response.status, response.reason, body)
+        return response
+
+    def _open_docker_py(
+        self, method: str, url: str, upload: Iterable[bytes] | None, what: str
+    ) -> EngineStream:
+        api = self.api
+        with docker_errors(what):
+            response = api.request(
+                method, api.base_url + url, data=upload, stream=True, timeout=None
+            )
+        if response.status_code >= 400:
+            body = response.content
+            response.close()
+            raise engine_error(what, response.status_code, str(response.reason or ""), body)
+        return _RequestsStream(response)
+
     def version(self) -> dict[str, Any]:
-        with docker_errors("asking the engine for its version"):
-            version: dict[str, Any] = self.api.version()
+        version: dict[str, Any] = self.call("GET", "/version", "asking the engine for its version")
         return version
 
     def platform(self) -> str:
@@ -179,3 +255,25 @@ class LocalEngine:
         if self._api is not None:
             self._api.close()
             self._api = None
+
+
+def _unchunked(socket_path: str, method: str, url: str) -> http.client.HTTPResponse:
+    """`method url` over HTTP/1.0: the body comes as one raw stream.
+
+    Over HTTP/1.1 the engine sends every log line as its own chunk, and decoding 300,000
+    chunks in Python took most of a large `logs`: about a second of CPU, more than the
+    engine's own work. An HTTP/1.0 reply has no chunks; it ends when the engine closes the
+    connection. The reply is parsed by http.client.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(socket_path)
+        sock.sendall(f"{method} {url} HTTP/1.0\r\nHost: docker\r\n\r\n".encode("ascii"))
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+    except OSError as e:
+        sock.close()
+        raise engine_unreachable(RuntimeError(f"{socket_path}: {first_line(e)}")) from e
+    finally:
+        sock.close()  # the response holds its own file object on the socket
+    return response
