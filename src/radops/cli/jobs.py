@@ -28,12 +28,15 @@ app = typer.Typer()
 @contextlib.contextmanager
 def open_executor_named(name: str) -> Iterator[Executor]:
     """The registered executor `name`, opened (a host-key question may come on first use),
-    and closed after the block; a GCP VM that does not answer is explained (`vm_reasons`)."""
+    and closed after the block; a GCP VM that does not answer is explained (`vm_reasons`).
+    Its notices (a pending job's wait, a job folder skipped) go to stderr, escaped."""
+    from radops.cli import render
     from radops.executors import open_executor
     from radops.store import ExecutorStore
 
     spec = ExecutorStore().get(name)
     with open_executor(spec, connect_options()) as ex, vm_reasons(name):
+        ex.notices = lambda line: render.print_line(render.visible(line), err=True)
         yield ex
 
 
@@ -391,7 +394,6 @@ def _follow(ex: Executor, job_id: str) -> None:
     """Stream a job's logs until it ends, then exit with its exit code."""
     from radops.cli import render
 
-    ex.notices = lambda line: render.print_line(render.visible(line), err=True)
     try:
         render.write_output(ex.logs(job_id, follow=True))
         code = ex.wait(job_id)
@@ -431,7 +433,6 @@ def logs(
 
     with open_executor_named(executor) as ex:
         if follow:
-            ex.notices = lambda line: render.print_line(render.visible(line), err=True)
             try:
                 render.write_output(ex.logs(job_id, follow=True, tail=tail, timestamps=timestamps))
             except KeyboardInterrupt:

@@ -74,7 +74,7 @@ def register(
     store.ensure_new_name(spec.name)  # before connecting: a taken name costs no login
     report = check_executor(spec, options) if check else None
     if detect_runtime and report is not None and isinstance(spec, SlurmExecutorSpec):
-        from radops.executors.slurm import detected_runtime
+        from radops.executors._slurm_login import detected_runtime
 
         spec, report = detected_runtime(spec, report)
     if report is not None and isinstance(spec, SSHExecutorSpec):

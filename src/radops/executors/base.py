@@ -265,8 +265,9 @@ class Executor(abc.ABC):
     """
 
     kind: ClassVar[str]
-    # Where an executor whose jobs queue says what a job waits for (`logs --follow` on a
-    # pending job): status lines that are not the job's output. None: not told.
+    # Where an executor says what the user should know beside a result: what a queued job
+    # waits for (`logs --follow` on a pending job), a Slurm job folder skipped as no job of
+    # radops'. Status lines, never the job's output. None: not told.
     notices: ProgressCallback | None = None
 
     def __init__(self, name: str) -> None:
