@@ -43,7 +43,7 @@ def test_the_script_gets_every_value_as_its_own_argument() -> None:
     argv = checked_logs_argv("/usr/bin/docker", "radops-0123456789ab", True, 5, False)
     assert argv == [
         "sh", "-c", LOGS_SCRIPT, "radops-logs", "/usr/bin/docker", "radops-0123456789ab",
-        "logs", "--follow", "--tail", "5", "radops-0123456789ab",
+        "/usr/bin/docker", "logs", "--follow", "--tail", "5", "radops-0123456789ab",
     ]  # fmt: skip
 
 
@@ -52,5 +52,5 @@ def test_pull_then_run_passes_the_run_argv_through() -> None:
     argv = pull_then_run_argv("/usr/bin/docker", "reg/x:1", run)
     assert argv == [
         "sh", "-c", PULL_RUN_SCRIPT, "radops-run", "/usr/bin/docker", "reg/x:1",
-        "run", "--pull", "never", "-d", "reg/x:1", "sh", "-c", "echo $1",
+        "/usr/bin/docker", "run", "--pull", "never", "-d", "reg/x:1", "sh", "-c", "echo $1",
     ]  # fmt: skip

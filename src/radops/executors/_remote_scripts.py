@@ -11,17 +11,19 @@ header comes first; lines before it, a login shell's banner, are dropped).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from radops.executors._docker_argv import logs_argv
-from radops.executors.base import Stream
+from radops.executors.base import LABEL_JOB_ID, Stream
 
 SCRIPT_OK = b"radops:ok"
 SCRIPT_ERROR = b"radops:error "
-# The header, then the second step (`$d "$@"`) if the first one's `$status` is 0.
+# The header, then the second step (the whole argv left, `"$@"`) if the first one's `$status`
+# is 0.
 _EXEC_IF_OK = (
-    'if [ "$status" -eq 0 ]; then printf "radops:ok\\n"; exec "$d" "$@"; fi; '
+    'if [ "$status" -eq 0 ]; then printf "radops:ok\\n"; exec "$@"; fi; '
     'printf "radops:error %d\\n%s\\n" "$status" "$err"'
 )
 _THEN_EXEC = "status=$?; " + _EXEC_IF_OK
@@ -53,23 +55,49 @@ AUTH_PULL_RUN_SCRIPT = (
 )
 
 
+# run --name: refused (a `radops:name-taken ID` line on stderr, exit 125, docker run's own
+# status for a refusal) if a job's id starts with the name, else the run (the whole argv left).
+# Checked where the job starts, in the same round trip: a later `NAME` would pick the named job
+# (a name beats an id prefix), where it meant that job until now.
+NAME_GUARD_SCRIPT = (
+    'd=$1 n=$2 l=$3; shift 3; ids=$("$d" ps --all --filter "label=$l" '
+    '--format "{{.Label \\"$l\\"}}" </dev/null) || exit $?; '
+    'set -f; for i in $ids; do case $i in "$n"*) '
+    'printf "radops:name-taken %s\\n" "$i" >&2; exit 125;; esac; done; set +f; exec "$@"'
+)
+NAME_TAKEN = re.compile(rb"^radops:name-taken (\S*)$", re.M)
+
+
+def name_guard_argv(docker: str, name: str | None, run: list[str]) -> list[str]:
+    """`run` (a `run_argv`) behind the --name check; as it is without a name."""
+    if name is None:
+        return run
+    return ["sh", "-c", NAME_GUARD_SCRIPT, "radops-run", docker, name, LABEL_JOB_ID, *run]
+
+
+def name_taken(stderr: bytes) -> str | None:
+    """The id NAME_GUARD_SCRIPT refused the name for (as the remote sent it), else None."""
+    found = NAME_TAKEN.search(stderr)
+    return found[1].decode(errors="replace") if found else None
+
+
 def checked_logs_argv(
     docker: str, name: str, follow: bool, tail: int | None, timestamps: bool
 ) -> list[str]:
     """`sh -c LOGS_SCRIPT` running `docker logs ...` for container `name` once it exists."""
     logs = logs_argv(docker, name, follow, tail, timestamps)
-    return ["sh", "-c", LOGS_SCRIPT, "radops-logs", docker, name, *logs[1:]]
+    return ["sh", "-c", LOGS_SCRIPT, "radops-logs", docker, name, *logs]
 
 
 def pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
     """`sh -c PULL_RUN_SCRIPT`: pull `ref`, then `run` (a `run_argv`) once the pull worked."""
-    return ["sh", "-c", PULL_RUN_SCRIPT, "radops-run", docker, ref, *run[1:]]
+    return ["sh", "-c", PULL_RUN_SCRIPT, "radops-run", docker, ref, *run]
 
 
 def auth_pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
     """`sh -c AUTH_PULL_RUN_SCRIPT`: pull `ref` with the docker config on stdin's first line,
     forget it, then `run`. The credential is never an argument."""
-    return ["sh", "-c", AUTH_PULL_RUN_SCRIPT, "radops-run", docker, ref, *run[1:]]
+    return ["sh", "-c", AUTH_PULL_RUN_SCRIPT, "radops-run", docker, ref, *run]
 
 
 # stop: look the container up, stop it if it runs; the header's rest is one line, `true` if it
@@ -197,7 +225,7 @@ TAG_RUN_SCRIPT = 'd=$1 id=$2 tag=$3; shift 3; err=$("$d" tag "$id" "$tag" 2>&1 <
 
 
 def tag_then_run_argv(docker: str, image_id: str, tag: str, run: list[str]) -> list[str]:
-    return ["sh", "-c", TAG_RUN_SCRIPT, "radops-run", docker, image_id, tag, *run[1:]]
+    return ["sh", "-c", TAG_RUN_SCRIPT, "radops-run", docker, image_id, tag, *run]
 
 
 # copy to a job: stdin is a tar of one entry, NAME; unpacked in a temporary folder there, then
