@@ -17,8 +17,10 @@ from radops.executors._labels import (
     match_job,
     match_job_id,
 )
+from radops.executors._prune import unused_radops_images
 from radops.executors._remote_scripts import name_taken as name_taken_line
 from radops.executors.base import (
+    Image,
     Job,
     JobRequest,
     check_new_name,
@@ -203,3 +205,18 @@ def test_a_name_with_the_shape_of_an_id_is_refused(name: str) -> None:
 def test_names_near_the_shape_of_an_id_are_fine(name: str) -> None:
     assert JobRequest(context=Path("."), command=[], name=name).name == name
 
+
+def test_prune_takes_the_names_radops_holds_images_by_and_nothing_else() -> None:
+    images = [
+        Image("sha256:1", ["radops/train:0123456789abcdef"], 1),
+        Image("sha256:2", ["radops/train:build-0123456789ab"], 1),  # a killed remote build's
+        Image("sha256:3", ["radops/train:old-0123456789ab"], 1),  # what --no-cache replaced
+        Image("sha256:4", ["myteam/train:build-0123456789ab"], 1),  # not radops' name
+        Image("sha256:5", ["radops/train:latest", "radops/train:build-1"], 1),
+        Image("sha256:8", ["mine:v1", "radops/train:old-0123456789ab"], 1),  # the user's too
+        Image("sha256:6", [], 1),  # dangling: radops cannot tell whose
+        Image("sha256:7", ["radops/train:build-0123456789ab"], 1),  # used by a container
+    ]
+    found = unused_radops_images(images, {"sha256:7"})
+    assert [image.id for image in found] == ["sha256:1", "sha256:2", "sha256:3", "sha256:8"]
+    assert found[-1].refs == ["radops/train:old-0123456789ab"]  # only radops' name goes

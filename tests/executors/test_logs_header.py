@@ -33,6 +33,7 @@ def _script_header(received: bytes) -> tuple[bytes, bytes] | None:
         (b"Welcome to gpu1!\nradops:ok\nout\n", (b"radops:ok", b"out\n")),  # a chatty shell
         (b"radops:error 1\nNo such container: x\n", (b"radops:error 1", b"No such container: x\n")),
         (b"radops:okay\n", None),  # not the header
+        (b"\n\n\nradops:ok\nsha256:ab\n", (b"radops:ok", b"sha256:ab\n")),  # a build's heartbeats
     ],
 )
 def test_header(received: bytes, expected: tuple[bytes, bytes] | None) -> None:

@@ -249,6 +249,10 @@ class PortStream(Protocol):
 STOPPED_STATES = ("exited", "dead", "created")
 # A radops image, built here (`radops/x:hash`) or pulled from a registry (`REG/.../radops/x:hash`).
 RADOPS_IMAGE = r"(^|/)radops/[a-z0-9-]+:[0-9a-f]{16}$"
+# radops' names for an image it holds for a while, on an SSH executor's engine: a build's own
+# name until radops tags it (`build-` and 12 random hex digits), and what --no-cache replaced
+# while a job still used it (`old-` and its id). `prune --images` removes them once unused.
+RADOPS_HELD_IMAGE = r"(^|/)radops/[a-z0-9-]+:(build|old)-[0-9a-f]{12}$"
 
 
 @dataclass(frozen=True)
