@@ -140,6 +140,7 @@ class SlurmExecutor(LoginExecutor):
         nodes = request.queue.nodes or 1
         if nodes < 1:
             raise UsageError("--nodes must be 1 or more")
+        self.check_new_name(request.name)  # a round trip, with --name only
         plan = self.images.plan(
             request.context, request.dockerfile, self.spec.platform, request.build
         )
@@ -232,7 +233,7 @@ class SlurmExecutor(LoginExecutor):
 
     def _find(self, ref: str) -> Job:
         jobs = self.jobs()
-        job_id = ref if folders.JOB_ID.fullmatch(ref) else match_job(ref, jobs, self.name)
+        job_id = match_job(ref, jobs, self.name)  # listed anyway: the whole rule, no shortcut
         for job in jobs:
             if job.id == job_id:
                 return job

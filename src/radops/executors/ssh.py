@@ -50,6 +50,7 @@ from radops.executors.base import (
     StopResult,
     Stream,
     container_name,
+    name_taken,
     new_job_id,
 )
 
@@ -182,6 +183,7 @@ class SSHExecutor(LoginExecutor):
             env_from_stdin=bool(request.env),
             options=request.options,
         )
+        argv = scripts.name_guard_argv(self.spec.docker_path, request.name, argv)
         # Tags are content hashes, so a remote that has the tag has this exact image: try to run
         # first (one round trip) and ship only when the engine says it lacks the image.
         env = argv_for.env_file(request.env)
@@ -194,6 +196,8 @@ class SSHExecutor(LoginExecutor):
                 status, err = self._ship_and_run(plan, shipping, argv, env, progress)
             elif status == 0:
                 progress(f"{self.name} already has {image}; nothing to ship")
+        if status != 0 and request.name and (taken := scripts.name_taken(err)) is not None:
+            raise name_taken(request.name, taken, self.name)  # no container was made
         if status != 0:
             # docker leaves a Created container when the start fails: a job that never ran
             # must not show up in `jobs`.
