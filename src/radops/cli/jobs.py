@@ -391,7 +391,7 @@ def _follow(ex: Executor, job_id: str) -> None:
     """Stream a job's logs until it ends, then exit with its exit code."""
     from radops.cli import render
 
-    ex.notices = lambda line: render.print_line(render.visible(line), err=True)
+    ex.notices = render.print_notice
     try:
         render.write_output(ex.logs(job_id, follow=True))
         code = ex.wait(job_id)
@@ -431,7 +431,7 @@ def logs(
 
     with open_executor_named(executor) as ex:
         if follow:
-            ex.notices = lambda line: render.print_line(render.visible(line), err=True)
+            ex.notices = render.print_notice
             try:
                 render.write_output(ex.logs(job_id, follow=True, tail=tail, timestamps=timestamps))
             except KeyboardInterrupt:
