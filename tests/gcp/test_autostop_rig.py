@@ -278,7 +278,14 @@ def test_a_preempted_spot_vm_says_so_and_start_resumes_it(gcli: CLI, fake: FakeG
 def test_list_shows_what_the_vm_says_about_its_watcher_escaped(
     gcli: CLI, fake: FakeGCE, vm_dir: Path, marker: Path
 ) -> None:
-    _create(gcli, "--autostop", "1h")
+    created = gcli("executors", "gcp", "create", "cpu-small", "vm1", "--autostop", "1h",
+                   "--timeout", "90", timeout=180)  # fmt: skip
+    _ok(created)
+    # The metadata guard (gcp/metadata_guard.py) is never installed off Compute Engine.
+    assert (
+        b"Job containers on vm1 can reach the metadata server: not a Compute Engine VM"
+        in created.stderr
+    ), created.stderr
     _kill_watcher(vm_dir)
     # The VM answers `watcher.sh status` with terminal escapes in the firing time.
     (vm_dir / "watcher.sh").write_text(
