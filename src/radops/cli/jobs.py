@@ -423,9 +423,9 @@ def logs(
 ) -> None:
     """Print a job's output, byte for byte (stdout to stdout, stderr to stderr).
 
-    One exception, Docker's: a line of 16 KiB or more comes back without its newline, joined to
-    the next (Docker 20.10's `local` log driver). Lines shorter than that are exact. On a Slurm
-    executor, --follow first waits while the job is pending, saying why on stderr.
+    One exception, Docker 20.10's: a line of 16 KiB or more comes back without its newline,
+    joined to the next (its `local` log driver; fixed in Docker 23.0). On a Slurm executor,
+    --follow first waits while the job is pending, saying why on stderr.
     """
     from radops.cli import render
 
