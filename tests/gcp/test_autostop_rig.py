@@ -273,3 +273,29 @@ def test_a_preempted_spot_vm_says_so_and_start_resumes_it(gcli: CLI, fake: FakeG
     assert row["status"] == "RUNNING" and row["preempted_at"] is None
     assert row["provisioning_model"] == "SPOT"
     _ok(gcli("executors", "jobs", "vm1"))
+
+
+def test_list_shows_what_the_vm_says_about_its_watcher_escaped(
+    gcli: CLI, fake: FakeGCE, vm_dir: Path, marker: Path
+) -> None:
+    created = gcli("executors", "gcp", "create", "cpu-small", "vm1", "--autostop", "1h",
+                   "--timeout", "90", timeout=180)  # fmt: skip
+    _ok(created)
+    # The metadata guard (gcp/metadata_guard.py) is never installed off Compute Engine.
+    assert (
+        b"Job containers on vm1 can reach the metadata server: not a Compute Engine VM"
+        in created.stderr
+    ), created.stderr
+    _kill_watcher(vm_dir)
+    # The VM answers `watcher.sh status` with terminal escapes in the firing time.
+    (vm_dir / "watcher.sh").write_text(
+        "printf 'armed=0\\nidle_seconds=3600\\nfired=noon\\033]0;pwned\\007\\033[31m\\n'\n"
+    )
+    listed = gcli("executors", "gcp", "list")
+    _ok(listed)
+    assert b"\x1b" not in listed.stderr + listed.stdout and b"\x07" not in listed.stderr
+    assert (
+        b"warning: vm1: autostop watcher fired at noon\\x1b]0;pwned\\x07\\x1b[31m; arm it again: "
+        b"radops executors gcp autostop vm1 1h\n" in listed.stderr
+    ), listed.stderr
+    _ok(gcli("executors", "gcp", "delete", "vm1", "--yes"))

@@ -7,7 +7,7 @@ makes one call into the core, and renders the result.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -379,29 +379,30 @@ def connect(
     """Open an interactive SSH session on an executor's machine.
 
     For a GCP executor, radops first checks the machine's key against the one pinned at
-    `gcp create`, and OpenSSH then trusts only that key.
+    `gcp create`, and OpenSSH then trusts only that key: it gets a known-hosts file holding
+    it alone, removed when the session ends (with --print, kept in radops' config folder,
+    pinned_hosts/NAME, for the printed command).
     """
     from radops.cli import render
     from radops.config import SSHExecutorSpec
     from radops.errors import UsageError
     from radops.executors.ssh import SSHExecutor
-    from radops.store import ExecutorStore
+    from radops.ssh.openssh import run_foreground
+    from radops.store import ExecutorStore, config_dir
 
     spec = ExecutorStore().get(name)
     if not isinstance(spec, SSHExecutorSpec):
         raise UsageError(f"executor {name!r} is this machine; there is nothing to connect to")
     executor = SSHExecutor(spec, connect_options())
-    try:
-        argv = executor.ssh_argv()
-    finally:
-        executor.close()
-    if print_only:
-        render.print_line(shlex.join(argv))
-        return
-    try:
-        os.execvp(argv[0], argv)
-    except OSError as e:
-        raise UsageError(f"cannot start ssh: {e.strerror}", "Install OpenSSH's client.") from e
+    with contextlib.closing(executor):
+        if print_only:  # a pinned key is kept in a file of its own for the printed command
+            with executor.openssh_argv(keep=config_dir() / "pinned_hosts" / name) as argv:
+                render.print_line(shlex.join(argv))
+            return
+        with executor.openssh_argv() as argv:
+            executor.close()  # radops' own connection did its check: OpenSSH takes over
+            code = run_foreground(argv)
+    raise typer.Exit(code)
 
 
 app.add_typer(jobs_cli.app)  # run, logs, jobs, stop: commands of this group

@@ -36,7 +36,7 @@ def open_executor_named(name: str) -> Iterator[Executor]:
 
     spec = ExecutorStore().get(name)
     with open_executor(spec, connect_options()) as ex, vm_reasons(name):
-        ex.notices = lambda line: render.print_line(render.visible(line), err=True)
+        ex.notices = render.print_notice
         yield ex
 
 
@@ -425,9 +425,9 @@ def logs(
 ) -> None:
     """Print a job's output, byte for byte (stdout to stdout, stderr to stderr).
 
-    One exception, Docker's: a line of 16 KiB or more comes back without its newline, joined to
-    the next (Docker 20.10's `local` log driver). Lines shorter than that are exact. On a Slurm
-    executor, --follow first waits while the job is pending, saying why on stderr.
+    One exception, Docker 20.10's: a line of 16 KiB or more comes back without its newline,
+    joined to the next (its `local` log driver; fixed in Docker 23.0). On a Slurm executor,
+    --follow first waits while the job is pending, saying why on stderr.
     """
     from radops.cli import render
 

@@ -56,6 +56,10 @@ def forward(
     Each PORT of the job answers on 127.0.0.1:LOCAL_PORT here (LOCAL_PORT defaults to PORT; 0
     picks a free one). On an SSH executor the traffic goes through the SSH connection
     (ProxyJump included); nothing needs publishing on the machine.
+
+    127.0.0.1 is open to every user of this machine, not only you: on a shared machine, others
+    can use the job's service while this runs. Give the service its own password or token
+    (Jupyter's), or forward from a machine only you use.
     """
     import threading
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -105,20 +106,22 @@ class SSHExecutor(LoginExecutor):
             pinned.add(self.spec.host_key_fingerprint)
         return frozenset(pinned)
 
-    def ssh_argv(self) -> list[str]:
-        """The OpenSSH command line for an interactive session on this machine. With a
-        pinned key, radops checks the machine first and OpenSSH then trusts only radops'
-        known-hosts file, in which the checked key is recorded under this address."""
-        from radops.ssh.hostkeys import record_host_key
+    @contextlib.contextmanager
+    def openssh_argv(self, keep: Path | None = None) -> Iterator[list[str]]:
+        """The OpenSSH command line for an interactive session on this machine, valid while
+        the block runs. With a pinned key, radops checks the machine first and OpenSSH then
+        trusts only the key radops checked: a one-off file holding it alone (or `keep`, left
+        for later), never radops' known_hosts, where an older key of another type for the same
+        address could let another machine in."""
+        from radops.ssh import openssh
         from radops.store import config_dir
 
-        known_hosts = config_dir() / "known_hosts"
         if not self._pinned():
-            return self.conn.target.ssh_argv(known_hosts)
+            yield self.conn.target.ssh_argv(config_dir() / "known_hosts")
+            return
         self.conn.direct.open()  # refuses any key but the pinned one
-        target = self.conn.target
-        record_host_key(known_hosts, target.known_host_name, self.conn.host_key())
-        return target.ssh_argv(known_hosts, only=True)
+        with openssh.pinned_known_hosts(self.conn.host_key(), keep) as known_hosts:
+            yield openssh.pinned_argv(self.conn.target, known_hosts)
 
     def host_key_fingerprint(self) -> str:
         """The SHA256 fingerprint of the host key this connection verified."""
@@ -378,17 +381,13 @@ class SSHExecutor(LoginExecutor):
     def _exec_on_terminal(self, argv: list[str]) -> int:
         """OpenSSH's client with a pty (`ssh -t`): it carries the window size and its changes,
         and the terminal's keys (Ctrl-C included) to the command. Host keys as `connect`."""
-        import subprocess
-
         from radops.ssh.connection import command_line
+        from radops.ssh.openssh import run_foreground
 
-        ssh = self.ssh_argv()
-        try:
-            return subprocess.run(
-                [ssh[0], "-t", "-q", *ssh[1:], command_line(argv)], check=False
-            ).returncode
-        except OSError as e:
-            raise UsageError(f"cannot start ssh: {e.strerror}", "Install OpenSSH's client.") from e
+        with self.openssh_argv() as ssh:
+            # Errors (a refused host key) but not notices ("Connection to ... closed.").
+            quiet = ["-o", "LogLevel=ERROR"]
+            return run_foreground([ssh[0], "-t", *quiet, *ssh[1:], command_line(argv)])
 
     def port_opener(self, job_id: str, port: int) -> Callable[[], PortStream]:
         data = self._inspect(job_id)
