@@ -23,6 +23,34 @@ from tests.cli_process import describe, radops  # noqa: E402
 
 pytest_plugins = ("tests.rig_fixtures",)
 
+# What real part a test needs, from the fixtures it uses (directly or through other fixtures):
+# each becomes a marker, so `-m "not (engine or rig or slurm or gcp_vm or root)"` (the fast
+# tier, `./scripts/test.sh --fast`) runs only what needs none. `root` is set by hand.
+NEEDS = {
+    "engine": "docker_client",  # the local Docker engine
+    "rig": "remote",  # the SSH rig: a second engine behind sshd, and registries
+    "slurm": "slurm",  # the Slurm rig
+    "gcp_vm": "cloud_vms",  # the fake GCP VMs' sshd on the rig
+}
+# Tests that share a machine-wide rig run in one xdist worker each (--dist loadgroup): a second
+# worker's session would wait for the first one's rig lock.
+RIG_GROUPS = {"rig": "rig", "gcp_vm": "rig", "slurm": "slurm"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    grouped = config.pluginmanager.hasplugin("xdist")
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        needs = [marker for marker, fixture in NEEDS.items() if fixture in used]
+        for marker in needs:
+            item.add_marker(marker)
+        groups = {RIG_GROUPS[m] for m in needs if m in RIG_GROUPS}
+        if grouped and groups:
+            # A test needing both rigs (none does today) would take the Docker rig's worker.
+            item.add_marker(pytest.mark.xdist_group("rig" if "rig" in groups else "slurm"))
+
+
 SESSION = secrets.token_hex(3)
 CONTEXT_PREFIX = f"rt{SESSION}-"
 IMAGE_PREFIX = f"radops/{CONTEXT_PREFIX}"
@@ -33,6 +61,7 @@ SETTINGS_ENV = (
     "RADOPS_GCP_ZONE",
     "RADOPS_GCP_API_ENDPOINT",
     "RADOPS_GCP_AUTOSTOP",
+    "RADOPS_GCP_POLL_S",
 )
 
 # An image whose entrypoint prints each argument it receives on a line of its own.
