@@ -4,9 +4,12 @@ Engine, and VMs that are real sshd + Docker on loopback."""
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -213,17 +216,29 @@ def test_ctrl_c_while_waiting_for_ssh_deletes_the_vm(gcli: CLI, fake: FakeGCE) -
         "--timeout",
         "120",
     )
-    deadline = time.monotonic() + 60
-    while (
-        time.monotonic() < deadline and fake.instances().get("vm9", {}).get("status") != "RUNNING"
-    ):
-        time.sleep(0.2)
-    time.sleep(1.5)  # now inside the SSH wait
+    assert proc.stderr is not None
+    # Inside the SSH wait: its first attempt failed (this user is not on the VM) and it said so.
+    seen = _read_until(proc.stderr, b"Not ready yet: ", timeout=120)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
+    err = seen + err
     assert proc.returncode == 130, err.decode()
     assert "Deleting VM vm9 (interrupted)" in err.decode()
     _nothing_left(gcli, fake, "vm9")
+
+
+def _read_until(stream: IO[bytes], text: bytes, timeout: float) -> bytes:
+    """What `stream` gave until a line with `text` (an AssertionError after `timeout`)."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while text not in got:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([stream], [], [], max(left, 0))
+        chunk = os.read(stream.fileno(), 65536) if ready else b""
+        if not chunk:
+            raise AssertionError(f"{text!r} never came: {got.decode(errors='replace')}")
+        got += chunk
+    return got
 
 
 def test_list_flags_an_executor_whose_vm_is_gone(gcli: CLI, fake: FakeGCE) -> None:
