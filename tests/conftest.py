@@ -32,23 +32,15 @@ NEEDS = {
     "slurm": "slurm",  # the Slurm rig
     "gcp_vm": "cloud_vms",  # the fake GCP VMs' sshd on the rig
 }
-# Tests that share a machine-wide rig run in one xdist worker each (--dist loadgroup): a second
-# worker's session would wait for the first one's rig lock.
-RIG_GROUPS = {"rig": "rig", "gcp_vm": "rig", "slurm": "slurm"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    grouped = config.pluginmanager.hasplugin("xdist")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
-        needs = [marker for marker, fixture in NEEDS.items() if fixture in used]
-        for marker in needs:
-            item.add_marker(marker)
-        groups = {RIG_GROUPS[m] for m in needs if m in RIG_GROUPS}
-        if grouped and groups:
-            # A test needing both rigs (none does today) would take the Docker rig's worker.
-            item.add_marker(pytest.mark.xdist_group("rig" if "rig" in groups else "slurm"))
+        for marker, fixture in NEEDS.items():
+            if fixture in used:
+                item.add_marker(marker)
 
 
 SESSION = secrets.token_hex(3)
