@@ -23,6 +23,26 @@ from tests.cli_process import describe, radops  # noqa: E402
 
 pytest_plugins = ("tests.rig_fixtures",)
 
+# What real part a test needs, from the fixtures it uses (directly or through other fixtures):
+# each becomes a marker, so `-m "not (engine or rig or slurm or gcp_vm or root)"` (the fast
+# tier, `./scripts/test.sh --fast`) runs only what needs none. `root` is set by hand.
+NEEDS = {
+    "engine": "docker_client",  # the local Docker engine
+    "rig": "remote",  # the SSH rig: a second engine behind sshd, and registries
+    "slurm": "slurm",  # the Slurm rig
+    "gcp_vm": "cloud_vms",  # the fake GCP VMs' sshd on the rig
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixture in NEEDS.items():
+            if fixture in used:
+                item.add_marker(marker)
+
+
 SESSION = secrets.token_hex(3)
 CONTEXT_PREFIX = f"rt{SESSION}-"
 IMAGE_PREFIX = f"radops/{CONTEXT_PREFIX}"
@@ -33,6 +53,7 @@ SETTINGS_ENV = (
     "RADOPS_GCP_ZONE",
     "RADOPS_GCP_API_ENDPOINT",
     "RADOPS_GCP_AUTOSTOP",
+    "RADOPS_GCP_POLL_S",
 )
 
 # An image whose entrypoint prints each argument it receives on a line of its own.
