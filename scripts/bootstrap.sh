@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make this machine ready for radops' demo and tests: Debian packages, a virtualenv with radops,
 # a Docker engine that answers, and the demo's base image. Idempotent: skips what is already there.
+# With --venv-only: only the virtualenv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${RADOPS_VENV:-$ROOT/.venv}"
@@ -152,6 +153,10 @@ apt_mirror() {
     || true  # awk leaves at the first mirror: the pipe's writers may see it closed
 }
 
+if [ "${1:-}" = --venv-only ]; then  # what the fast tier (`scripts/test.sh --fast`) needs
+  install_radops
+  exit 0
+fi
 install_debian_packages
 install_containerd_store_engine || log "no containerd-store engine: its tests will fail"
 install_radops

@@ -23,6 +23,44 @@ from tests.cli_process import describe, radops  # noqa: E402
 
 pytest_plugins = ("tests.rig_fixtures",)
 
+# What real part a test needs, from the fixtures it uses (directly or through other fixtures):
+# each becomes a marker, so `-m "not (engine or rig or slurm or gcp_vm or root)"` (the fast
+# tier, `./scripts/test.sh --fast`) runs only what needs none. `root` is set by hand.
+NEEDS = {
+    "engine": "docker_client",  # the local Docker engine
+    "rig": "remote",  # the SSH rig: a second engine behind sshd, and registries
+    "slurm": "slurm",  # the Slurm rig
+    "gcp_vm": "cloud_vms",  # the fake GCP VMs' sshd on the rig
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixture in NEEDS.items():
+            if fixture in used:
+                item.add_marker(marker)
+    _select_by_features(config, items)
+
+
+def _select_by_features(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Contract tests marked `needs(Feature.X)` run only for the executor kinds that offer X
+    (the contract class names its kind: `kind_class`); for the others they are deselected,
+    and the contract checks that the kind refuses X instead."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("needs")
+        kind = getattr(getattr(item, "cls", None), "kind_class", None)
+        if marker is not None and kind is not None and not set(marker.args) <= kind.features:
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 SESSION = secrets.token_hex(3)
 CONTEXT_PREFIX = f"rt{SESSION}-"
 IMAGE_PREFIX = f"radops/{CONTEXT_PREFIX}"
@@ -33,6 +71,7 @@ SETTINGS_ENV = (
     "RADOPS_GCP_ZONE",
     "RADOPS_GCP_API_ENDPOINT",
     "RADOPS_GCP_AUTOSTOP",
+    "RADOPS_GCP_POLL_S",
 )
 
 # An image whose entrypoint prints each argument it receives on a line of its own.
@@ -222,20 +261,3 @@ def invoke(capsys: pytest.CaptureFixture[str]) -> Callable[..., InProcessResult]
         return InProcessResult(*run_main(capsys, args))
 
     return run
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Contract tests marked `needs(Feature.X)` run only for the executor kinds that offer X
-    (the contract class names its kind: `kind_class`); for the others they are deselected,
-    and the contract checks that the kind refuses X instead."""
-    kept, dropped = [], []
-    for item in items:
-        marker = item.get_closest_marker("needs")
-        kind = getattr(getattr(item, "cls", None), "kind_class", None)
-        if marker is not None and kind is not None and not set(marker.args) <= kind.features:
-            dropped.append(item)
-        else:
-            kept.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept

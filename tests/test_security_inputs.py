@@ -81,6 +81,7 @@ def test_radops_known_hosts_is_rewritten_whole_and_0600(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".known_hosts.")] == []
 
 
+@pytest.mark.root  # adds a user and gives it the config folder
 def test_a_config_folder_of_another_user_is_refused(isolated_config: Path) -> None:
     uid = rig.ensure_user(rig.OTHER_USER)
     isolated_config.mkdir(mode=0o700)

@@ -159,7 +159,6 @@ class FakeExecutor(Executor):
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
-        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         self._call("logs", job_id, follow, tail, timestamps)
         found = self._job(job_id).id  # an unknown job fails before any output

@@ -1,11 +1,13 @@
-"""`radops executors list/show/add --no-check/remove` and `radops config` on the real store."""
+"""`radops executors list/show/add --no-check/remove` and `radops config` on the real store.
+
+Most run the CLI in this process (`radops_here`); prompts on a terminal and concurrent adds run
+it as processes of their own, as a user's shell does."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from radops.store import ExecutorStore
-from tests.cli_process import describe, radops, spawn
+from tests.cli_process import Ran, describe, radops_here, spawn
 from tests.conftest import InProcessResult
 from tests.terminal import Terminal
 
-Result = subprocess.CompletedProcess[str]
+Result = Ran
 
 
 def add(*args: str, input: str | None = None) -> Result:
-    return radops("executors", "add", "--no-check", *args, input=input)
+    return radops_here("executors", "add", "--no-check", *args, input=input)
 
 
 def listed() -> dict[str, dict[str, object]]:
@@ -42,7 +44,7 @@ def assert_usage_error(result: Result | InProcessResult, *words: str) -> None:
 
 
 def test_list_always_shows_local() -> None:
-    result = radops("executors", "list")
+    result = radops_here("executors", "list")
     assert result.returncode == 0, describe(result)
     header, *rows = [line for line in result.stdout.splitlines() if line.strip("─ ")]
     assert header.split()[:2] == ["NAME", "KIND"]
@@ -50,7 +52,7 @@ def test_list_always_shows_local() -> None:
 
 
 def test_list_json_is_a_list_of_objects() -> None:
-    result = radops("executors", "list", "--json")
+    result = radops_here("executors", "list", "--json")
     assert result.returncode == 0, describe(result)
     data = json.loads(result.stdout)
     assert isinstance(data, list) and all(isinstance(item, dict) for item in data)
@@ -58,7 +60,7 @@ def test_list_json_is_a_list_of_objects() -> None:
 
 
 def test_show_local() -> None:
-    result = radops("executors", "show", "local", "--json")
+    result = radops_here("executors", "show", "local", "--json")
     assert result.returncode == 0, describe(result)
     assert json.loads(result.stdout) == {"kind": "local", "name": "local"}
 
@@ -82,7 +84,7 @@ def test_add_with_flags_stores_the_executor(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, describe(result)
     assert "gpu1" in result.stderr
-    shown = radops("executors", "show", "gpu1", "--json")
+    shown = radops_here("executors", "show", "gpu1", "--json")
     assert shown.returncode == 0, describe(shown)
     spec = json.loads(shown.stdout)
     assert spec["kind"] == "ssh"
@@ -93,17 +95,19 @@ def test_add_with_flags_stores_the_executor(tmp_path: Path) -> None:
 
 
 def test_add_json_prints_the_stored_spec() -> None:
-    result = radops("executors", "add", "--no-check", "--name", "j1", "--hostname", "h", "--json")
+    result = radops_here(
+        "executors", "add", "--no-check", "--name", "j1", "--hostname", "h", "--json"
+    )
     assert result.returncode == 0, describe(result)
     assert json.loads(result.stdout)["name"] == "j1"
 
 
 def test_list_table_and_show_fields_include_an_added_executor() -> None:
     assert add("--name", "box", "--hostname", "box.example", "--username", "bo").returncode == 0
-    table = radops("executors", "list").stdout
+    table = radops_here("executors", "list").stdout
     row = next(line for line in table.splitlines() if line.startswith("box "))
     assert row.split()[1:4] == ["ssh", "bo@box.example", "/usr/bin/docker"]
-    fields = radops("executors", "show", "box").stdout
+    fields = radops_here("executors", "show", "box").stdout
     assert "hostname:" in fields and "box.example" in fields
 
 
@@ -212,7 +216,7 @@ def test_add_duplicate_name_is_refused_and_keeps_the_first() -> None:
 
 def test_local_cannot_be_added_or_removed() -> None:
     assert_usage_error(add("--name", "local", "--hostname", "h.example"), "local")
-    assert_usage_error(radops("executors", "remove", "local"), "local")
+    assert_usage_error(radops_here("executors", "remove", "local"), "local")
     assert listed()["local"]["kind"] == "local"
 
 
@@ -221,13 +225,13 @@ def test_local_cannot_be_added_or_removed() -> None:
 
 def test_remove_unregisters_the_executor() -> None:
     assert add("--name", "gone", "--hostname", "h.example").returncode == 0
-    result = radops("executors", "remove", "gone")
+    result = radops_here("executors", "remove", "gone")
     assert result.returncode == 0, describe(result)
     assert "gone" in result.stderr
     assert "gone" not in listed()
-    shown = radops("executors", "show", "gone")
+    shown = radops_here("executors", "show", "gone")
     assert shown.returncode == 3, describe(shown)
-    again = radops("executors", "remove", "gone")
+    again = radops_here("executors", "remove", "gone")
     assert again.returncode == 3, describe(again)
     assert "unknown executor" in again.stderr
 
@@ -267,7 +271,7 @@ def test_corrupt_config_is_reported_with_its_path_and_never_overwritten(
         ("executors", "remove", "x"),
         ("config", "set", "registry", "r.example"),
     ):
-        result = radops(*args)
+        result = radops_here(*args)
         assert result.returncode == 4, describe(result)
         assert str(path) in result.stderr
         assert "Traceback" not in result.stderr
@@ -277,15 +281,17 @@ def test_corrupt_config_is_reported_with_its_path_and_never_overwritten(
 def test_xdg_config_home_moves_the_file(tmp_path: Path) -> None:
     xdg = tmp_path / "xdg-elsewhere"
     env = {"RADOPS_CONFIG_DIR": None, "XDG_CONFIG_HOME": str(xdg)}
-    result = radops("executors", "add", "--no-check", "--name", "x1", "--hostname", "h", env=env)
+    result = radops_here(
+        "executors", "add", "--no-check", "--name", "x1", "--hostname", "h", env=env
+    )
     assert result.returncode == 0, describe(result)
     assert (xdg / "radops" / "config.json").is_file()
-    shown = radops("config", "show", "--json", env=env)
+    shown = radops_here("config", "show", "--json", env=env)
     assert json.loads(shown.stdout)["path"] == str(xdg / "radops" / "config.json")
 
 
 def test_radops_config_dir_wins_over_xdg(isolated_config: Path, tmp_path: Path) -> None:
-    result = radops("executors", "add", "--no-check", "--name", "x2", "--hostname", "h")
+    result = radops_here("executors", "add", "--no-check", "--name", "x2", "--hostname", "h")
     assert result.returncode == 0, describe(result)
     assert (isolated_config / "config.json").is_file()
     assert not (tmp_path / "xdg-config").exists()
@@ -295,7 +301,7 @@ def test_radops_config_dir_wins_over_xdg(isolated_config: Path, tmp_path: Path) 
 
 
 def config_show() -> dict[str, object]:
-    result = radops("config", "show", "--json")
+    result = radops_here("config", "show", "--json")
     assert result.returncode == 0, describe(result)
     data: dict[str, object] = json.loads(result.stdout)
     return data
@@ -303,38 +309,38 @@ def config_show() -> dict[str, object]:
 
 def test_config_set_and_unset_registry() -> None:
     assert config_show()["registry"] is None
-    result = radops("config", "set", "registry", "registry.example:5000/team")
+    result = radops_here("config", "set", "registry", "registry.example:5000/team")
     assert result.returncode == 0, describe(result)
     assert config_show()["registry"] == "registry.example:5000/team"
-    assert radops("config", "unset", "registry").returncode == 0
+    assert radops_here("config", "unset", "registry").returncode == 0
     assert config_show()["registry"] is None
 
 
 def test_environment_overrides_the_config_file(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert radops("config", "set", "registry", "file.example/r").returncode == 0
+    assert radops_here("config", "set", "registry", "file.example/r").returncode == 0
     monkeypatch.setenv("RADOPS_REGISTRY", "env.example/r")
     assert config_show()["registry"] == "env.example/r"
-    table = radops("config", "show").stdout
+    table = radops_here("config", "show").stdout
     row = next(line for line in table.splitlines() if line.startswith("registry"))
     assert "env.example/r" in row and "RADOPS_REGISTRY" in row
 
 
 def test_config_set_unknown_key_is_a_usage_error() -> None:
-    assert_usage_error(radops("config", "set", "colour", "blue"), "colour")
+    assert_usage_error(radops_here("config", "set", "colour", "blue"), "colour")
 
 
 def test_set_changes_one_setting_and_keeps_the_rest() -> None:
     added = add("--name", "box", "--hostname", "box.example", "--username", "ana",
                 "--registry", "ghcr.io/team")  # fmt: skip
     assert added.returncode == 0, describe(added)
-    changed = radops("executors", "set", "box", "--docker-path", "/usr/local/bin/docker")
+    changed = radops_here("executors", "set", "box", "--docker-path", "/usr/local/bin/docker")
     assert changed.returncode == 0, describe(changed)
     assert changed.stderr == "Changed executor box: docker_path /usr/local/bin/docker.\n"
-    shown = json.loads(radops("executors", "show", "box", "--json").stdout)
+    shown = json.loads(radops_here("executors", "show", "box", "--json").stdout)
     assert (shown["docker_path"], shown["username"], shown["registry"]) == (
         "/usr/local/bin/docker", "ana", "ghcr.io/team",
     )  # fmt: skip
-    cleared = radops("executors", "set", "box", "--registry", "", "--json")
+    cleared = radops_here("executors", "set", "box", "--registry", "", "--json")
     assert "registry" not in json.loads(cleared.stdout)
     for args, code, message in (
         (("local", "--docker-path", "/x"), 2, "'local' is built in: it has no settings to change"),
@@ -342,6 +348,6 @@ def test_set_changes_one_setting_and_keeps_the_rest() -> None:
         (("box",), 2, "nothing to change"),
         (("box", "--docker-path=-rf"), 2, "invalid docker path '-rf'"),
     ):
-        result = radops("executors", "set", *args)
+        result = radops_here("executors", "set", *args)
         assert result.returncode == code, describe(result)
         assert result.stderr.startswith(f"radops: error: {message}"), result.stderr

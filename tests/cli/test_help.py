@@ -124,9 +124,12 @@ def test_help_does_not_import_heavy_sdks(args: list[str]) -> None:
 
 
 @pytest.mark.parametrize("command", EXECUTOR_COMMANDS)
-def test_help_reads_like_docker_and_git(command: str) -> None:
+def test_help_reads_like_docker_and_git(
+    command: str, invoke: Callable[..., InProcessResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Usage lines name arguments plainly (EXECUTOR, not {executor}); flags have no <bool>."""
-    result = run_radops("executors", command, "--help", env={"COLUMNS": "200"})
+    monkeypatch.setenv("COLUMNS", "200")
+    result = invoke("executors", command, "--help")
     assert result.returncode == 0, describe(result)
     usage = next(line for line in result.stdout.splitlines() if "Usage:" in line)
     assert "{" not in usage and "}" not in usage, usage

@@ -6,7 +6,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from radops.cli.render import age, command_text, examples, print_error, write_output
+from radops.cli.render import (
+    age,
+    command_text,
+    examples,
+    print_error,
+    print_fields,
+    print_line,
+    print_notice,
+    write_output,
+)
 from radops.errors import NotFoundError
 
 NOW = datetime(2026, 1, 2, 12, 0, 0, tzinfo=timezone.utc)
@@ -59,3 +68,22 @@ def test_write_output_sends_raw_bytes_to_each_stream(
     captured = capfdbinary.readouterr()
     assert captured.out == b"[red]a\xffb"
     assert captured.err == b"e\n"
+
+
+def test_every_printer_escapes_remote_text_once(capsys: pytest.CaptureFixture[str]) -> None:
+    evil = "v1\x1b]0;pwned\x07\x1b[31m"
+    shown = "v1\\x1b]0;pwned\\x07\\x1b[31m"
+    print_line(f"Docker {evil}\nsecond line\t{evil}")  # radops' line breaks stay
+    print_notice(f"Job is {evil}\nforged line")  # a notice stays one line
+    print_fields([("status", f"{evil}\nforged: field")])
+    print_error(f"no such job {evil}\n", f"hint {evil}\nsecond")
+    captured = capsys.readouterr()
+    assert captured.out == (
+        f"Docker {shown}\nsecond line\\t{shown}\nstatus: {shown}\\nforged: field\n"
+    )
+    assert captured.err == (
+        f"Job is {shown}\\nforged line\n"
+        f"radops: error: no such job {shown}\\n\nhint: hint {shown}\nsecond\n"
+    )
+    print_line(shown)  # already-escaped text is not escaped again
+    assert capsys.readouterr().out == shown + "\n"

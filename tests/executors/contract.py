@@ -226,7 +226,17 @@ class ExecutorContract:
         started(tools_context, ["true"], name=twin)
         with pytest.raises(UsageError, match=f"2 jobs on .* are named '{twin}'"):
             executor.get(twin)
-        assert executor.get(job.id[:8]).name == name  # an id prefix still works, and wins
+        assert executor.get(job.id[:8]).name == name  # an id prefix still works
+
+    def test_run_refuses_a_name_a_job_id_starts_with(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        job = started(tools_context, ["sleep", "300"])
+        # A later `rm PREFIX` would remove the new job: until now, PREFIX meant this one.
+        with pytest.raises(UsageError, match=f"is the start of the id of job {job.id} on"):
+            started(tools_context, ["true"], name=job.id[:5])
+        assert not [other for other in executor.jobs() if other.name == job.id[:5]]
+        assert executor.get(job.id[:5]).id == job.id
 
     def test_missing_context_is_a_usage_error(self, executor: Executor, tmp_path: Path) -> None:
         with pytest.raises(UsageError):

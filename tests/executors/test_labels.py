@@ -10,8 +10,24 @@ from typing import Any
 import pytest
 
 from radops.errors import NotFoundError, UsageError
-from radops.executors._labels import job_from_inspect, job_from_summary, job_labels, match_job_id
-from radops.executors.model import JobRequest, container_name, new_job_id
+from radops.executors._labels import (
+    job_from_inspect,
+    job_from_summary,
+    job_labels,
+    match_job,
+    match_job_id,
+)
+from radops.executors._prune import unused_radops_images
+from radops.executors._remote_scripts import name_taken as name_taken_line
+from radops.executors.model import (
+    Image,
+    Job,
+    JobRequest,
+    check_new_name,
+    container_name,
+    name_taken,
+    new_job_id,
+)
 
 COMMAND = ["python", "train.py", "--lr", "3e-4", "a b", "$(id)"]
 
@@ -110,3 +126,97 @@ def test_match_job_id_ambiguous_prefix() -> None:
 def test_match_job_id_unknown(given: str) -> None:
     with pytest.raises(NotFoundError):
         match_job_id(given, CANDIDATES, "gpu1")
+
+
+def _job(job_id: str, name: str | None = None) -> Job:
+    return Job(job_id, "gpu1", "running", None, None, [], "radops/x:0123456789abcdef", name)
+
+
+# An important job, a later job named after the start of its id (accepted before radops refused
+# such names, or named first), one named like the first one's whole id, and two twins.
+IMPORTANT = _job("e85a1b2c3d4e", "important-training")
+SHORT_NAMED = _job("0123456789ab", "e85")
+ID_NAMED = _job("fedcba987654", "e85a1b2c3d4e")
+TWINS = [_job("aaaa00000000", "twin"), _job("bbbb00000000", "twin")]
+JOBS = [IMPORTANT, SHORT_NAMED, ID_NAMED, *TWINS]
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("e85a1b2c3d4e", IMPORTANT.id),  # a whole id beats a name
+        ("e85", SHORT_NAMED.id),  # a name beats an id prefix
+        ("e85a", IMPORTANT.id),  # an id prefix, when nothing is named so
+        ("important-training", IMPORTANT.id),
+        ("0123", SHORT_NAMED.id),
+        ("fedcba987654", ID_NAMED.id),
+    ],
+)
+def test_a_reference_is_an_id_then_a_name_then_an_id_prefix(ref: str, expected: str) -> None:
+    assert match_job(ref, JOBS, "gpu1") == expected
+    # The order of the listing changes nothing.
+    assert match_job(ref, list(reversed(JOBS)), "gpu1") == expected
+
+
+def test_an_ambiguous_reference_is_one_line_with_a_hint() -> None:
+    with pytest.raises(UsageError) as named:
+        match_job("twin", JOBS, "gpu1")
+    assert named.value.message == "2 jobs on 'gpu1' are named 'twin'"
+    assert named.value.hint and "radops executors jobs gpu1" in named.value.hint
+    with pytest.raises(UsageError) as prefix:
+        match_job("f", [*JOBS, _job("f00000000000")], "gpu1")
+    assert prefix.value.message == "job id 'f' matches 2 jobs on 'gpu1'"
+    assert "\n" not in named.value.message + prefix.value.message
+    with pytest.raises(NotFoundError):
+        match_job("e86", JOBS, "gpu1")
+
+
+def test_a_new_name_that_starts_a_job_id_is_refused_naming_that_job() -> None:
+    with pytest.raises(UsageError) as refused:
+        check_new_name("e85a", lambda: JOBS, "gpu1")
+    assert refused.value.message == (
+        "--name 'e85a' is the start of the id of job e85a1b2c3d4e on 'gpu1', which 'e85a' "
+        "names today"
+    )
+    check_new_name("e85-run2", lambda: JOBS, "gpu1")  # no id starts with it
+    check_new_name("important-training", lambda: JOBS, "gpu1")  # names may repeat
+
+    def no_listing() -> list[Job]:
+        raise AssertionError("a run without --name lists no jobs")
+
+    check_new_name(None, no_listing, "gpu1")
+
+
+def test_an_id_a_remote_sent_is_shown_only_if_it_is_one() -> None:
+    stderr = b"some banner\nradops:name-taken e85a1b2c3d4e\n"
+    assert name_taken_line(stderr) == "e85a1b2c3d4e"
+    assert name_taken_line(b"Error: No such image\n") is None
+    hostile = name_taken("e85", "\x1b]0;pwned\x07", "gpu1")
+    assert "another job" in hostile.message and "\x1b" not in hostile.message
+
+
+@pytest.mark.parametrize("name", ["0123456789ab", "e85a1b2c3d4e"])
+def test_a_name_with_the_shape_of_an_id_is_refused(name: str) -> None:
+    with pytest.raises(UsageError, match="has the shape of a job id"):
+        JobRequest(context=Path("."), command=[], name=name)
+
+
+@pytest.mark.parametrize("name", ["0123456789a", "0123456789abc", "0123456789AB", "e85"])
+def test_names_near_the_shape_of_an_id_are_fine(name: str) -> None:
+    assert JobRequest(context=Path("."), command=[], name=name).name == name
+
+
+def test_prune_takes_the_names_radops_holds_images_by_and_nothing_else() -> None:
+    images = [
+        Image("sha256:1", ["radops/train:0123456789abcdef"], 1),
+        Image("sha256:2", ["radops/train:build-0123456789ab"], 1),  # a killed remote build's
+        Image("sha256:3", ["radops/train:old-0123456789ab"], 1),  # what --no-cache replaced
+        Image("sha256:4", ["myteam/train:build-0123456789ab"], 1),  # not radops' name
+        Image("sha256:5", ["radops/train:latest", "radops/train:build-1"], 1),
+        Image("sha256:8", ["mine:v1", "radops/train:old-0123456789ab"], 1),  # the user's too
+        Image("sha256:6", [], 1),  # dangling: radops cannot tell whose
+        Image("sha256:7", ["radops/train:build-0123456789ab"], 1),  # used by a container
+    ]
+    found = unused_radops_images(images, {"sha256:7"})
+    assert [image.id for image in found] == ["sha256:1", "sha256:2", "sha256:3", "sha256:8"]
+    assert found[-1].refs == ["radops/train:old-0123456789ab"]  # only radops' name goes

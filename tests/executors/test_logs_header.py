@@ -33,6 +33,7 @@ def _script_header(received: bytes) -> tuple[bytes, bytes] | None:
         (b"Welcome to gpu1!\nradops:ok\nout\n", (b"radops:ok", b"out\n")),  # a chatty shell
         (b"radops:error 1\nNo such container: x\n", (b"radops:error 1", b"No such container: x\n")),
         (b"radops:okay\n", None),  # not the header
+        (b"\n\n\nradops:ok\nsha256:ab\n", (b"radops:ok", b"sha256:ab\n")),  # a build's heartbeats
     ],
 )
 def test_header(received: bytes, expected: tuple[bytes, bytes] | None) -> None:
@@ -43,7 +44,7 @@ def test_the_script_gets_every_value_as_its_own_argument() -> None:
     argv = checked_logs_argv("/usr/bin/docker", "radops-0123456789ab", True, 5, False)
     assert argv == [
         "sh", "-c", LOGS_SCRIPT, "radops-logs", "/usr/bin/docker", "radops-0123456789ab",
-        "logs", "--follow", "--tail", "5", "radops-0123456789ab",
+        "/usr/bin/docker", "logs", "--follow", "--tail", "5", "radops-0123456789ab",
     ]  # fmt: skip
 
 
@@ -52,5 +53,5 @@ def test_pull_then_run_passes_the_run_argv_through() -> None:
     argv = pull_then_run_argv("/usr/bin/docker", "reg/x:1", run)
     assert argv == [
         "sh", "-c", PULL_RUN_SCRIPT, "radops-run", "/usr/bin/docker", "reg/x:1",
-        "run", "--pull", "never", "-d", "reg/x:1", "sh", "-c", "echo $1",
+        "/usr/bin/docker", "run", "--pull", "never", "-d", "reg/x:1", "sh", "-c", "echo $1",
     ]  # fmt: skip

@@ -57,6 +57,7 @@ def gcli(tmp_path: Path, fake: FakeGCE) -> CLI:
         RADOPS_GCP_PROJECT=PROJECT,
         RADOPS_GCP_ZONE="us-central1-a",
         NO_GCE_CHECK="true",  # google-auth must never probe a metadata server from here
+        RADOPS_GCP_POLL_S="0.2",  # the fake boots in steps of 0.2 s, not a real VM's seconds
         PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"),
     )
     return CLI(env, home)

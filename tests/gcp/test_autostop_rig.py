@@ -19,6 +19,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,19 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+def _mtime(path: Path) -> int:
+    """Whole seconds, as the watcher reads it (`stat -c %Y`)."""
+    return int(path.stat().st_mtime)
+
+
+def _finished_at(remote: rig.RemoteHost, job: str) -> float:
+    """When the engine says the job's container exited (seconds since the epoch)."""
+    text = remote.docker("inspect", "-f", "{{.State.FinishedAt}}", f"radops-{job}").stdout
+    stamp, _, fraction = text.strip().removesuffix("Z").partition(".")
+    whole = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return whole.timestamp() + float(f"0.{fraction or 0}")
+
+
 def _watcher_alive(folder: Path) -> bool:
     try:
         pid = int((folder / "watcher.pid").read_text().strip())
@@ -151,10 +165,13 @@ def test_a_job_keeps_the_vm_up_then_idle_stops_it_exactly_once(
                    wait)).strip()  # fmt: skip
     armed = gcli("executors", "gcp", "autostop", "vm1", "3s")
     assert "vm1 stops after 3s without a radops job or command. Armed now" in _ok(armed)
+    armed_at = _mtime(vm_dir / "activity")  # arming started the idle clock
     row = _row(gcli)
     assert row["autostop"] == {"seconds": 3, "action": "stop", "text": "3s"}
     assert row["watcher"] == "armed" and row["provisioning_model"] == "STANDARD", row
-    time.sleep(5)  # longer than the period: the running job keeps the VM up
+    # The running job keeps the VM up: the watcher touches the activity file while it runs,
+    # and a touch past the period is a check at which, without the job, it would have fired.
+    assert _wait_for(lambda: _mtime(vm_dir / "activity") >= armed_at + 3 + 1, 60)
     assert _lines(marker) == [], "the watcher fired while a job ran"
     assert _row(gcli)["status"] == "RUNNING"
     # The job ends (through the engine itself: no radops command touches the VM).
@@ -166,16 +183,16 @@ def test_a_job_keeps_the_vm_up_then_idle_stops_it_exactly_once(
         return state.strip() == "false"
 
     assert _wait_for(job_ended, 30), "the job never ended"
-    ended = time.monotonic()
     assert _wait_for(lambda: bool(_lines(marker)), 3 + 1 + 20)
-    fired = time.monotonic()
-    # Not at once: the watcher saw the job until it ended, then waited the idle period (less
-    # the time this test took to notice that the job had ended).
-    assert fired - ended >= 0.5
+    # Not at once: the watcher saw the job until it ended, then waited the idle period. Both
+    # times are the events' own (the engine's end of the job, the action's write), not when
+    # this test noticed them.
+    fired = marker.stat().st_mtime
+    assert fired - _finished_at(remote, job) >= 0.5
     assert _wait_for(lambda: fake.instances()["vm1"]["status"] == "TERMINATED", 5)
-    time.sleep(3)  # a second firing would come within this
+    # The watcher exits after firing: once it is gone, no second firing can come.
+    assert _wait_for(lambda: not _watcher_alive(vm_dir), 30)
     assert _lines(marker) == ["fired"]
-    assert not _watcher_alive(vm_dir)
     assert _row(gcli)["status"] == "TERMINATED"
     log = (vm_dir / "log").read_text()
     assert "running the override stop action" in log and "refused" not in log
@@ -183,13 +200,16 @@ def test_a_job_keeps_the_vm_up_then_idle_stops_it_exactly_once(
     # Changed while stopped: recorded, armed by the next start (a fresh idle clock).
     later = _ok(gcli("executors", "gcp", "autostop", "vm1", "1h"))
     assert "It is armed by the next `gcp start`." in later
+    before_start = time.time()
     started = _ok(gcli("executors", "gcp", "start", "vm1", timeout=120))
     assert "Started vm1 at 127.0.0.23." in started
     assert _watcher_alive(vm_dir) and not (vm_dir / "fired").exists()
     row = _row(gcli)
     assert row["watcher"] == "armed" and row["autostop"]["seconds"] == 3600
-    # Re-armed by start: the idle clock began there, seconds after the firing, not before it.
-    assert row["idle_seconds"] <= time.monotonic() - fired - 3, row
+    # Re-armed by start: the idle clock began there, after the firing, not before it (the
+    # activity file's time is the clock's start; idle_seconds is whole seconds since then).
+    assert (vm_dir / "activity").stat().st_mtime >= before_start > fired, row
+    assert row["idle_seconds"] <= int(time.time()) - int(before_start), row
     _kill_watcher(vm_dir)  # e.g. a VM restarted outside radops, without systemd
     assert _wait_for(lambda: not _watcher_alive(vm_dir), 5)
     warned = gcli("executors", "gcp", "list").stderr.decode()
@@ -210,26 +230,28 @@ def test_a_job_keeps_the_vm_up_then_idle_stops_it_exactly_once(
 def test_a_command_on_the_vm_resets_the_idle_clock_and_list_does_not(
     gcli: CLI, fake: FakeGCE, vm_dir: Path, marker: Path
 ) -> None:
-    _create(gcli, "--autostop", "25s")  # armed by create itself, over its own connection
+    _create(gcli, "--autostop", "10s")  # armed by create itself, over its own connection
     assert _watcher_alive(vm_dir)
     items = {i["key"]: i["value"] for i in fake.instances()["vm1"]["metadata"]["items"]}
-    assert items["radops-autostop"] == "25 stop"
+    assert items["radops-autostop"] == "10 stop"
+    # A command on the VM starts the idle clock again (the activity file's time is its start).
+    before = time.time()
+    _ok(gcli("executors", "jobs", "vm1"))
+    used = (vm_dir / "activity").stat().st_mtime
+    assert used >= before, "`jobs` did not touch the idle clock"
     time.sleep(5)
     row = _row(gcli)
     again = _row(gcli)
     first, second = row["idle_seconds"], again["idle_seconds"]
     assert first is not None and second is not None, (row, again)
-    assert first >= 5 and second >= first  # looking at the watcher is no use of the VM
-    assert _lines(marker) == [], "the machine is too slow for this test's 25 s period"
-    before = time.monotonic()
-    _ok(gcli("executors", "jobs", "vm1"))
-    idle = _row(gcli)["idle_seconds"]
-    assert idle is not None and idle <= time.monotonic() - before + 1  # touched by `jobs`
-    time.sleep(max(0.0, before + 20 - time.monotonic()))
-    assert _lines(marker) == [], "fired less than the idle period after a command"
-    assert _wait_for(lambda: bool(_lines(marker)), 25 + 1 + 20)
-    assert time.monotonic() - before >= 24
-    time.sleep(2)
+    assert first >= 5 and second >= first
+    # Looking at the watcher is no use of the VM: the clock was not touched.
+    assert (vm_dir / "activity").stat().st_mtime == used
+    # It fires the idle period after the command, not before (by the action's own write).
+    assert _wait_for(lambda: bool(_lines(marker)), 10 + 1 + 60)
+    assert marker.stat().st_mtime - used >= 10, "fired less than the idle period after a command"
+    # The watcher exits after firing: once it is gone, no second firing can come.
+    assert _wait_for(lambda: not _watcher_alive(vm_dir), 30)
     assert _lines(marker) == ["fired"]
 
 
@@ -273,3 +295,29 @@ def test_a_preempted_spot_vm_says_so_and_start_resumes_it(gcli: CLI, fake: FakeG
     assert row["status"] == "RUNNING" and row["preempted_at"] is None
     assert row["provisioning_model"] == "SPOT"
     _ok(gcli("executors", "jobs", "vm1"))
+
+
+def test_list_shows_what_the_vm_says_about_its_watcher_escaped(
+    gcli: CLI, fake: FakeGCE, vm_dir: Path, marker: Path
+) -> None:
+    created = gcli("executors", "gcp", "create", "cpu-small", "vm1", "--autostop", "1h",
+                   "--timeout", "90", timeout=180)  # fmt: skip
+    _ok(created)
+    # The metadata guard (gcp/metadata_guard.py) is never installed off Compute Engine.
+    assert (
+        b"Job containers on vm1 can reach the metadata server: not a Compute Engine VM"
+        in created.stderr
+    ), created.stderr
+    _kill_watcher(vm_dir)
+    # The VM answers `watcher.sh status` with terminal escapes in the firing time.
+    (vm_dir / "watcher.sh").write_text(
+        "printf 'armed=0\\nidle_seconds=3600\\nfired=noon\\033]0;pwned\\007\\033[31m\\n'\n"
+    )
+    listed = gcli("executors", "gcp", "list")
+    _ok(listed)
+    assert b"\x1b" not in listed.stderr + listed.stdout and b"\x07" not in listed.stderr
+    assert (
+        b"warning: vm1: autostop watcher fired at noon\\x1b]0;pwned\\x07\\x1b[31m; arm it again: "
+        b"radops executors gcp autostop vm1 1h\n" in listed.stderr
+    ), listed.stderr
+    _ok(gcli("executors", "gcp", "delete", "vm1", "--yes"))

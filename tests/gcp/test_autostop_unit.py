@@ -36,6 +36,7 @@ from radops.gcp.watcher import (
 )
 
 DMI = Path("/sys/class/dmi/id/product_name")
+IDLE_S = 1  # the watcher tests' idle period (the shortest; it checks every second)
 
 
 def test_this_machine_is_not_a_compute_engine_vm() -> None:
@@ -57,7 +58,7 @@ def watch_dir(tmp_path: Path) -> Path:
     # Prints a container id while tmp/job-running exists: a running radops job.
     docker.write_text(f'#!/bin/sh\n[ -e "{tmp_path}/job-running" ] && echo 0123abcd\nexit 0\n')
     docker.chmod(0o755)
-    settings = WatcherSettings(2, "stop", "p", "z", "vm1", str(docker))
+    settings = WatcherSettings(IDLE_S, "stop", "p", "z", "vm1", str(docker))
     (folder / "settings").write_text(settings.text())
     return folder
 
@@ -125,7 +126,7 @@ def test_watcher_fires_the_override_once_after_the_idle_period(
         assert proc.wait(timeout=20) == 0  # it exits after firing
     finally:
         _stop(proc)
-    assert time.monotonic() - started >= 2
+    assert time.monotonic() - started >= IDLE_S
     assert marker.read_text() == "fired\n"
     assert (watch_dir / "fired").read_text().strip().endswith("Z")
     status = parse_status(_status(watch_dir))
@@ -137,24 +138,53 @@ def _status(folder: Path) -> str:
     return out.stdout.decode()
 
 
+def _mtime(path: Path) -> int:
+    """Whole seconds, as the watcher reads it (`stat -c %Y`)."""
+    return int(path.stat().st_mtime)
+
+
+def _armed(folder: Path) -> int:
+    """Wait until the watcher armed (its log says so after it started the idle clock); return
+    when the clock started."""
+    assert _wait_for(lambda: "armed:" in _text(folder / "log"), 30), _text(folder / "log")
+    return _mtime(folder / "activity")
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
 def test_a_running_job_and_a_running_command_keep_it_up(watch_dir: Path, tmp_path: Path) -> None:
+    """Each wait below ends when the watcher touches the activity file (it does while the job
+    or the command runs) at a check where, without them, it would have fired: events, so a
+    slow machine makes the test slower, never wrong."""
     marker = tmp_path / "marker"
     _marker_action(watch_dir, marker)
     (tmp_path / "job-running").touch()
+    activity = watch_dir / "activity"
+    sleeper: subprocess.Popen[bytes] | None = None
     proc = _watch(watch_dir)
     try:
-        time.sleep(4)  # twice the idle period, with a job running
+        armed = _armed(watch_dir)
+        # Twice the idle period, with a job running.
+        assert _wait_for(lambda: _mtime(activity) >= armed + 2 * IDLE_S, 30)
         assert not marker.exists() and proc.poll() is None
-        (tmp_path / "job-running").unlink()
-        # A command in progress (busy/PID of a live process) keeps it up too.
-        sleeper = subprocess.Popen(["sleep", "4"])
+        # A command in progress (busy/PID of a live process) keeps it up too. Marked before
+        # the job ends: no idle moment between the two.
+        sleeper = subprocess.Popen(["sleep", "600"])
         (watch_dir / "busy" / str(sleeper.pid)).touch()
-        time.sleep(3)
+        (tmp_path / "job-running").unlink()
+        job_ended = max(_mtime(activity), int(time.time()))
+        assert _wait_for(lambda: _mtime(activity) >= job_ended + IDLE_S + 1, 30)
         assert not marker.exists() and proc.poll() is None
+        sleeper.kill()
         sleeper.wait()
-        assert _wait_for(marker.exists, 8)
-        assert proc.wait(timeout=5) == 0
+        assert _wait_for(marker.exists, 30)
+        assert proc.wait(timeout=10) == 0
     finally:
+        if sleeper is not None and sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
         _stop(proc)
     assert marker.read_text() == "fired\n"
     assert not list((watch_dir / "busy").iterdir())  # the dead command's mark was swept

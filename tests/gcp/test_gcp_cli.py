@@ -4,9 +4,13 @@ Engine, and VMs that are real sshd + Docker on loopback."""
 from __future__ import annotations
 
 import json
+import os
+import select
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -29,6 +33,20 @@ def _nothing_left(cli: CLI, fake: FakeGCE, name: str) -> None:
     assert name not in config["executors"]
     assert name not in config.get("gcp_pending", {})
     assert name not in fake.instances()
+
+
+def _nothing_left_once_gone(cli: CLI, fake: FakeGCE, name: str) -> None:
+    """_nothing_left, once the VM is gone: a failed insert's VM, or one whose delete radops does
+    not wait for, vanishes when its operation ends (the fake's 0.2 s later)."""
+    _wait_until(lambda: name not in fake.instances(), f"VM {name} to go")
+    _nothing_left(cli, fake, name)
+
+
+def _wait_until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"waited {timeout:.0f}s for {what}"
+        time.sleep(0.05)
 
 
 def test_list_templates_shows_global_and_regional(gcli: CLI) -> None:
@@ -113,8 +131,7 @@ def test_quota_exceeded_leaves_nothing(gcli: CLI, fake: FakeGCE, kind: str) -> N
     assert result.returncode == 8
     err = result.stderr.decode()
     assert "quota" in err.lower() and "Traceback" not in err
-    time.sleep(0.5)  # a failed insert's VM vanishes when its operation ends
-    _nothing_left(gcli, fake, "vm3")
+    _nothing_left_once_gone(gcli, fake, "vm3")
 
 
 def test_capacity_moves_on_to_the_next_zone(gcli: CLI, fake: FakeGCE) -> None:
@@ -144,8 +161,7 @@ def test_capacity_in_the_only_zone_is_an_error(gcli: CLI, fake: FakeGCE) -> None
     result = gcli("executors", "gcp", "create", "cpu-small", "vm5")
     assert result.returncode == 8
     assert "zone us-central1-a is out of capacity" in result.stderr.decode()
-    time.sleep(0.5)
-    _nothing_left(gcli, fake, "vm5")
+    _nothing_left_once_gone(gcli, fake, "vm5")
 
 
 def test_vm_that_never_gets_ready_is_deleted(gcli: CLI, fake: FakeGCE) -> None:
@@ -190,8 +206,7 @@ def test_keep_on_failure_keeps_the_vm_but_registers_nothing(gcli: CLI, fake: Fak
     row = next(r for r in json.loads(listed.stdout) if r["name"] == "vm7")
     assert row["executor"] is None and "delete it with" in row["problem"]
     _ok(gcli("executors", "gcp", "delete", "vm7", "--yes"))
-    time.sleep(0.5)
-    assert "vm7" not in fake.instances()
+    _wait_until(lambda: "vm7" not in fake.instances(), "VM vm7 to go")
 
 
 def test_gpu_template_without_visible_gpus_is_refused(gcli: CLI, fake: FakeGCE) -> None:
@@ -213,17 +228,29 @@ def test_ctrl_c_while_waiting_for_ssh_deletes_the_vm(gcli: CLI, fake: FakeGCE) -
         "--timeout",
         "120",
     )
-    deadline = time.monotonic() + 60
-    while (
-        time.monotonic() < deadline and fake.instances().get("vm9", {}).get("status") != "RUNNING"
-    ):
-        time.sleep(0.2)
-    time.sleep(1.5)  # now inside the SSH wait
+    assert proc.stderr is not None
+    # Inside the SSH wait: its first attempt failed (this user is not on the VM) and it said so.
+    seen = _read_until(proc.stderr, b"Not ready yet: ", timeout=120)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
+    err = seen + err
     assert proc.returncode == 130, err.decode()
     assert "Deleting VM vm9 (interrupted)" in err.decode()
     _nothing_left(gcli, fake, "vm9")
+
+
+def _read_until(stream: IO[bytes], text: bytes, timeout: float) -> bytes:
+    """What `stream` gave until a line with `text` (an AssertionError after `timeout`)."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while text not in got:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([stream], [], [], max(left, 0))
+        chunk = os.read(stream.fileno(), 65536) if ready else b""
+        if not chunk:
+            raise AssertionError(f"{text!r} never came: {got.decode(errors='replace')}")
+        got += chunk
+    return got
 
 
 def test_list_flags_an_executor_whose_vm_is_gone(gcli: CLI, fake: FakeGCE) -> None:
@@ -236,7 +263,7 @@ def test_list_flags_an_executor_whose_vm_is_gone(gcli: CLI, fake: FakeGCE) -> No
         credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=fake.endpoint)
     )
     client.delete_unary(project="test-project", zone="us-central1-a", instance="vm10")
-    time.sleep(0.6)
+    _wait_until(lambda: "vm10" not in fake.instances(), "VM vm10 to go")
     listed = gcli("executors", "gcp", "list")
     _ok(listed)
     assert "warning: vm10: VM is gone" in listed.stderr.decode()
@@ -265,8 +292,7 @@ def test_remove_with_delete_vm_deletes_it(gcli: CLI, fake: FakeGCE, tmp_path: Pa
     _ok(created)
     ip = json.loads(created.stdout)["hostname"]
     _ok(gcli("executors", "remove", "vm11", "--delete-vm"))
-    time.sleep(0.5)
-    _nothing_left(gcli, fake, "vm11")
+    _nothing_left_once_gone(gcli, fake, "vm11")
     # The deleted VM's address is forgotten; the other address's entry is none of its business.
     remaining = [line.split()[0] for line in known.read_text().splitlines()]
     assert ip not in remaining and len(remaining) == 1
@@ -304,5 +330,4 @@ def test_delete_uses_the_executors_own_project(gcli: CLI, fake: FakeGCE) -> None
     deleted = gcli("executors", "gcp", "delete", "vm12", "--yes")
     _ok(deleted)
     assert "already gone" not in deleted.stdout.decode()
-    time.sleep(0.5)
-    _nothing_left(gcli, fake, "vm12")
+    _nothing_left_once_gone(gcli, fake, "vm12")

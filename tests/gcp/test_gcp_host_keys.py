@@ -55,7 +55,7 @@ def test_the_published_key_is_pinned_without_trust_on_first_use(
 
 
 def test_connect_lets_openssh_trust_only_the_pinned_key(
-    gcli: CLI, fake: FakeGCE, tmp_path: Path
+    gcli: CLI, fake: FakeGCE, tmp_path: Path, cloud_vms: rig.CloudVMs
 ) -> None:
     code, _, err = _create(gcli, "pin5")
     assert code == 0, err
@@ -63,6 +63,11 @@ def test_connect_lets_openssh_trust_only_the_pinned_key(
     _ok(printed)
     argv = printed.stdout.decode().split()
     assert "StrictHostKeyChecking=yes" in argv and "GlobalKnownHostsFile=/dev/null" in argv
+    # OpenSSH trusts a file of the pinned key alone (kept for the printed command), under the
+    # alias it is told to look it up by.
+    kept = Path(gcli.env["RADOPS_CONFIG_DIR"]) / "pinned_hosts" / "pin5"
+    assert f"UserKnownHostsFile={kept}" in argv and "HostKeyAlias=radops-pinned-host" in argv
+    assert kept.read_text() == "radops-pinned-host {} {}\n".format(*_vm_key(cloud_vms))
     # The command works as printed, with OpenSSH itself (no question: BatchMode).
     ran = subprocess.run(
         [*argv[:-1], "-o", "BatchMode=yes", argv[-1], "true"],

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cli_process import describe, radops
 from tests.conftest import BASE_IMAGE
 
@@ -46,6 +48,7 @@ def test_concurrent_runs_of_the_same_content_build_once(
     assert dangling_after <= dangling_before  # no untagged image left behind
 
 
+@pytest.mark.usefixtures("docker_client")  # builds on the local engine
 def test_a_dockerfile_error_is_the_engines_message(make_context: Callable[..., Path]) -> None:
     context = make_context("syntax", {"Dockerfile": f"FROM {BASE_IMAGE}\nRUNN echo hi\n"})
     result = radops("executors", "run", "local", str(context), "--", "true")

@@ -33,12 +33,14 @@ def _logs(job_id: str) -> str:
     return str(result.stdout)
 
 
+@pytest.mark.engine  # the docker CLIs bootstrap installs
 def test_this_machine_builds_with_buildkit() -> None:
     # The bootstrap's promise: a fresh machine of this kind builds RUN --mount.
     found = find_builder()
     assert found.buildkit, found.describe()
 
 
+@pytest.mark.engine  # runs the docker CLIs bootstrap installs (each pings the engine)
 def test_each_docker_client_is_asked_what_it_can_do() -> None:
     assert detect([DEBIAN_DOCKER]) == Builder(BUILTIN, DEBIAN_DOCKER)
     newer = detect([NEWER_DOCKER])
@@ -47,6 +49,7 @@ def test_each_docker_client_is_asked_what_it_can_do() -> None:
     assert detect([]).why == "no docker CLI on PATH"
 
 
+@pytest.mark.engine  # runs the docker CLIs bootstrap installs (each pings the engine)
 def test_the_builder_is_found_once_and_remembered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -247,6 +250,7 @@ def test_chmod_of_a_file_rebuilds_the_image(
     assert wait_job(readable) == 0 and _logs(readable) == "lr=3e-4\n"
 
 
+@pytest.mark.usefixtures("docker_client")  # asks the local engine for its runtimes
 def test_gpus_without_the_nvidia_runtime_says_what_to_install(
     make_context: Callable[..., Path],
 ) -> None:

@@ -166,6 +166,7 @@ def test_every_spelling_of_the_same_dockerfile_gives_one_tag(tmp_path: Path) -> 
     assert len(tags) == 1
 
 
+@pytest.mark.root  # adds a user and becomes it
 @pytest.mark.parametrize("dockerignore", [None, "*.log\n"])
 def test_an_unreadable_folder_is_named_in_a_usage_error(dockerignore: str | None) -> None:
     """As another user (the tests run as root, who reads everything): effective uid only, so

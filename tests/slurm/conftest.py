@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from radops.executors.base import Executor
 from radops.executors.model import ConnectOptions
 from radops.specs import SlurmExecutorSpec
 from tests import slurm_rig
+from tests.conftest import CONTEXT_PREFIX
 
 
 @pytest.fixture(scope="session")
@@ -142,6 +144,16 @@ def add_args(slurm: slurm_rig.SlurmCluster, name: str, *more: str) -> list[str]:
         "--port", str(slurm.ssh_port), "--username", "root", "--identity-file",
         str(slurm.client_key), "--job-dir", str(slurm.job_dir), *more,
     ]  # fmt: skip
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Path:
+    """A small build context of this test's own."""
+    folder = tmp_path / f"{CONTEXT_PREFIX}slurm-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text("FROM busybox:1.36\nCOPY nonce /nonce\n")
+    (folder / "nonce").write_text(uuid.uuid4().hex)
+    return folder
 
 
 @pytest.fixture

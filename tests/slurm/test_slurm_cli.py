@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 
 from tests import slurm_rig
-from tests.conftest import CONTEXT_PREFIX
 from tests.slurm.conftest import SlurmCLI, add_args, wait_until
-
-
-@pytest.fixture
-def context(tmp_path: Path) -> Path:
-    """A small build context of this test's own."""
-    folder = tmp_path / f"{CONTEXT_PREFIX}slurm-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
-    (folder / "Dockerfile").write_text("FROM busybox:1.36\nCOPY nonce /nonce\n")
-    (folder / "nonce").write_text(uuid.uuid4().hex)
-    return folder
 
 
 def submit(cli: SlurmCLI, jobs: list[str], context: Path, *args: str) -> str:
@@ -240,15 +228,19 @@ def test_options_reach_sbatch_and_a_time_limit_ends_the_job(
     context: Path,
 ) -> None:  # fmt: skip
     job = submit(slurm_cli, slurm_jobs, context, "--time", "1", "--cpus", "2", "--memory",
-                 "200m", "--partition", "cpu", "--slurm-arg=--comment=radops-test", "--",
-                 "sleep", "300")  # fmt: skip
+                 "200m", "--partition", "cpu", "--slurm-arg=--comment=radops-test",
+                 "-e", "RADOPS_TEST_SECRET=s3cret", "--", "sleep", "300")  # fmt: skip
     slurm_id = listed(slurm_cli)[job]["queue"]["slurm_job_id"]  # type: ignore[index]
     shown = slurm.slurm("scontrol", "show", "job", str(slurm_id)).stdout
     for field in ("TimeLimit=00:01:00", "Partition=cpu", "MinMemoryNode=200M", "NumCPUs=2",
                   "Comment=radops-test"):  # fmt: skip
         assert field in shown, shown
+    env = slurm.job_dir / job / "env"
+    wait_until(lambda: listed(slurm_cli)[job]["status"] == "running", "the job starting")
+    assert env.read_text() == "RADOPS_TEST_SECRET=s3cret\n"
     wait_until(lambda: listed(slurm_cli)[job]["status"] == "exited", "the time limit", 240)
     assert no_containers("docker", job)
+    assert not env.exists()  # the secrets went with the job (issue 21)
 
 
 def test_a_finished_job_keeps_its_state_after_squeue_forgets_it(

@@ -1,7 +1,9 @@
 """What the Slurm executor writes and reads, as text: no cluster needed.
 
-The batch scripts are checked by the real `sh -n` for syntax. The pyxis variant is only ever
-checked here: pyxis and enroot are not packaged for Debian or PyPI, so no test runs it.
+The batch scripts are checked by the real `sh -n` for syntax, and run by the real `sh` with a
+stand-in runtime. pyxis and enroot are not packaged for Debian or PyPI, so the pyxis script is
+never run against a real pyxis: here it runs with a stand-in `srun`
+(tests/slurm/test_slurm_safety.py).
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from radops.executors import _slurm_batch as batch_sh
+from radops.executors import _slurm_folders as folders
 from radops.executors import _slurm_scripts as scripts
-from radops.executors.slurm import _partitions, _slurm_line, _slurm_memory
+from radops.executors._slurm_login import partitions, slurm_line
+from radops.executors.slurm import _slurm_memory
 from tests.rig import free_port
 
 WEIRD = ["a", "b c", "$(id)", ";echo", "", "'q'", "--flag", 'x"y']
 
 
-def batch(runtime: str = "docker", **fields: object) -> scripts.BatchJob:
+def batch(runtime: str = "docker", **fields: object) -> batch_sh.BatchJob:
     values: dict[str, object] = {
         "job_id": "0123456789ab", "folder": "/shared/jobs dir/0123456789ab", "runtime": runtime,
         "runtime_path": "/usr/bin/" + runtime, "image": "127.0.0.1:5000/radops/x:abc",
@@ -28,7 +33,7 @@ def batch(runtime: str = "docker", **fields: object) -> scripts.BatchJob:
         "command": WEIRD, "has_env": True,
     }  # fmt: skip
     values.update(fields)
-    return scripts.BatchJob(**values)  # type: ignore[arg-type]
+    return batch_sh.BatchJob(**values)  # type: ignore[arg-type]
 
 
 def sh_syntax_ok(script: str) -> None:
@@ -37,7 +42,7 @@ def sh_syntax_ok(script: str) -> None:
 
 
 def test_docker_script_runs_the_container_in_the_background_and_stops_it_on_term() -> None:
-    script = scripts.batch_script(batch())
+    script = batch_sh.batch_script(batch())
     sh_syntax_ok(script)
     assert '"$rt" run --init --name "$name" "$@" ' in script
     assert '"$rt" inspect --format "{{.State.Status}} {{.State.ExitCode}}"' in script
@@ -67,7 +72,7 @@ def test_the_docker_script_really_passes_arguments_verbatim(tmp_path: Path) -> N
     fake.chmod(0o755)
     folder = tmp_path / "job"
     folder.mkdir()
-    script = scripts.batch_script(batch(runtime_path=str(fake), folder=str(folder), has_env=False))
+    script = batch_sh.batch_script(batch(runtime_path=str(fake), folder=str(folder), has_env=False))
     out = subprocess.run(
         ["sh", "-c", script], capture_output=True, text=True, env={"PATH": "/bin:/usr/bin"}
     )
@@ -80,38 +85,45 @@ def test_the_docker_script_really_passes_arguments_verbatim(tmp_path: Path) -> N
 
 
 def test_podman_script_passes_allotted_gpus_as_cdi_devices() -> None:
-    script = scripts.batch_script(batch("podman"))
+    script = batch_sh.batch_script(batch("podman"))
     sh_syntax_ok(script)
     assert 'set -- --device "nvidia.com/gpu=$g" "$@"' in script
     assert "--gpus" not in script
 
 
 def test_multi_node_script_starts_one_task_per_node_with_torchrun_variables() -> None:
-    script = scripts.batch_script(batch(nodes=2, host_network=True))
+    script = batch_sh.batch_script(batch(nodes=2, host_network=True))
     sh_syntax_ok(script)
     assert 'srun --ntasks-per-node=1 --kill-on-bad-exit=1 /bin/sh "$dir/job.sh" --task' in script
     for var in ("MASTER_ADDR=", "MASTER_PORT=", "NNODES=", "WORLD_SIZE=", "NODE_RANK=",
                 "SLURM_PROCID="):  # fmt: skip
         assert var in script
     assert 'set -- --network host "$@"' in script
-    assert "--network host" not in scripts.batch_script(batch(nodes=2))
+    assert "--network host" not in batch_sh.batch_script(batch(nodes=2))
 
 
 def test_pyxis_script_as_text() -> None:
-    script = scripts.batch_script(batch("pyxis", runtime_path="srun"))
+    script = batch_sh.batch_script(batch("pyxis", runtime_path="srun"))
     sh_syntax_ok(script)
     assert "--container-image=127.0.0.1:5000#radops/x:abc" in script
     assert "--container-mounts=/data:/data:ro" in script
-    assert 'while IFS= read -r line; do export "$line"; done <"$dir/env"' in script
-    srun = next(x for x in script.splitlines() if x.startswith("srun "))
-    assert shlex.split(srun)[-len(WEIRD) :] == WEIRD
-    assert "trap" not in script  # Slurm stops what srun started itself
-    hub = scripts.batch_script(batch("pyxis", image="radops/x:abc", run_args=[]))
+    # The -e values only in srun's own environment (a subshell), srun found before them.
+    step = next(x for x in script.splitlines() if '( set -- "$srun" ' in x)
+    assert step.startswith("  ( set -- ") and step.endswith('; exec "$@" ) &')
+    assert 'while IFS= read -r line; do export "$line"; done <"$dir/env"; exec' in step
+    words = shlex.split(step.split("; while ")[0].removeprefix("  ( set -- "))
+    assert words[-len(WEIRD) :] == WEIRD
+    assert "if srun=$(command -v srun); then" in script
+    lines = script.splitlines()
+    assert [x for x in lines if "export" in x] == [step]
+    # TERM (scancel, the time limit) is trapped so the env file goes and the record is written.
+    assert "trap : TERM INT HUP" in lines and "trap 'rm -f \"$dir/env\"' EXIT" in lines
+    hub = batch_sh.batch_script(batch("pyxis", image="radops/x:abc", run_args=[]))
     assert "--container-image=radops/x:abc" in hub and "--container-mounts" not in hub
 
 
 def test_sbatch_args() -> None:
-    args = scripts.sbatch_args(
+    args = batch_sh.sbatch_args(
         "0123456789ab", "/j/0123456789ab", nodes=2, gres="gpu:a100:2", time="4:00:00", cpus=8,
         memory="16G", partition="gpu", account="lab", extra=("--qos=high",),
     )  # fmt: skip
@@ -125,7 +137,7 @@ def test_sbatch_args() -> None:
                      "--account=lab"):  # fmt: skip
         assert expected in args
     assert args[-1] == "--qos=high"
-    bare = scripts.sbatch_args("0123456789ab", "/j/x", nodes=None, gres=None, time=None,
+    bare = batch_sh.sbatch_args("0123456789ab", "/j/x", nodes=None, gres=None, time=None,
                                cpus=None, memory=None, partition=None, account=None)  # fmt: skip
     assert not [a for a in bare if a.startswith(("--nodes", "--gres", "--time", "--mem"))]
 
@@ -134,13 +146,13 @@ def test_sbatch_args() -> None:
     ("gpus", "gres"), [("2", "gpu:2"), ("a100:2", "gpu:a100:2"), ("h100-80g:8", "gpu:h100-80g:8")]
 )
 def test_gres_for(gpus: str, gres: str) -> None:
-    assert scripts.gres_for(gpus) == gres
+    assert batch_sh.gres_for(gpus) == gres
 
 
 @pytest.mark.parametrize("gpus", ["0", "two", "a:b:2", "a100:", ":2", "-1", "a b:2"])
 def test_gres_for_refuses(gpus: str) -> None:
     with pytest.raises(ValueError):
-        scripts.gres_for(gpus)
+        batch_sh.gres_for(gpus)
 
 
 def test_submit_stdin_keeps_values_off_the_command_line() -> None:
@@ -154,7 +166,7 @@ def test_submit_stdin_keeps_values_off_the_command_line() -> None:
         "labels": {"a": "b"}
     }
     assert script == b"#!/bin/sh\necho hi\n"
-    argv = scripts.submit_argv("/j/x", ["--parsable"])
+    argv = scripts.submit_argv("/j", "0123456789ab", ["--parsable"])
     assert b"s3cret" not in " ".join(argv).encode()
 
 
@@ -167,13 +179,13 @@ def test_parse_jobs() -> None:
         b'radops:job 111111111111\n{"labels": {}}\nradops:slurm-id 13;cluster\n'
         b"radops:squeue 0\n12|COMPLETED|None|node1\n13|PENDING|Resources|\n"
     )
-    entries, status, _, rows = scripts.parse_jobs(out)
-    assert [e.job_id for e in entries] == ["0123456789ab", "111111111111"]
+    entries, status, _, rows = folders.parse_jobs(out)
+    assert [e.name for e in entries] == ["0123456789ab", "111111111111"]
     assert entries[0].files["record"] == "3 2026-01-01T00:01:00Z node1"
     assert entries[1].files == {"slurm-id": "13;cluster"}
-    assert status == 0 and rows["13"] == scripts.QueueRow("13", "PENDING", "Resources", "")
-    assert scripts.parse_record("143 2026-01-01T00:01:00Z node2") == (143, "node2")
-    failed = scripts.parse_jobs(b"radops:squeue 1\nsqueue: error: Munge encode failed\n")
+    assert status == 0 and rows["13"] == folders.QueueRow("13", "PENDING", "Resources", "")
+    assert folders.parse_record("143 2026-01-01T00:01:00Z node2") == (143, "node2")
+    failed = folders.parse_jobs(b"radops:squeue 1\nsqueue: error: Munge encode failed\n")
     assert failed[1] == 1 and "Munge" in failed[2]
 
 
@@ -210,9 +222,9 @@ def test_memory_in_slurm_units(docker: str, slurm: str) -> None:
 
 def test_slurm_error_lines_and_partitions() -> None:
     text = "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
-    assert _slurm_line(text) == "Invalid partition name specified"
+    assert slurm_line(text) == "Invalid partition name specified"
     rows = "gpu|up|2|gpu:fake:2|8\ncpu|up|1|gpu:fake:2|8\ngpu|up|1|(null)|4\n"
-    assert _partitions(rows) == [
+    assert partitions(rows) == [
         {"name": "gpu", "state": "up", "nodes": "3", "gres": "gpu:fake:2", "cpus": "8"},
         {"name": "cpu", "state": "up", "nodes": "1", "gres": "gpu:fake:2", "cpus": "8"},
     ]

@@ -480,21 +480,46 @@ def test_server_closing_before_taken_is_unavailable(
     assert argvs == [["true"]]
 
 
+def client_sockets(monkeypatch: pytest.MonkeyPatch) -> list[socket.socket]:
+    """Every socket the client connects, to read the timeout it was left waiting with."""
+    made: list[socket.socket] = []
+    real = client.connect
+
+    def connect(path: Path) -> socket.socket:
+        made.append(real(path))
+        return made[-1]
+
+    monkeypatch.setattr(client, "connect", connect)
+    return made
+
+
+HOLD_GUARD_S = 60
+
+
+def hold_until_the_client_leaves(conn: socket.socket, reader: BinaryIO) -> None:
+    """Never answer and never close first: only the client's own timeout can end its wait.
+    (The bound is a guard against a hang, not a measurement.)"""
+    conn.settimeout(HOLD_GUARD_S)
+    assert wait_for_eof(reader) == b""
+
+
 def test_server_silent_before_taken_is_unavailable_after_the_socket_timeout(
     serve: Callable[[Script], ScriptedServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sockets, "SOCKET_TIMEOUT_S", 0.2)
+    made = client_sockets(monkeypatch)
 
     def script(conn: socket.socket, reader: BinaryIO) -> None:
         read_request(reader)
-        wait_for_eof(reader)  # never answers
+        hold_until_the_client_leaves(conn, reader)
 
     server = serve(script)
-    started = time.monotonic()
-    with pytest.raises(MuxUnavailable):
+    with pytest.raises(MuxUnavailable) as caught:
         MuxCommand(server.path, ["true"], "h")
-    assert time.monotonic() - started < 2
     server.join()
+    # It gave up on its own, waiting with the socket timeout (not at the server's close).
+    assert isinstance(caught.value.__cause__, TimeoutError), caught.value.__cause__
+    assert [sock.gettimeout() for sock in made] == [0.2]
 
 
 def test_bad_request_refused_before_taken_is_unavailable_with_its_message(
@@ -547,18 +572,19 @@ def test_taken_then_silence_past_the_start_timeout_is_an_error(
     serve: Callable[[Script], ScriptedServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(client, "START_TIMEOUT_S", 0.2)
+    made = client_sockets(monkeypatch)
 
     def script(conn: socket.socket, reader: BinaryIO) -> None:
         read_request(reader)
         protocol.send(conn, protocol.TAKEN)
-        wait_for_eof(reader)
+        hold_until_the_client_leaves(conn, reader)
 
     server = serve(script)
-    started = time.monotonic()
     with pytest.raises(EngineUnreachableError, match="failed while starting"):
         MuxCommand(server.path, ["docker", "run"], "gpu1")
-    assert time.monotonic() - started < 2
     server.join()
+    # The server never closed first, and the client's wait for STARTED had the start timeout.
+    assert [sock.gettimeout() for sock in made] == [0.2]
 
 
 def test_taken_then_an_unexpected_frame_is_an_error(

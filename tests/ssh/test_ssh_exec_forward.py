@@ -10,11 +10,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import rig
 from tests.ssh.conftest import CLI
 from tests.terminal import Terminal
 
@@ -41,8 +42,22 @@ def test_exec_output_exit_code_and_stdin(cli: CLI, box: str, running_job: str) -
     assert no_tty.returncode == 2 and b"-t needs a terminal" in no_tty.stderr
 
 
+def _sleeping_in(remote: rig.RemoteHost, job: str) -> bool:
+    """Does `sleep 300` run in the job's container (as its engine lists it)?"""
+    top = remote.docker("top", f"radops-{job}")
+    assert top.returncode == 0, top.stderr
+    return "sleep 300" in top.stdout
+
+
+def _wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
+        time.sleep(0.2)
+
+
 def test_exec_on_a_terminal_carries_window_size_and_ctrl_c(
-    cli: CLI, box: str, running_job: str
+    cli: CLI, box: str, running_job: str, remote: rig.RemoteHost
 ) -> None:
     term = Terminal(
         [sys.executable, "-m", "radops", "executors", "exec", box, running_job, "-it", "--", "sh"],
@@ -54,9 +69,9 @@ def test_exec_on_a_terminal_carries_window_size_and_ctrl_c(
     term.expect("/dev/pts/")
     term.expect("31 101")  # this terminal's size, there
     term.send("sleep 300")
-    time.sleep(1)
+    _wait_for(lambda: _sleeping_in(remote, running_job), "sleep running in the job")
     os.write(term.master, b"\x03")  # Ctrl-C: to the remote sleep, not to radops
-    term.expect("#", timeout=10)
+    _wait_for(lambda: not _sleeping_in(remote, running_job), "Ctrl-C ending the remote sleep")
     term.send("echo still-here; exit 5")
     term.expect("still-here")
     assert term.wait() == 5

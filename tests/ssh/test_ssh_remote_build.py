@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
+import signal
 import subprocess
+import tempfile
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -139,3 +145,185 @@ def test_build_args_and_names_reach_the_remote_build_as_they_are(
     logs = cli("executors", "logs", box, json.loads(result.stdout)["job_id"], "--follow")
     assert logs.stdout.decode() == value
     assert not marker.exists()
+
+
+# Leftovers on the executor ----------------------------------------------------------------------
+# The rig's remote is this machine: its processes and its TMPDIR (sshd's sessions set none: /tmp)
+# are seen here.
+REMOTE_TMP = Path("/tmp")
+
+
+def _processes(text: str) -> list[str]:
+    """The command lines of this machine's processes that contain `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                found.append(cmdline.decode(errors="replace"))
+    return found
+
+
+def _build_folders() -> set[Path]:
+    """Temporary folders holding a build's `iid`, as a remote build script kept them."""
+    return {p.parent for p in REMOTE_TMP.glob("tmp.*/iid")}
+
+
+def _dangling(remote: rig.RemoteHost) -> set[str]:
+    out = remote.docker("images", "--quiet", "--no-trunc", "--filter", "dangling=true").stdout
+    return set(out.split())
+
+
+def _names(remote: rig.RemoteHost, repository: str) -> list[str]:
+    out = remote.docker("images", "--format", "{{.Repository}}:{{.Tag}}", repository).stdout
+    return out.split()
+
+
+def _until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {what} after {timeout:.0f} s")
+        time.sleep(0.25)
+
+
+@pytest.fixture
+def shared_runtime(tmp_path: Path) -> Iterator[Path]:
+    """A private XDG_RUNTIME_DIR for shared connections; their servers are ended afterwards."""
+    runtime = Path(tempfile.mkdtemp(prefix="rb", dir="/tmp"))
+    yield runtime
+    for entry in Path("/proc").iterdir():
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        mine = f"XDG_RUNTIME_DIR={runtime}".encode() in environ
+        if mine and b"radops.ssh.mux.server" in cmdline:
+            os.kill(int(entry.name), signal.SIGKILL)
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("how", "sig"),
+    [
+        ("ctrl-c", signal.SIGINT),
+        ("killed", signal.SIGKILL),
+        ("killed, shared connection", signal.SIGKILL),  # the connection outlives radops
+    ],
+)
+def test_an_interrupted_remote_build_leaves_nothing_on_the_executor(
+    no_local_engine: CLI,
+    box: str,
+    tmp_path: Path,
+    remote: rig.RemoteHost,
+    shared_runtime: Path,
+    how: str,
+    sig: signal.Signals,
+) -> None:
+    cli = no_local_engine
+    if "shared" in how:
+        cli.env.update(RADOPS_SSH_PERSIST="600", XDG_RUNTIME_DIR=str(shared_runtime))
+        listed = cli("executors", "jobs", box)  # starts the shared connection the run will use
+        assert listed.returncode == 0, listed.stderr.decode()
+    step = f"sleep {7_000_000 + secrets.randbelow(1_000_000)}"  # this build's own RUN step
+    folder = _context(tmp_path, f"FROM busybox:1.36\nRUN echo building && {step}\n")
+    repository = f"radops/{folder.name}"
+    dangling, folders = _dangling(remote), _build_folders()
+
+    process = cli.popen("executors", "run", box, str(folder), "--build", "remote", "true")
+    try:
+        _until(lambda: bool(_processes(step)) or process.poll() is not None, "not building")
+        assert process.poll() is None, process.communicate()[1].decode()
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    if sig == signal.SIGINT:
+        assert process.returncode == 130 and "Traceback" not in err.decode(), err.decode()
+
+    # The build stops (its RUN step, the docker CLI, the script), and takes its image along.
+    _until(lambda: not _processes(step), "running the build's RUN step")
+    _until(lambda: not _processes(f"{repository}:build-"), "running the docker CLI's build")
+    _until(lambda: not _processes("radops-build"), "running the build script")
+    assert _names(remote, repository) == []
+    assert _dangling(remote) <= dangling
+    assert _build_folders() <= folders
+    assert not _processes(f"{repository}:")  # nothing else of this build runs either
+
+
+def test_no_cache_on_the_executor_leaves_no_untagged_image(
+    no_local_engine: CLI, box: str, tmp_path: Path, remote: rig.RemoteHost
+) -> None:
+    cli = no_local_engine
+    folder = _context(tmp_path, "FROM busybox:1.36\nRUN date +%s%N > /stamp\n")
+    repository = f"radops/{folder.name}"
+    dangling = _dangling(remote)
+
+    def run(*flags: str) -> tuple[str, str]:
+        """(job id, the id of the image it runs)"""
+        result = cli("executors", "run", box, str(folder), "--build", "remote", *flags,
+                     "--json", "true")  # fmt: skip
+        assert result.returncode == 0, result.stderr.decode()
+        job = json.loads(result.stdout)
+        image = remote.docker("image", "inspect", "--format", "{{.Id}}", job["image"])
+        return job["job_id"], image.stdout.strip()
+
+    def names(image_id: str) -> list[str]:
+        out = remote.docker("image", "inspect", "--format", "{{json .RepoTags}}", image_id)
+        return list(json.loads(out.stdout)) if out.returncode == 0 else ["(gone)"]
+
+    first_job, first = run()
+    second_job, second = run("--no-cache")
+    assert second != first
+    # The first job still uses its image: radops names it, for `prune --images` to remove later.
+    assert names(first) == [f"{repository}:old-{first.removeprefix('sha256:')[:12]}"]
+    assert len(names(second)) == 1 and _dangling(remote) <= dangling
+    for job_id in (first_job, second_job):
+        removed = cli("executors", "rm", box, job_id, "--force")
+        assert removed.returncode == 0, removed.stderr.decode()
+
+    _, third = run("--no-cache")  # nothing uses the second image now: removed
+    assert third not in (first, second) and names(second) == ["(gone)"]
+    assert _dangling(remote) <= dangling
+    assert not [n for n in _names(remote, repository) if ":build-" in n]
+
+    pruned = cli("executors", "prune", box, "--images", "--yes")
+    assert pruned.returncode == 0, pruned.stderr.decode()
+    assert names(first) == ["(gone)"] and names(third) == ["(gone)"]  # its job went too
+    assert _dangling(remote) <= dangling
+
+
+def test_prune_images_removes_what_a_killed_build_left_and_nothing_of_the_users(
+    no_local_engine: CLI, box: str, remote: rig.RemoteHost
+) -> None:
+    nonce = secrets.token_hex(6)
+    # An image a remote build made before radops, killed, could tag it; the user's own names
+    # on it and beside it, and a dangling image of the user's.
+    built = subprocess.run(
+        [rig.DOCKER, "build", "--quiet", "-"], capture_output=True, timeout=120,
+        input=f"FROM busybox:1.36\nLABEL nonce={nonce}\n".encode(),
+        env={**os.environ, "DOCKER_HOST": remote.docker_host, "DOCKER_BUILDKIT": "0"},
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    image = built.stdout.decode().strip()
+    held, users = f"radops/rb-{nonce}:build-{nonce}", f"myteam/tool:build-{nonce}"
+    assert remote.docker("tag", image, held).returncode == 0
+    assert remote.docker("tag", "busybox:1.36", users).returncode == 0
+    mine = subprocess.run(
+        [rig.DOCKER, "build", "--quiet", "-"], capture_output=True, timeout=120,
+        input=f"FROM busybox:1.36\nLABEL mine={nonce}\n".encode(),
+        env={**os.environ, "DOCKER_HOST": remote.docker_host, "DOCKER_BUILDKIT": "0"},
+    ).stdout.decode().strip()  # fmt: skip
+    assert mine in _dangling(remote)
+
+    pruned = no_local_engine("executors", "prune", box, "--images", "--yes")
+    assert pruned.returncode == 0, pruned.stderr.decode()
+    assert remote.docker("image", "inspect", image).returncode != 0
+    for kept in (users, "busybox:1.36", mine):
+        assert remote.docker("image", "inspect", kept).returncode == 0, kept
+    remote.docker("rmi", users, mine)

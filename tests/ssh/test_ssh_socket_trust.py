@@ -70,6 +70,7 @@ def _as(uid: int, *argv: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.root  # adds a user and gives it a folder
 def test_an_xdg_runtime_dir_of_another_user_is_not_used(
     other_uid: int, shared_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,6 +102,7 @@ def test_an_xdg_runtime_dir_others_can_enter_is_not_used(
         tempfile.tempdir = None
 
 
+@pytest.mark.root  # adds a user and runs a server as it
 def test_a_server_another_user_runs_is_never_sent_a_command(
     other_uid: int, shared_tmp: Path
 ) -> None:

@@ -16,11 +16,12 @@ from radops.api.jobs import get, jobs, logs, remove, run, stop, wait
 from radops.api.registered import (
     add_executor,
     check_executor,
+    connect_shell,
     executor_spec,
     list_executors,
     owns_vm,
     remove_executor,
-    shell_argv,
+    shell_command,
     update_executor,
 )
 from radops.api.requests import job_request
@@ -31,6 +32,7 @@ __all__ = [
     "Session",
     "add_executor",
     "check_executor",
+    "connect_shell",
     "executor_spec",
     "files",
     "gcp",
@@ -46,7 +48,7 @@ __all__ = [
     "remove_executor",
     "run",
     "settings",
-    "shell_argv",
+    "shell_command",
     "stop",
     "update_executor",
     "wait",

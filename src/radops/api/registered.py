@@ -173,11 +173,27 @@ def check_executor(
         return session.check()
 
 
-def shell_argv(
+def shell_command(
     name: str, connect: ConnectOptions | None = None, store: ExecutorStore | None = None
 ) -> list[str]:
-    """The `ssh` command line of an interactive session on executor `name`'s machine."""
+    """The `ssh` command line of an interactive session on executor `name`'s machine, to run
+    later (a pinned key is kept in radops' config folder, pinned_hosts/NAME, for it)."""
     from radops.api.session import open_session
 
-    with open_session(name, connect, store) as session:
-        return session.shell_argv()
+    store = _store(store)
+    keep = store.directory / "pinned_hosts" / name
+    with open_session(name, connect, store) as session, session.shell(keep) as argv:
+        return argv
+
+
+def connect_shell(
+    name: str, connect: ConnectOptions | None = None, store: ExecutorStore | None = None
+) -> int:
+    """An interactive session on executor `name`'s machine, on this terminal; its exit code.
+    A pinned key is checked by radops first, then OpenSSH trusts that key alone."""
+    from radops.api.session import open_session
+    from radops.ssh.openssh import run_foreground
+
+    with open_session(name, connect, store) as session, session.shell() as argv:
+        session.close()  # radops' own connection did its check: OpenSSH takes over
+        return run_foreground(argv)

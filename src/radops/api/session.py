@@ -42,6 +42,7 @@ def context_for(
     config: ConfigFile,
     known_hosts: Path,
     connect: ConnectOptions | None = None,
+    notices: ProgressCallback | None = None,
 ) -> ExecutorContext:
     """What an executor of `spec` needs from the config: resolved here, once."""
     from radops.config import resolve_setting
@@ -59,6 +60,7 @@ def context_for(
         known_hosts=known_hosts,
         registry=getattr(spec, "registry", None) or resolve_setting(settings, "registry"),
         ssh_persist=persist,
+        notices=notices,
     )
 
 
@@ -74,16 +76,20 @@ def open_spec(
 
 
 def open_session(
-    name: str, connect: ConnectOptions | None = None, store: ExecutorStore | None = None
+    name: str,
+    connect: ConnectOptions | None = None,
+    store: ExecutorStore | None = None,
+    notices: ProgressCallback | None = None,
 ) -> Session:
-    """The registered executor `name`, ready to use (it connects on first use)."""
+    """The registered executor `name`, ready to use (it connects on first use). `notices`
+    gets what the user should know beside results (a queued job's wait, a skipped folder)."""
     from radops.api.kinds import open_executor
     from radops.store import ExecutorStore
 
     store = store or ExecutorStore()
     config = store.load()
     spec = store.spec_in(config, name)
-    context = context_for(spec, config, store.known_hosts, connect)
+    context = context_for(spec, config, store.known_hosts, connect, notices)
     return Session(open_executor(spec, context), store)
 
 
@@ -166,16 +172,12 @@ class Session:
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
-        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         """The job's output, byte for byte, as (stream, bytes) chunks as they come."""
         if timestamps:
             self.require(Feature.LOG_TIMESTAMPS)
         with self._explained():
-            logs = self.executor.logs(
-                job, follow=follow, tail=tail, timestamps=timestamps, notices=notices
-            )
-            yield from logs
+            yield from self.executor.logs(job, follow=follow, tail=tail, timestamps=timestamps)
 
     def wait(self, job: str) -> int:
         """Block until the job ends; its exit code."""
@@ -236,11 +238,13 @@ class Session:
         with self._explained():
             return self.executor.top()
 
-    def shell_argv(self) -> list[str]:
-        """The `ssh` command line of an interactive session on the executor's machine."""
+    @contextlib.contextmanager
+    def shell(self, keep: Path | None = None) -> Iterator[list[str]]:
+        """The `ssh` command line of an interactive session on the executor's machine, valid
+        while the block runs (with a pinned key, its own known-hosts file; kept in `keep`)."""
         self.require(Feature.CONNECT)
-        with self._explained():
-            return self.executor.shell_argv()
+        with self._explained(), self.executor.shell(keep) as argv:
+            yield argv
 
     # ------------------------------------------------------------------------------------------
 

@@ -178,7 +178,10 @@ def _debug_traceback() -> None:
     if os.environ.get("RADOPS_DEBUG"):
         import traceback
 
-        traceback.print_exc()
+        from radops.cli.render import print_line
+
+        # Exception messages quote remotes too: escaped like every other line radops writes.
+        print_line(traceback.format_exc().rstrip("\n"), err=True)
 
 
 def _silence_stdout() -> None:

@@ -7,9 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import typer
 
-from radops.api.session import open_session
 from radops.cli.options import EXECUTOR_ARG, JSON_OPT
-from radops.cli.prompts import confirm, connect_options
+from radops.cli.prompts import confirm, open_named
 from radops.cli.render import examples
 
 app = typer.Typer()
@@ -62,7 +61,7 @@ def rm(
 
     removed = []
     failed: RadopsError | None = None
-    with open_session(executor, connect_options()) as ex:
+    with open_named(executor) as ex:
         for job_id in job_ids:
             try:
                 job = ex.remove(job_id, force=force)
@@ -108,7 +107,7 @@ def prune(
     from radops.cli import render
 
     older_than = datetime.now(timezone.utc) - parse_age(until) if until else None
-    with open_session(executor, connect_options()) as ex:
+    with open_named(executor) as ex:
         plan = ex.prune_plan(older_than, images)
         if not plan.jobs and not plan.images:
             if json_output:

@@ -7,7 +7,6 @@ makes one call into the core, and renders the result.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -298,20 +297,17 @@ def connect(
     """Open an interactive SSH session on an executor's machine.
 
     For a GCP executor, radops first checks the machine's key against the one pinned at
-    `gcp create`, and OpenSSH then trusts only that key.
+    `gcp create`, and OpenSSH then trusts only that key: it gets a known-hosts file holding
+    it alone, removed when the session ends (with --print, kept in radops' config folder,
+    pinned_hosts/NAME, for the printed command).
     """
-    from radops.api import shell_argv
+    from radops.api import connect_shell, shell_command
     from radops.cli import render
-    from radops.errors import UsageError
 
-    argv = shell_argv(name, connect_options())
     if print_only:
-        render.print_line(shlex.join(argv))
+        render.print_line(shlex.join(shell_command(name, connect_options())))
         return
-    try:
-        os.execvp(argv[0], argv)
-    except OSError as e:
-        raise UsageError(f"cannot start ssh: {e.strerror}", "Install OpenSSH's client.") from e
+    raise typer.Exit(connect_shell(name, connect_options()))
 
 
 app.add_typer(jobs_cli.app)  # run, logs, jobs, stop: commands of this group

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from radops.api.session import open_session
 from radops.cli.options import EXECUTOR_ARG
-from radops.cli.prompts import connect_options
+from radops.cli.prompts import open_named
 from radops.cli.render import examples
 from radops.errors import UsageError
 
@@ -54,7 +53,7 @@ def cp(
         )
     from radops.api import files
 
-    with open_session(executor, connect_options()) as session:
+    with open_named(executor) as session:
         if from_job and dest == "-":
             _to_stdout(session.copy_from(from_job["job"], from_job["path"] or "/"))
         elif from_job:
@@ -106,6 +105,6 @@ def exec_(
     """
     if tty and not sys.stdin.isatty():
         raise UsageError("-t needs a terminal, and stdin is not one", "Drop -t (keep -i).")
-    with open_session(executor, connect_options()) as session:
+    with open_named(executor) as session:
         code = session.exec(job_id, command, interactive=interactive, tty=tty)
     raise typer.Exit(code)

@@ -10,9 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from radops.api.session import open_session
 from radops.cli.options import EXECUTOR_ARG, JOB_ARG, JSON_OPT, check_build_place
-from radops.cli.prompts import connect_options
+from radops.cli.prompts import open_named
 from radops.cli.render import examples
 
 if TYPE_CHECKING:
@@ -260,7 +259,7 @@ def run(
         partition=partition,
         queue_args=slurm_arg or (),
     )
-    with open_session(executor, connect_options()) as session:
+    with open_named(executor) as session:
         with render.progress_reporter(quiet) as progress:
             job = session.run(request, progress)
         if json_output:
@@ -280,7 +279,7 @@ def _follow(session: Session, job_id: str) -> None:
     from radops.cli import render
 
     try:
-        render.write_output(session.logs(job_id, follow=True, notices=render.notice))
+        render.write_output(session.logs(job_id, follow=True))
         code = session.wait(job_id)
     except KeyboardInterrupt:
         render.print_line(
@@ -310,16 +309,14 @@ def logs(
 ) -> None:
     """Print a job's output, byte for byte (stdout to stdout, stderr to stderr).
 
-    One exception, Docker's: a line of 16 KiB or more comes back without its newline, joined to
-    the next (Docker 20.10's `local` log driver). Lines shorter than that are exact. On a Slurm
-    executor, --follow first waits while the job is pending, saying why on stderr.
+    One exception, Docker 20.10's: a line of 16 KiB or more comes back without its newline,
+    joined to the next (its `local` log driver; fixed in Docker 23.0). On a Slurm executor,
+    --follow first waits while the job is pending, saying why on stderr.
     """
     from radops.cli import render
 
-    with open_session(executor, connect_options()) as session:
-        chunks = session.logs(
-            job_id, follow=follow, tail=tail, timestamps=timestamps, notices=render.notice
-        )
+    with open_named(executor) as session:
+        chunks = session.logs(job_id, follow=follow, tail=tail, timestamps=timestamps)
         try:
             render.write_output(chunks)
         except KeyboardInterrupt:
@@ -346,7 +343,7 @@ def jobs(
     """List the radops jobs on an executor, newest first, with who started each (USER)."""
     from radops.cli import render
 
-    with open_session(executor, connect_options()) as session:
+    with open_named(executor) as session:
         found = session.jobs(mine)
     if json_output:
         render.print_json([job.to_json() for job in found])
@@ -370,7 +367,7 @@ def inspect(
 
     from radops.cli import render
 
-    with open_session(executor, connect_options()) as session:
+    with open_named(executor) as session:
         job = session.get(job_id)
     if json_output:
         render.print_json(job.to_json())
@@ -402,7 +399,7 @@ def stop(
     """Stop a running job (SIGTERM, then SIGKILL). Its logs and exit code stay."""
     from radops.cli import render
 
-    with open_session(executor, connect_options()) as session:
+    with open_named(executor) as session:
         result = session.stop(job_id, timeout=timeout)
     job = result.job
     if json_output:

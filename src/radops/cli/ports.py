@@ -7,9 +7,8 @@ import re
 
 import typer
 
-from radops.api.session import open_session
 from radops.cli.options import EXECUTOR_ARG, JSON_OPT
-from radops.cli.prompts import connect_options
+from radops.cli.prompts import open_named
 from radops.cli.render import examples
 from radops.errors import UsageError
 
@@ -48,6 +47,10 @@ def forward(
     Each PORT of the job answers on 127.0.0.1:LOCAL_PORT here (LOCAL_PORT defaults to PORT; 0
     picks a free one). On an SSH executor the traffic goes through the SSH connection
     (ProxyJump included); nothing needs publishing on the machine.
+
+    127.0.0.1 is open to every user of this machine, not only you: on a shared machine, others
+    can use the job's service while this runs. Give the service its own password or token
+    (Jupyter's), or forward from a machine only you use.
     """
     import threading
 
@@ -56,8 +59,8 @@ def forward(
 
     wanted = [parse_forward(spec) for spec in ports]
     with (
-        open_session(executor, connect_options()) as session,
-        PortForward(session, job_id, wanted, render.notice) as forward,
+        open_named(executor) as session,
+        PortForward(session, job_id, wanted, render.print_notice) as forward,
     ):
         for port, bound in forward.bound:
             render.print_line(f"http://127.0.0.1:{bound} -> port {port} of job {job_id}")
@@ -79,7 +82,7 @@ def top(executor: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
     """
     from radops.cli import render
 
-    with open_session(executor, connect_options()) as session:
+    with open_named(executor) as session:
         report = session.top()
     if json_output:
         render.print_json(report.to_json())

@@ -10,6 +10,7 @@ import typer
 from radops.errors import UsageError
 
 if TYPE_CHECKING:
+    from radops.api.session import Session
     from radops.executors.model import ConnectOptions
 
 
@@ -22,7 +23,9 @@ def ask(value: str | None, prompt: str, flag: str, default: str | None = None) -
     if value is not None:
         return value
     if sys.stdin.isatty():
-        answer: str = typer.prompt(prompt, default=default, err=True)
+        from radops.cli.render import visible
+
+        answer: str = typer.prompt(visible(prompt), default=default, err=True)
         return answer.strip()
     line = sys.stdin.readline().strip()
     if line or default is not None:
@@ -37,14 +40,18 @@ def confirm(question: str, refusal: str, yes: bool) -> None:
         return
     if not sys.stdin.isatty():
         raise UsageError(refusal, "Pass --yes.")
-    if not typer.confirm(question, default=False, err=True):
+    from radops.cli.render import visible
+
+    if not typer.confirm(visible(question), default=False, err=True):
         raise typer.Exit(1)
 
 
 def confirm_host_key(host: str, key_type: str, fingerprint: str) -> bool:
     """Ask on the terminal whether to trust an unknown SSH host key."""
-    typer.echo(f"The authenticity of host {host!r} can't be established.", err=True)
-    typer.echo(f"{key_type} key fingerprint is {fingerprint}.", err=True)
+    from radops.cli.render import print_line
+
+    print_line(f"The authenticity of host {host!r} can't be established.", err=True)
+    print_line(f"{key_type} key fingerprint is {fingerprint}.", err=True)  # the remote's words
     return typer.confirm("Trust this key and continue connecting?", default=False, err=True)
 
 
@@ -55,3 +62,12 @@ def connect_options(accept_host_key: bool = False) -> ConnectOptions:
 
     ask_user = confirm_host_key if sys.stdin.isatty() else None
     return ConnectOptions(trust_new_host_key=accept_host_key, confirm_host_key=ask_user)
+
+
+def open_named(name: str, accept_host_key: bool = False) -> Session:
+    """Executor `name` for a command: an unknown host key asked about on a terminal, what the
+    user should know beside a result (a queued job's wait) on stderr, escaped."""
+    from radops.api.session import open_session
+    from radops.cli.render import print_notice
+
+    return open_session(name, connect_options(accept_host_key), notices=print_notice)

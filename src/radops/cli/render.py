@@ -42,6 +42,15 @@ def print_json(data: Any) -> None:
 
 
 def print_line(text: str = "", *, err: bool = False) -> None:
+    """Radops' own text, one line or several: everything but the line breaks that is not
+    printable is shown escaped. Messages quote job ids, states, versions and errors that a
+    remote machine sent, so every line radops writes goes through here (or `print_fields`,
+    `print_table`, `print_error`) and is escaped exactly once, here. A job's own output is
+    not radops' text: `write_output` passes it through byte for byte."""
+    _write(visible_lines(text), err)
+
+
+def _write(text: str, err: bool) -> None:
     (sys.stderr if err else sys.stdout).write(text + "\n")
 
 
@@ -54,9 +63,14 @@ def visible(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
-def notice(line: str) -> None:
-    """A status line that is not a job's output (why a queued job waits), on stderr."""
-    print_line(visible(line), err=True)
+def print_notice(line: str) -> None:
+    """A line the core reports (a step, a notice) on stderr: kept on one line, escaped."""
+    _write(visible(line), err=True)
+
+
+def visible_lines(text: str) -> str:
+    """`visible`, keeping the line breaks radops' own messages have."""
+    return "\n".join(visible(line) for line in text.split("\n"))
 
 
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -75,17 +89,16 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 def print_fields(fields: Sequence[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in fields) + 1
     for key, value in fields:
-        print_line(f"{key + ':':<{width}} {visible(value)}")
+        _write(visible(f"{key + ':':<{width}} {value}"), err=False)  # a field stays one line
 
 
 def print_error(error: RadopsError | str, hint: str | None = None) -> None:
     message = error if isinstance(error, str) else error.message
     hint = hint if isinstance(error, str) else error.hint
     # Errors quote what machines said (docker's stderr, a registry's answer): shown escaped.
-    sys.stderr.write(f"radops: error: {visible(message)}\n")
+    _write(f"radops: error: {visible(message)}", err=True)
     if hint:
-        lines = "\n".join(visible(line) for line in hint.split("\n"))
-        sys.stderr.write(f"hint: {lines}\n")
+        _write(f"hint: {visible_lines(hint)}", err=True)
 
 
 def write_output(chunks: Iterator[tuple[Stream, bytes]]) -> None:
@@ -116,7 +129,7 @@ def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
         yield lambda line: None
         return
     if not sys.stderr.isatty():
-        yield lambda line: print_line(visible(line), err=True)
+        yield print_notice
         return
     from rich.markup import escape
 

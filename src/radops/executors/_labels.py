@@ -120,20 +120,21 @@ def match_job_id(job_id: str, candidates: list[str], executor: str) -> str:
 
 
 def match_job(ref: str, jobs: list[Job], executor: str) -> str:
-    """The id of the job `ref` names: its id, a unique id prefix, else its `--name` if exactly
-    one job on the executor has that name."""
-    try:
-        return match_job_id(ref, [job.id for job in jobs], executor)
-    except NotFoundError:
-        named = [job.id for job in jobs if job.name == ref]
-        if len(named) == 1:
-            return named[0]
-        if named:
-            raise UsageError(
-                f"{len(named)} jobs on {executor!r} are named {ref!r}",
-                f"Give the job id (see `radops executors jobs {executor}`).",
-            ) from None
-        raise
+    """The id of the job `ref` names, in docker's order for containers: the job whose id is
+    `ref`, else the one job named `ref` (--name), else the one job whose id starts with it.
+    So `rm e85` removes the job named e85, never another job whose id starts with e85."""
+    ids = [job.id for job in jobs]
+    if ref in ids:
+        return ref
+    named = [job.id for job in jobs if job.name == ref]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        raise UsageError(
+            f"{len(named)} jobs on {executor!r} are named {ref!r}",
+            f"Give the job id (see `radops executors jobs {executor}`).",
+        )
+    return match_job_id(ref, ids, executor)
 
 
 def job_not_found(job_id: str, executor: str) -> NotFoundError:

@@ -9,7 +9,7 @@ from typing import Any
 
 from radops.errors import UsageError
 from radops.executors._labels import job_from_inspect
-from radops.executors.model import RADOPS_IMAGE, STOPPED_STATES, Image, Job
+from radops.executors.model import RADOPS_HELD_IMAGE, RADOPS_IMAGE, STOPPED_STATES, Image, Job
 
 # docker's human sizes (`docker system df`): decimal units, as go-units' HumanSize writes them.
 _HUMAN = re.compile(r"^([\d.]+)\s*([kMGTP]?B)$")
@@ -67,12 +67,19 @@ def stopped_jobs(jobs: Iterable[Job], older_than: datetime | None) -> list[Job]:
 
 
 def unused_radops_images(images: Iterable[Image], used_ids: set[str]) -> list[Image]:
-    """The images with a radops tag that no container in `used_ids`' owners uses."""
-    return [
-        image
-        for image in images
-        if image.id not in used_ids and any(re.search(RADOPS_IMAGE, ref) for ref in image.refs)
-    ]
+    """The images with a radops tag (or a name radops holds one by) that no container in
+    `used_ids`' owners uses, with only radops' names: removing those leaves an image that
+    another name (the user's own tag) holds."""
+    found = []
+    for image in images:
+        ours = [ref for ref in image.refs if _radops_name(ref)]
+        if ours and image.id not in used_ids:
+            found.append(Image(image.id, ours, image.size))
+    return found
+
+
+def _radops_name(ref: str) -> bool:
+    return bool(re.search(RADOPS_IMAGE, ref) or re.search(RADOPS_HELD_IMAGE, ref))
 
 
 def human_bytes(text: str) -> int | None:

@@ -11,17 +11,19 @@ header comes first; lines before it, a login shell's banner, are dropped).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from radops.executors._docker_argv import logs_argv
-from radops.executors.model import Stream
+from radops.executors.model import LABEL_JOB_ID, Stream
 
 SCRIPT_OK = b"radops:ok"
 SCRIPT_ERROR = b"radops:error "
-# The header, then the second step (`$d "$@"`) if the first one's `$status` is 0.
+# The header, then the second step (the whole argv left, `"$@"`) if the first one's `$status`
+# is 0.
 _EXEC_IF_OK = (
-    'if [ "$status" -eq 0 ]; then printf "radops:ok\\n"; exec "$d" "$@"; fi; '
+    'if [ "$status" -eq 0 ]; then printf "radops:ok\\n"; exec "$@"; fi; '
     'printf "radops:error %d\\n%s\\n" "$status" "$err"'
 )
 _THEN_EXEC = "status=$?; " + _EXEC_IF_OK
@@ -53,23 +55,49 @@ AUTH_PULL_RUN_SCRIPT = (
 )
 
 
+# run --name: refused (a `radops:name-taken ID` line on stderr, exit 125, docker run's own
+# status for a refusal) if a job's id starts with the name, else the run (the whole argv left).
+# Checked where the job starts, in the same round trip: a later `NAME` would pick the named job
+# (a name beats an id prefix), where it meant that job until now.
+NAME_GUARD_SCRIPT = (
+    'd=$1 n=$2 l=$3; shift 3; ids=$("$d" ps --all --filter "label=$l" '
+    '--format "{{.Label \\"$l\\"}}" </dev/null) || exit $?; '
+    'set -f; for i in $ids; do case $i in "$n"*) '
+    'printf "radops:name-taken %s\\n" "$i" >&2; exit 125;; esac; done; set +f; exec "$@"'
+)
+NAME_TAKEN = re.compile(rb"^radops:name-taken (\S*)$", re.M)
+
+
+def name_guard_argv(docker: str, name: str | None, run: list[str]) -> list[str]:
+    """`run` (a `run_argv`) behind the --name check; as it is without a name."""
+    if name is None:
+        return run
+    return ["sh", "-c", NAME_GUARD_SCRIPT, "radops-run", docker, name, LABEL_JOB_ID, *run]
+
+
+def name_taken(stderr: bytes) -> str | None:
+    """The id NAME_GUARD_SCRIPT refused the name for (as the remote sent it), else None."""
+    found = NAME_TAKEN.search(stderr)
+    return found[1].decode(errors="replace") if found else None
+
+
 def checked_logs_argv(
     docker: str, name: str, follow: bool, tail: int | None, timestamps: bool
 ) -> list[str]:
     """`sh -c LOGS_SCRIPT` running `docker logs ...` for container `name` once it exists."""
     logs = logs_argv(docker, name, follow, tail, timestamps)
-    return ["sh", "-c", LOGS_SCRIPT, "radops-logs", docker, name, *logs[1:]]
+    return ["sh", "-c", LOGS_SCRIPT, "radops-logs", docker, name, *logs]
 
 
 def pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
     """`sh -c PULL_RUN_SCRIPT`: pull `ref`, then `run` (a `run_argv`) once the pull worked."""
-    return ["sh", "-c", PULL_RUN_SCRIPT, "radops-run", docker, ref, *run[1:]]
+    return ["sh", "-c", PULL_RUN_SCRIPT, "radops-run", docker, ref, *run]
 
 
 def auth_pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
     """`sh -c AUTH_PULL_RUN_SCRIPT`: pull `ref` with the docker config on stdin's first line,
     forget it, then `run`. The credential is never an argument."""
-    return ["sh", "-c", AUTH_PULL_RUN_SCRIPT, "radops-run", docker, ref, *run[1:]]
+    return ["sh", "-c", AUTH_PULL_RUN_SCRIPT, "radops-run", docker, ref, *run]
 
 
 # stop: look the container up, stop it if it runs; the header's rest is one line, `true` if it
@@ -155,12 +183,29 @@ def run_or_layers_argv(
 
 
 # build on the executor: stdin is the build context (a tar), the arguments after the docker
-# path are `docker build` options. BuildKit where the docker CLI there has it (the buildx plugin,
-# or a client before 23.0 with DOCKER_BUILDKIT=1), else the classic builder, announced by a
-# `radops:legacy` line. Build output goes to stderr as it comes; the image gets no tag, its ID
-# follows the header.
+# path and the image's name while it builds (`radops/x:build-NONCE`, see RADOPS_HELD_IMAGE) are
+# `docker build` options. BuildKit where the docker CLI there has it (the buildx plugin, or a
+# client before 23.0 with DOCKER_BUILDKIT=1), else the classic builder, announced by a
+# `radops:legacy` line. Build output goes to stderr as it comes; the image's ID follows the
+# header. No temporary file: the build's own name finds its image.
+#
+# radops gone (Ctrl-C, killed, connection lost) must not leave the build running, nor its image:
+# sshd sends no signal to a command without a terminal, it only closes its output. So while the
+# build runs, a watcher writes an empty line to stdout each second (the header reader skips
+# them); the first write that fails ends the script through its trap (as HUP, INT, TERM or a
+# failed write of its own do), which stops the build (the docker CLI cancels it when it ends,
+# and a buildx plugin under it gets the signal too) and removes the build's name, and with it
+# the image unless another name holds it.
 REMOTE_BUILD_SCRIPT = (
-    "d=$1; shift; t=$(mktemp -d) || exit 1; trap 'rm -rf \"$t\"' EXIT; "
+    "d=$1 tag=$2; shift 2; b= w=; "
+    # stop: SIGTERM to the docker CLI and a plugin under it; SIGKILL 3 s later to what is left
+    # (a docker 20.10 CLI reading its context from stdin ends only at a third SIGTERM).
+    'stop() { pkill -TERM -P "$1" 2>/dev/null; kill "$1" 2>/dev/null; '
+    '(sleep 3 </dev/null >/dev/null 2>&1; pkill -KILL -P "$1"; kill -KILL "$1") >/dev/null 2>&1 '
+    '& k=$!; wait "$1"; kill "$k" 2>/dev/null; }; '
+    'quit() { [ -z "$w" ] || kill "$w" 2>/dev/null; [ -z "$b" ] || stop "$b"; '
+    '"$d" rmi "$tag" >/dev/null 2>&1 </dev/null; exit 129; }; '
+    "trap quit HUP INT TERM PIPE; "
     'if "$d" buildx version >/dev/null 2>&1; then '
     'set -- buildx build --load --progress=plain "$@"; '
     'else v=$("$d" version --format "{{.Client.Version}}" 2>/dev/null); m=${v%%.*}; '
@@ -168,36 +213,39 @@ REMOTE_BUILD_SCRIPT = (
     'if [ "$m" -lt 23 ]; then DOCKER_BUILDKIT=1; set -- build --progress=plain "$@"; '
     'else echo radops:legacy >&2; DOCKER_BUILDKIT=0; set -- build "$@"; fi; '
     "export DOCKER_BUILDKIT; fi; "
-    '"$d" "$@" --iidfile "$t/iid" - >&2; status=$?; '
-    'if [ "$status" -eq 0 ]; then printf "radops:ok\\n%s\\n" "$(cat "$t/iid")"; '
-    'else printf "radops:error %d\\n" "$status"; fi'
+    # (fd 3: a command started with & would otherwise read /dev/null, not the context)
+    'exec 3<&0; "$d" "$@" --tag "$tag" - <&3 3<&- >&2 & b=$!; exec 3<&-; '
+    "(trap '' PIPE; while :; do sleep 1 </dev/null >/dev/null 2>&1; "
+    'printf "\\n" 2>/dev/null || break; done; kill -TERM $$) & w=$!; '
+    'wait "$b"; status=$?; b=; kill "$w" 2>/dev/null; w=; '
+    'if [ "$status" -eq 0 ] && id=$("$d" image inspect --format "{{.Id}}" "$tag" </dev/null); '
+    'then printf "radops:ok\\n%s\\n" "$id"; '
+    'else "$d" rmi "$tag" >/dev/null 2>&1 </dev/null; printf "radops:error %d\\n" "$status"; fi'
 )
 LEGACY_BUILDER = "radops:legacy"
 
 
-def remote_build_argv(docker: str, options: list[str]) -> list[str]:
-    return ["sh", "-c", REMOTE_BUILD_SCRIPT, "radops-build", docker, *options]
+def remote_build_argv(docker: str, building: str, options: list[str]) -> list[str]:
+    return ["sh", "-c", REMOTE_BUILD_SCRIPT, "radops-build", docker, building, *options]
 
 
-# an image nothing names: removed (one that has a tag stays).
-REMOVE_UNTAGGED_SCRIPT = (
-    'd=$1 id=$2; [ "$("$d" image inspect --format "{{len .RepoTags}}" "$id" 2>/dev/null)" = 0 ] '
-    '&& "$d" rmi "$id" >/dev/null'
-)
+# after a build on the executor: name the image by its tag and drop the build's own name (a
+# failed tag thus removes the image), then run the job (stdin kept for --env-file). An image the
+# tag named before (--no-cache built it again) that has no name left is removed; if a job still
+# uses it, it is named `REPO:old-ID` instead, which `prune --images` removes once no job does.
+TAG_RUN_SCRIPT = (
+    'd=$1 b=$2 tag=$3; shift 3; old=$("$d" image inspect --format "{{.Id}}" "$tag" '
+    '2>/dev/null </dev/null); err=$("$d" tag "$b" "$tag" 2>&1 </dev/null); status=$?; '
+    '"$d" rmi "$b" >/dev/null 2>&1 </dev/null; '
+    'if [ "$status" -eq 0 ] && [ -n "$old" ] && [ "$("$d" image inspect --format '
+    '"{{len .RepoTags}}" "$old" 2>/dev/null </dev/null)" = 0 ]; then '
+    '"$d" rmi "$old" >/dev/null 2>&1 </dev/null || { o=${old#sha256:}; '
+    '"$d" tag "$old" "${tag%:*}:old-$(printf %.12s "$o")" >/dev/null 2>&1 </dev/null; }; fi; '
+) + _EXEC_IF_OK
 
 
-def remove_untagged_argv(docker: str, image_id: str) -> list[str]:
-    return ["sh", "-c", REMOVE_UNTAGGED_SCRIPT, "radops-rmi", docker, image_id]
-
-
-# after a build on the executor: tag the image, then run the job (stdin kept for --env-file).
-TAG_RUN_SCRIPT = 'd=$1 id=$2 tag=$3; shift 3; err=$("$d" tag "$id" "$tag" 2>&1 </dev/null); ' + (
-    _THEN_EXEC
-)
-
-
-def tag_then_run_argv(docker: str, image_id: str, tag: str, run: list[str]) -> list[str]:
-    return ["sh", "-c", TAG_RUN_SCRIPT, "radops-run", docker, image_id, tag, *run[1:]]
+def tag_then_run_argv(docker: str, building: str, tag: str, run: list[str]) -> list[str]:
+    return ["sh", "-c", TAG_RUN_SCRIPT, "radops-run", docker, building, tag, *run]
 
 
 # copy to a job: stdin is a tar of one entry, NAME; unpacked in a temporary folder there, then

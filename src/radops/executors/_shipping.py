@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import os
 import re
+import secrets
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -290,26 +291,30 @@ class RemoteBuild(Shipping):
     def deliver(
         self, plan: ImagePlan, run_argv: list[str], env: bytes, progress: ProgressCallback
     ) -> tuple[int, bytes]:
-        image_id = self._build(plan, progress)
+        # The image's name until radops tags it: a radops name (`prune --images` removes one
+        # that radops, killed right then, left), unique to this build.
+        building = f"{plan.tag.rpartition(':')[0]}:build-{secrets.token_hex(6)}"
+        self._build(plan, building, progress)
         changed = plan.snapshot.changed()
         if changed is not None:
-            # Removed only if nothing names it: a cached build may be an image already tagged.
-            self.docker.run_argv(scripts.remove_untagged_argv(self.docker.path, image_id))
+            # Gone with its name, unless another names it too (a cached build of an image that
+            # is tagged already).
+            self.docker.run_argv(self.docker.argv("rmi", building))
             raise BuildError(
                 f"{changed!r} in {plan.context} changed while the image was building; "
                 "the image was not tagged",
                 "Run again once the edit is saved: a radops tag only ever names the exact "
                 "content it was built from.",
             )
-        script = scripts.tag_then_run_argv(self.docker.path, image_id, plan.tag, run_argv)
+        script = scripts.tag_then_run_argv(self.docker.path, building, plan.tag, run_argv)
         status, out, err = self.docker.conn.run(script, stdin=env)
         header = scripts.Header.find(out)
         if header is None or header.ok:
             return status, err
         raise self.docker.error(header.status, header.rest, f"tagging {plan.tag}")
 
-    def _build(self, plan: ImagePlan, progress: ProgressCallback) -> str:
-        """Send the context, build it there; the new image's ID."""
+    def _build(self, plan: ImagePlan, building: str, progress: ProgressCallback) -> str:
+        """Send the context, build it there as `building`; the new image's ID."""
         from radops.images.archive import context_archive
         from radops.images.build import build_failure, options_argv, worth_showing
         from radops.progress import metered, transfer_meter
@@ -319,7 +324,7 @@ class RemoteBuild(Shipping):
         progress(f"Building {plan.tag} on {where}")
         meter = transfer_meter(progress, f"Sending the build context to {where}", size or None)
         options = ["--file", plan.dockerfile, *options_argv(plan.build)]
-        argv = scripts.remote_build_argv(self.docker.path, options)
+        argv = scripts.remote_build_argv(self.docker.path, building, options)
         tail: deque[str] = deque(maxlen=24)
         out, partial, status = b"", b"", 0
         for stream, data in self.docker.conn.execute(argv, metered(chunks, meter)):

@@ -1,175 +1,59 @@
-"""What the Slurm executor runs: the job's batch script, and the `sh` scripts on the login node
-(submit, list, wait, logs, stop), written and parsed here, in one module. Pure text: no I/O.
+"""The `sh` scripts the Slurm executor runs on the login node (submit, list, wait, logs, stop,
+remove, check), and the parsers of what they print. Pure text: no I/O.
 
-Every value reaches a script as its own argument or as stdin, never spliced into the script's
-text, except in the batch script, which radops writes whole: there each value is quoted once
-(`shlex.quote`). A job's folder on the shared storage, JOB_DIR/<job id>, holds:
+Every value reaches a script as its own argument or as stdin, never spliced into its text. A
+job's folder on the shared storage, JOB_DIR/<job id>, holds:
 
     job.json    the job's radops labels and what was asked of Slurm (written at submit)
-    env         its -e values (0600), read by the container runtime; removed when it ends
-    job.sh      the batch script; slurm-id: Slurm's job id
+    env         its -e values (0600), read by the container runtime; removed when the batch
+                script ends, and by `stop` and `rm` (a job cancelled while pending never ran it)
+    job.sh      the batch script (_slurm_batch.py); slurm-id: Slurm's job id
     stdout, stderr   the job's output (sbatch --output/--error)
     started     written when the job starts; record: `EXIT_CODE ENDED_AT NODE` when it ends,
                 so a job keeps its end state after squeue forgets it (no accounting needed)
+
+Each script is given JOB_DIR and the job id apart, and refuses (`radops:refused WHY`) a JOB_DIR
+that is a symbolic link, not the user's, or writable by group or others, and any job id that
+is not 12 lowercase hex digits: a path it touches is JOB_DIR/<id> and nothing else.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import shlex
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from radops.executors._slurm_folders import ACTIVE_STATES
 from radops.executors.model import Stream
 
-# Slurm states in which a job has not ended (squeue %T).
-ACTIVE_STATES = frozenset({
-    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
-    "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "STOPPED",
-})  # fmt: skip
 SQUEUE_FORMAT = "%i|%T|%r|%N"
-DEFAULT_STOP_TIMEOUT = 10  # seconds between the container's SIGTERM and SIGKILL on `scancel`
-MASTER_PORT_BASE = 20000
 
-
-@dataclass(frozen=True)
-class BatchJob:
-    """Everything the batch script needs, already checked."""
-
-    job_id: str
-    folder: str  # JOB_DIR/<job id>
-    runtime: str  # docker, podman or pyxis
-    runtime_path: str  # its CLI on the compute nodes (pyxis: srun)
-    image: str  # as the nodes pull it: REGISTRY/radops/NAME:TAG
-    run_args: list[str]  # the container runtime's options: labels, -v, --shm-size, ...
-    command: list[str]
-    nodes: int = 1
-    has_env: bool = False
-    host_network: bool = False  # several nodes and no --network given: they must reach each other
-
-
-def batch_script(job: BatchJob) -> str:
-    """The job's batch script: one container per node, stopped when Slurm ends the job."""
-    if job.runtime == "pyxis":
-        return _pyxis_script(job)
-    q = shlex.quote
-    rt = job.runtime
-    gpus = (
-        '  if [ -e /dev/nvidiactl ]; then set -- --gpus "\\"device=$SLURM_JOB_GPUS\\"" "$@"; fi\n'
-        if rt == "docker"
-        else '  for g in $(printf %s "$SLURM_JOB_GPUS" | tr , " "); do '
-        'set -- --device "nvidia.com/gpu=$g" "$@"; done\n'
-    )
-    network = '    set -- --network host "$@"\n' if job.host_network else ""
-    command = " ".join(q(a) for a in [job.image, *job.command])
-    return (
-        "#!/bin/sh\n"
-        f"# radops job {job.job_id}, written by radops: one {rt} container per node.\n"
-        f"dir={q(job.folder)}\nrt={q(job.runtime_path)}\nimage={q(job.image)}\n"
-        f"nodes={job.nodes}\n"
-        "# Docker and podman re-parent the container, so Slurm's signals never reach it: every\n"
-        "# wait is in the background, and TERM stops the container itself.\n"
-        'reap() { while :; do wait "$1"; s=$?; kill -0 "$1" 2>/dev/null || return $s; done; }\n'
-        'grace() { cat "$dir/stop-timeout" 2>/dev/null || echo '
-        + str(DEFAULT_STOP_TIMEOUT)
-        + "; }\n"
-        "# Stops the container again each second: one that the runtime was still creating when\n"
-        "# SIGTERM came is stopped too once it exists.\n"
-        'stopper() { i=0; while [ "$i" -lt 30 ]; do "$rt" stop --time "$(grace)" "$name" '
-        ">/dev/null 2>&1; sleep 1; i=$((i + 1)); done; }\n"
-        "task() {\n"
-        "  rank=${SLURM_NODEID:-0} name=radops-" + job.job_id + " stopping= stopper=\n"
-        '  [ "$nodes" -gt 1 ] && name="$name-$rank"\n'
-        "  trap 'stopping=1; [ -n \"$stopper\" ] || { stopper & stopper=$!; }' TERM INT HUP\n"
-        '  "$rt" pull -q "$image" >/dev/null & reap $! || { s=$?; '
-        'echo "radops: cannot pull $image on ${SLURMD_NODENAME:-this node}" >&2; return $s; }\n'
-        '  [ -n "$stopping" ] && return 143\n'
-        f"  set -- {' '.join(q(a) for a in job.run_args)}\n"
-        + ('  set -- --env-file "$dir/env" "$@"\n' if job.has_env else "")
-        + '  if [ -n "${SLURM_JOB_GPUS:-}" ]; then\n'
-        '  set -- -e "RADOPS_SLURM_GPUS=$SLURM_JOB_GPUS" "$@"\n' + gpus + "  fi\n"
-        '  if [ "$nodes" -gt 1 ]; then\n'
-        + network
-        + '    set -- -e "MASTER_ADDR=$RADOPS_MASTER_ADDR" -e "MASTER_PORT=$RADOPS_MASTER_PORT" '
-        '-e "NNODES=$nodes" -e "WORLD_SIZE=$nodes" -e "NODE_RANK=$rank" '
-        '-e "SLURM_PROCID=${SLURM_PROCID:-$rank}" "$@"\n'
-        "  fi\n"
-        f'  "$rt" run --init --name "$name" "$@" {command} &\n'
-        "  reap $!; s=$?\n"
-        '  if [ -n "$stopping" ]; then "$rt" stop --time "$(grace)" "$name" >/dev/null 2>&1; '
-        'kill "$stopper" 2>/dev/null; fi\n'
-        "  # The container's own exit code: the CLI's may be its own (podman ends on SIGTERM).\n"
-        '  c=$("$rt" inspect --format "{{.State.Status}} {{.State.ExitCode}}" "$name" '
-        '2>/dev/null) && case "$c" in exited*) s=${c#* };; esac\n'
-        '  "$rt" rm --force "$name" >/dev/null 2>&1\n'
-        "  return $s\n"
-        "}\n"
-        'if [ "${1:-}" = --task ]; then task; exit $?; fi\n' + _BATCH_MAIN
-    )
-
-
-# The batch step: note the start, run the task here (one node) or on every node (srun), then
-# write the record. MASTER_ADDR is the first node's address as Slurm knows it (NodeAddr).
-_BATCH_MAIN = (
-    "trap : TERM INT HUP\n"
-    'printf "%s %s\\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${SLURM_JOB_NODELIST:-?}" '
-    '>"$dir/started"\n'
-    'if [ "$nodes" -gt 1 ]; then\n'
-    '  first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)\n'
-    '  RADOPS_MASTER_ADDR=$(scontrol show node -o "$first" | '
-    "sed -n 's/.*NodeAddr=\\([^ ]*\\).*/\\1/p')\n"
-    f"  RADOPS_MASTER_PORT=$(( {MASTER_PORT_BASE} + ${{SLURM_JOB_ID:-0}} % 20000 ))\n"
-    "  export RADOPS_MASTER_ADDR RADOPS_MASTER_PORT\n"
-    '  srun --ntasks-per-node=1 --kill-on-bad-exit=1 /bin/sh "$dir/job.sh" --task & reap $!\n'
-    "  s=$?\n"
-    "else\n"
-    "  task; s=$?\n"
-    "fi\n"
-    'rm -f "$dir/env"\n'
-    'printf "%s %s %s\\n" "$s" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${SLURMD_NODENAME:-?}" '
-    '>"$dir/record.tmp" && mv -f "$dir/record.tmp" "$dir/record"\n'
-    'exit "$s"\n'
+# `refuse WHY...` ends a script with `radops:error` and `radops:refused WHY`. `jobdir` checks
+# $J (returns 1 when it does not exist yet); `jobfolder` checks $id and sets d=$J/$id.
+_GUARD = (
+    'refuse() { printf "radops:error 1\\nradops:refused %s\\n" "$*"; exit 0; }; '
+    'jobdir() { [ -L "$J" ] && refuse symlink; [ -e "$J" ] || return 1; '
+    '[ -d "$J" ] || refuse not-a-folder; '
+    '[ -O "$J" ] || refuse owner "$(ls -ldn "$J" | { read -r m n u r; echo "$u"; })"; '
+    'm=$(ls -ld "$J"); m=${m%% *}; case $m in ?????w*|????????w*) refuse mode "$m";; esac; }; '
+    "jobfolder() { case $id in *[!0-9a-f]*) refuse job-id;; esac; "
+    '[ ${#id} -eq 12 ] || refuse job-id; d=$J/$id; [ -L "$d" ] && refuse job-symlink; }; '
 )
-
-
-def _pyxis_script(job: BatchJob) -> str:
-    """pyxis/enroot: `srun --container-image` runs the image on each node itself (and Slurm
-    stops it), so no trap is needed. Not run against a real pyxis in radops' tests."""
-    q = shlex.quote
-    # pyxis wants REGISTRY#PATH: the first `/` after the registry host becomes `#`.
-    host, _, path = job.image.partition("/")
-    image = f"{host}#{path}" if "." in host or ":" in host or host == "localhost" else job.image
-    srun = ["srun", "--ntasks-per-node=1", f"--container-image={image}",
-            "--no-container-mount-home", "--container-remap-root"]  # fmt: skip
-    if job.run_args:
-        srun.append("--container-mounts=" + ",".join(_pyxis_mounts(job.run_args)))
-    env = 'while IFS= read -r line; do export "$line"; done <"$dir/env"\n' if job.has_env else ""
-    return (
-        "#!/bin/sh\n"
-        f"# radops job {job.job_id}, written by radops: pyxis runs the image on each node.\n"
-        f"dir={q(job.folder)}\n"
-        'printf "%s %s\\n" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${SLURM_JOB_NODELIST:-?}" '
-        '>"$dir/started"\n' + env + f"{' '.join(q(a) for a in [*srun, *job.command])}\n"
-        "s=$?\n"
-        'rm -f "$dir/env"\n'
-        'printf "%s %s %s\\n" "$s" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${SLURMD_NODENAME:-?}" '
-        '>"$dir/record.tmp" && mv -f "$dir/record.tmp" "$dir/record"\n'
-        'exit "$s"\n'
-    )
-
-
-def _pyxis_mounts(run_args: list[str]) -> list[str]:
-    """The `-v SRC:DST[:ro]` among the runtime options, as pyxis' --container-mounts."""
-    return [run_args[i + 1] for i, a in enumerate(run_args[:-1]) if a in ("-v", "--volume")]
+# A job script's start: $J and $id checked, the Slurm id made a number (0: none), so that
+# nothing a folder holds reaches squeue or scancel as an option.
+_JOB_START = _GUARD + 'jobdir; jobfolder; case $sid in ""|*[!0-9]*) sid=0;; esac; '
 
 
 # submit: stdin is two lines (the env file and job.json, each in base64), then the batch
-# script; they go into the job's folder (0700, files 0600), then sbatch. The header line says
-# what sbatch said: `radops:ok` and Slurm's job id, or `radops:error STATUS` and its message.
+# script; they go into the job's new folder (0700, files 0600), then sbatch. The header line
+# says what sbatch said: `radops:ok` and Slurm's job id, or `radops:error STATUS` and its
+# message.
 SUBMIT_SCRIPT = (
-    'd=$1; shift; umask 077; mkdir -p "$d" || exit 1; IFS= read -r env; IFS= read -r meta; '
+    'J=$1 id=$2; shift 2; umask 077; [ -L "$J" ] || mkdir -p "$J" || exit 1; '
+    + _GUARD
+    + 'jobdir; jobfolder; mkdir "$d" || exit 1; IFS= read -r env; IFS= read -r meta; '
     'if [ -n "$env" ]; then printf %s "$env" | base64 -d >"$d/env" || exit 1; fi; '
     'printf %s "$meta" | base64 -d >"$d/job.json" && cat >"$d/job.sh" || exit 1; '
     'out=$(sbatch "$@" "$d/job.sh" 2>&1 </dev/null); status=$?; '
@@ -179,8 +63,8 @@ SUBMIT_SCRIPT = (
 )
 
 
-def submit_argv(folder: str, sbatch_args: list[str]) -> list[str]:
-    return ["sh", "-c", SUBMIT_SCRIPT, "radops-submit", folder, *sbatch_args]
+def submit_argv(job_dir: str, job_id: str, sbatch_args: list[str]) -> list[str]:
+    return ["sh", "-c", SUBMIT_SCRIPT, "radops-submit", job_dir, job_id, *sbatch_args]
 
 
 def submit_stdin(env: bytes, meta: dict[str, Any], script: str) -> bytes:
@@ -189,47 +73,18 @@ def submit_stdin(env: bytes, meta: dict[str, Any], script: str) -> bytes:
     return base64.b64encode(env) + b"\n" + meta_line + b"\n" + script.encode()
 
 
-def sbatch_args(
-    job_id: str,
-    folder: str,
-    *,
-    nodes: int | None,
-    gres: str | None,
-    time: str | None,
-    cpus: int | None,
-    memory: str | None,
-    partition: str | None,
-    account: str | None,
-    extra: tuple[str, ...] = (),
-) -> list[str]:
-    """sbatch's options for a job; `extra` (--slurm-arg) last, so it can override."""
-    args = ["--parsable", f"--job-name=radops-{job_id}", f"--output={folder}/stdout",
-            f"--error={folder}/stderr", f"--chdir={folder}", "--ntasks-per-node=1"]  # fmt: skip
-    for flag, value in (
-        ("--nodes", nodes), ("--gres", gres), ("--time", time), ("--cpus-per-task", cpus),
-        ("--mem", memory), ("--partition", partition), ("--account", account),
-    ):  # fmt: skip
-        if value is not None:
-            args.append(f"{flag}={value}")
-    return [*args, *extra]
-
-
-def gres_for(gpus: str) -> str:
-    """`--gpus N` or `TYPE:N` as Slurm's GRES request (per node); ValueError when it is not."""
-    kind, colon, count = gpus.rpartition(":")
-    bad_kind = bool(colon) and not kind.replace("-", "").replace("_", "").isalnum()
-    if not count.isdigit() or int(count) < 1 or bad_kind:
-        raise ValueError(gpus)
-    return f"gpu:{kind}:{count}" if kind else f"gpu:{count}"
-
-
-# list: every job folder's job.json, slurm-id, started and record, then squeue's view of this
-# user's jobs (its exit status first: squeue fails when the controller or munge is down).
+# list: every job folder's name, job.json (one line), slurm-id, started and record (first line
+# each), then squeue's view of this user's jobs (its exit status first: squeue fails when the
+# controller or munge is down). A folder that is a symbolic link is named, not read.
 JOBS_SCRIPT = (
-    'd=$1; if cd "$d" 2>/dev/null; then for j in */job.json; do [ -f "$j" ] || continue; '
-    'id=${j%/job.json}; printf "radops:job %s\\n" "$id"; tr -d "\\n" <"$j"; echo; '
-    'for f in slurm-id started record; do [ -f "$id/$f" ] && '
-    'printf "radops:%s %s\\n" "$f" "$(cat "$id/$f")"; done; done; fi; '
+    "J=$1; "
+    + _GUARD
+    + 'if jobdir && cd "$J"; then for j in */job.json; do [ -f "$j" ] || continue; '
+    'id=${j%/job.json}; printf "radops:job %s\\n" "$(printf %s "$id" | tr "\\n" "?")"; '
+    'if [ -L "$id" ]; then printf "{}\\nradops:symlink 1\\n"; continue; fi; '
+    'tr -d "\\n" <"$j"; echo; '
+    'for f in slurm-id started record; do [ -f "./$id/$f" ] && '
+    'printf "radops:%s %s\\n" "$f" "$(head -n 1 "./$id/$f")"; done; done; fi; '
     f'out=$(squeue -h -t all --me -o "{SQUEUE_FORMAT}" 2>&1); '
     'printf "radops:squeue %d\\n%s\\n" "$?" "$out"'
 )
@@ -252,7 +107,8 @@ _STATE_FN = (
 
 # wait: until the record is written or the job left squeue (cancelled before it started).
 WAIT_SCRIPT = (
-    "d=$1 sid=$2; "
+    "J=$1 id=$2 sid=$3; "
+    + _JOB_START
     + _STATE_FN
     + 'while [ ! -f "$d/record" ]; do state "$sid"; active || break; sleep 1; done; '
     'if [ -f "$d/record" ]; then printf "radops:ok\\n%s\\n" "$(cat "$d/record")"; '
@@ -260,15 +116,16 @@ WAIT_SCRIPT = (
 )
 
 
-def wait_argv(folder: str, slurm_id: str) -> list[str]:
-    return ["sh", "-c", WAIT_SCRIPT, "radops-wait", folder, slurm_id]
+def wait_argv(job_dir: str, job_id: str, slurm_id: str) -> list[str]:
+    return ["sh", "-c", WAIT_SCRIPT, "radops-wait", job_dir, job_id, slurm_id]
 
 
 # logs: with follow, wait while the job is pending (a `radops:wait STATE REASON` line each time
 # that changes), then `radops:ok` and the output; stdout to stdout, stderr to stderr. Following
 # reads what each file gained since the last look until the job has ended, then once more.
 LOGS_SCRIPT = (
-    "d=$1 sid=$2 follow=$3 tail=$4; "
+    "J=$1 id=$2 sid=$3 follow=$4 tail=$5; "
+    + _JOB_START
     + _STATE_FN
     + 'last=; if [ "$follow" = 1 ]; then while [ ! -f "$d/started" ] && [ ! -f "$d/record" ]; '
     'do state "$sid"; case "$st" in PENDING*|CONFIGURING*) ;; *) break;; esac; '
@@ -291,44 +148,60 @@ LOGS_SCRIPT = (
 )
 
 
-def logs_argv(folder: str, slurm_id: str, follow: bool, tail: int | None) -> list[str]:
-    return ["sh", "-c", LOGS_SCRIPT, "radops-logs", folder, slurm_id,
+def logs_argv(
+    job_dir: str, job_id: str, slurm_id: str, follow: bool, tail: int | None
+) -> list[str]:
+    return ["sh", "-c", LOGS_SCRIPT, "radops-logs", job_dir, job_id, slurm_id,
             "1" if follow else "0", "" if tail is None else str(tail)]  # fmt: skip
 
 
-# stop: tell the job's trap how long to give the container, scancel it if it has not ended,
-# and wait (bounded) until it has. The header's rest: `true` if it was queued or running.
-STOP_SCRIPT = (
-    "d=$1 sid=$2 t=$3 limit=$4; "
-    + _STATE_FN
-    + 'printf "%s\\n" "$t" >"$d/stop-timeout"; was=false; '
-    'if [ ! -f "$d/record" ]; then state "$sid"; if active; then was=true; '
+# `grace T`: how long the job's trap gives the container, written beside it and moved into
+# place, so a link planted as stop-timeout is replaced, never written through.
+_GRACE_FN = (
+    'grace() { tmp=$(mktemp "$d/.stop-timeout.XXXXXX") && printf "%s\\n" "$1" >"$tmp" && '
+    'mv -f "$tmp" "$d/stop-timeout"; }; '
+)
+# `cancel`: scancel the job if it has not ended, and wait (bounded) until it has. Its env file
+# goes then: a job cancelled while pending never ran the script that removes it.
+_CANCEL_FN = (
+    'cancel() { if [ ! -f "$d/record" ]; then state "$sid"; if active; then was=true; '
     'out=$(scancel "$sid" 2>&1) || { printf "radops:error 1\\n%s\\n" "$out"; exit 0; }; '
     'i=0; while [ ! -f "$d/record" ] && [ "$i" -lt "$limit" ]; do state "$sid"; '
     "active || break; sleep 1; i=$((i + 1)); done; fi; fi; "
-    'printf "radops:ok\\n%s\\n" "$was"'
+    'rm -f "$d/env"; }; '
+)
+
+# stop: the header's rest is `true` if the job was queued or running.
+STOP_SCRIPT = (
+    "J=$1 id=$2 sid=$3 t=$4 limit=$5; "
+    + _JOB_START
+    + _STATE_FN
+    + _GRACE_FN
+    + _CANCEL_FN
+    + 'was=false; grace "$t"; cancel; printf "radops:ok\\n%s\\n" "$was"'
 )
 
 
-def stop_argv(folder: str, slurm_id: str, timeout: int, limit: int) -> list[str]:
-    return ["sh", "-c", STOP_SCRIPT, "radops-stop", folder, slurm_id, str(timeout), str(limit)]
+def stop_argv(job_dir: str, job_id: str, slurm_id: str, timeout: int, limit: int) -> list[str]:
+    return ["sh", "-c", STOP_SCRIPT, "radops-stop", job_dir, job_id, slurm_id, str(timeout),
+            str(limit)]  # fmt: skip
 
 
-# remove: scancel (if asked) and wait for the end, then the job's folder goes.
+# remove: cancel (if asked), then the job's folder goes: JOB_DIR/<id>, checked above.
 REMOVE_SCRIPT = (
-    "d=$1 sid=$2 cancel=$3 limit=$4; "
+    "J=$1 id=$2 sid=$3 force=$4 limit=$5; "
+    + _JOB_START
     + _STATE_FN
-    + 'if [ "$cancel" = 1 ] && [ ! -f "$d/record" ]; then state "$sid"; if active; then '
-    'echo 0 >"$d/stop-timeout"; scancel "$sid" >/dev/null 2>&1; i=0; '
-    'while [ ! -f "$d/record" ] && [ "$i" -lt "$limit" ]; do state "$sid"; active || break; '
-    "sleep 1; i=$((i + 1)); done; fi; fi; "
+    + _GRACE_FN
+    + _CANCEL_FN
+    + 'was=false; if [ "$force" = 1 ] && [ -d "$d" ]; then grace 0; cancel; fi; '
     'rm -rf "$d" && printf "radops:ok\\n"'
 )
 
 
-def remove_argv(folder: str, slurm_id: str, cancel: bool, limit: int) -> list[str]:
-    return ["sh", "-c", REMOVE_SCRIPT, "radops-rm", folder, slurm_id,
-            "1" if cancel else "0", str(limit)]  # fmt: skip
+def remove_argv(job_dir: str, job_id: str, slurm_id: str, force: bool, limit: int) -> list[str]:
+    return ["sh", "-c", REMOVE_SCRIPT, "radops-rm", job_dir, job_id, slurm_id,
+            "1" if force else "0", str(limit)]  # fmt: skip
 
 
 # check: Slurm's version, the partitions (name, state, nodes, GRES), the login node's platform,
@@ -345,61 +218,6 @@ CHECK_SCRIPT = (
 
 def check_argv(runtimes: list[str]) -> list[str]:
     return ["sh", "-c", CHECK_SCRIPT, "radops-check", *runtimes]
-
-
-@dataclass
-class FolderEntry:
-    """One job folder as the list script printed it."""
-
-    job_id: str
-    meta: dict[str, Any]
-    files: dict[str, str] = field(default_factory=dict)  # slurm-id, started, record
-
-
-@dataclass(frozen=True)
-class QueueRow:
-    slurm_id: str
-    state: str
-    reason: str
-    nodes: str
-
-
-def parse_jobs(out: bytes) -> tuple[list[FolderEntry], int, str, dict[str, QueueRow]]:
-    """The list script's output: job folders, squeue's exit status and text, its rows by id."""
-    text = out.decode(errors="replace")
-    head, _, squeue = text.partition("radops:squeue ")
-    entries: list[FolderEntry] = []
-    lines = head.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        i += 1
-        if line.startswith("radops:job "):
-            try:
-                meta = json.loads(lines[i]) if i < len(lines) else {}
-            except ValueError:
-                meta = {}
-            i += 1
-            entries.append(FolderEntry(line.removeprefix("radops:job "), meta))
-        elif entries and line.startswith("radops:"):
-            key, _, value = line.removeprefix("radops:").partition(" ")
-            entries[-1].files[key] = value.strip()
-    status_text, _, body = squeue.partition("\n")
-    status = int(status_text) if status_text.strip().isdigit() else 1
-    rows: dict[str, QueueRow] = {}
-    if status == 0:
-        for row in body.splitlines():
-            parts = row.split("|")
-            if len(parts) == 4:
-                rows[parts[0]] = QueueRow(*parts)
-    return entries, status, body.strip(), rows
-
-
-def parse_record(text: str) -> tuple[int | None, str | None]:
-    """A record's exit code and the node it ended on."""
-    parts = text.split()
-    code = int(parts[0]) if parts and parts[0].lstrip("-").isdigit() else None
-    return code, parts[2] if len(parts) > 2 else None
 
 
 @dataclass(frozen=True)

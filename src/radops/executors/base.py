@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,6 +26,7 @@ from radops.executors.model import (
     PruneResult,
     StopResult,
     Stream,
+    check_new_name,
 )
 from radops.progress import ProgressCallback
 
@@ -96,6 +98,16 @@ class Executor(abc.ABC):
         checked); `given`: the fields the user set. Default: the spec as it is."""
         return self.spec
 
+    @property
+    def notices(self) -> Callable[[str], None] | None:
+        """Where to say what the user should know beside a result (ExecutorContext)."""
+        return self.context.notices
+
+    def check_new_name(self, name: str | None) -> None:
+        """Refuse a `run --name` that an existing job's id starts with; lists the jobs only
+        when there is a name. (An executor may fold the check into its run instead.)"""
+        check_new_name(name, self.jobs, self.name)
+
     def explain_unreachable(self, error: RadopsError) -> RadopsError | None:
         """Why the engine did not answer, if the kind can tell more than `error` (a stopped
         VM, say); None: `error` says it all."""
@@ -124,7 +136,8 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def get(self, job_id: str) -> Job:
-        """The job that `job_id` names."""
+        """The job `job_id` names, as every job command resolves it: the job with this id,
+        else the one with this --name, else the one whose id starts with it."""
 
     @abc.abstractmethod
     def logs(
@@ -134,14 +147,12 @@ class Executor(abc.ABC):
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
-        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         """The job's output as (stream, bytes) chunks, byte for byte as the job wrote it.
 
         Chunks are streamed as the engine sends them, so memory stays flat for any log size.
-        With `follow`, the iterator ends when the job ends. `notices` gets status lines that
-        are not the job's output (why a queued job still waits). `timestamps` needs
-        Feature.LOG_TIMESTAMPS.
+        With `follow`, the iterator ends when the job ends (what a queued job waits for goes
+        to `notices`). `timestamps` needs Feature.LOG_TIMESTAMPS.
         """
 
     @abc.abstractmethod
@@ -207,8 +218,9 @@ class Executor(abc.ABC):
         running job (`docker stats --no-stream`)."""
         raise self.refusal(Feature.TOP, Feature.TOP.value, self.name)
 
-    def shell_argv(self) -> list[str]:
-        """The OpenSSH command line of an interactive session on the executor's machine."""
+    def shell(self, keep: Path | None = None) -> AbstractContextManager[list[str]]:
+        """The OpenSSH command line of an interactive session on the executor's machine, valid
+        while the block runs (a pinned key's known-hosts file lives that long, or in `keep`)."""
         raise self.refusal(Feature.CONNECT, Feature.CONNECT.value, self.name)
 
     def delete_machine(self, progress: ProgressCallback) -> bool:

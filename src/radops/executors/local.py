@@ -33,6 +33,7 @@ from radops.executors.base import Executor
 from radops.executors.features import ALL_FEATURES, Feature
 from radops.executors.model import (
     CONTAINER_PREFIX,
+    JOB_ID,
     LABEL_JOB_ID,
     LOG_DRIVER,
     LOG_OPTIONS,
@@ -120,6 +121,7 @@ class LocalExecutor(Executor):
         return super().refusal(feature, asked, executor)
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
+        self.check_new_name(request.name)  # before any build
         config, host_config = _engine_fields(request.options)
         host_config["LogConfig"] = {"Type": LOG_DRIVER, "Config": LOG_OPTIONS}
         if request.gpus:  # parsed before building, so a bad value costs no build
@@ -164,17 +166,20 @@ class LocalExecutor(Executor):
         jobs = [job_from_summary(row, self.name) for row in rows]
         return newest_first(jobs)
 
-    def _container(self, job_id: str) -> dict[str, Any]:
+    def _container(self, ref: str) -> dict[str, Any]:
+        """The container of the job `ref` names (see `match_job`). A whole id is looked up
+        first, alone: the rule's first step, which needs no listing."""
         import docker.errors
 
-        with docker_errors(f"looking up job {job_id}"):
-            try:
-                data: dict[str, Any] = self.api.inspect_container(container_name(job_id))
-                if LABEL_JOB_ID in (data["Config"]["Labels"] or {}):
-                    return data
-            except docker.errors.NotFound:
-                pass
-            found = match_job(job_id, self.jobs(), self.name)
+        with docker_errors(f"looking up job {ref}"):
+            if JOB_ID.fullmatch(ref):
+                try:
+                    data: dict[str, Any] = self.api.inspect_container(container_name(ref))
+                    if (data["Config"]["Labels"] or {}).get(LABEL_JOB_ID) == ref:
+                        return data
+                except docker.errors.NotFound:
+                    pass
+            found = match_job(ref, self.jobs(), self.name)
             data = self.api.inspect_container(container_name(found))
             return data
 
@@ -188,7 +193,6 @@ class LocalExecutor(Executor):
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
-        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         cid = self._container(job_id)["Id"]
         params = {

@@ -10,6 +10,7 @@ the batch job and its folder on the cluster's shared storage, holding the same l
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ Stream = Literal["stdout", "stderr"]
 # else a `docker save` stream over the SSH connection.
 TRANSFERS = ("auto", "registry", "ssh")
 BUILD_PLACES = ("local", "remote")
+# A job id's shape: what new_job_id makes. A --name of this shape is refused (it would read
+# as an id), so a whole id can be looked up without listing jobs.
+JOB_ID = re.compile(r"[0-9a-f]{12}")
 NAME_MAX = 200  # characters of a job's --name (a label value; tables show at most 40)
 
 
@@ -107,6 +111,11 @@ class JobRequest:
             not self.name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in self.name)
         ):
             raise UsageError(f"invalid --name {self.name!r}: use printable text on one line")
+        if self.name is not None and JOB_ID.fullmatch(self.name):
+            raise UsageError(
+                f"invalid --name {self.name!r}: it has the shape of a job id (12 hex digits)",
+                "A name that reads as an id could name another job; choose another.",
+            )
         if self.name is not None and len(self.name) > NAME_MAX:
             raise UsageError(f"--name is {len(self.name)} characters long; at most {NAME_MAX}")
         if self.transfer not in TRANSFERS:
@@ -114,6 +123,28 @@ class JobRequest:
             raise UsageError(f"invalid --transfer {self.transfer!r}: use {valid}")
         if self.build_on is not None and self.build_on not in BUILD_PLACES:
             raise UsageError(f"invalid --build {self.build_on!r}: use local or remote")
+
+
+def check_new_name(name: str | None, jobs: Callable[[], list[Job]], executor: str) -> None:
+    """Refuse a --name that an existing job's id starts with: a later `NAME` would pick the
+    new job (a name beats an id prefix), where it meant that job until now. `jobs` is called
+    only when there is a name: a run without one lists nothing."""
+    if name is None:
+        return
+    for job in jobs():
+        if job.id.startswith(name):
+            raise name_taken(name, job.id, executor)
+
+
+def name_taken(name: str, job_id: str | None, executor: str) -> UsageError:
+    """--name NAME refused: job `job_id`'s id starts with it (None: an id the remote sent
+    that is not one of radops' own)."""
+    job = f"job {job_id}" if job_id and JOB_ID.fullmatch(job_id) else "another job"
+    return UsageError(
+        f"--name {name!r} is the start of the id of {job} on {executor!r}, which {name!r} "
+        "names today",
+        "Choose another name: one with a letter after f, a dash or a dot cannot be an id.",
+    )
 
 
 @dataclass(frozen=True)
@@ -228,6 +259,10 @@ class PortStream(Protocol):
 STOPPED_STATES = ("exited", "dead", "created")
 # A radops image, built here (`radops/x:hash`) or pulled from a registry (`REG/.../radops/x:hash`).
 RADOPS_IMAGE = r"(^|/)radops/[a-z0-9-]+:[0-9a-f]{16}$"
+# radops' names for an image it holds for a while, on an SSH executor's engine: a build's own
+# name until radops tags it (`build-` and 12 random hex digits), and what --no-cache replaced
+# while a job still used it (`old-` and its id). `prune --images` removes them once unused.
+RADOPS_HELD_IMAGE = r"(^|/)radops/[a-z0-9-]+:(build|old)-[0-9a-f]{12}$"
 
 
 @dataclass(frozen=True)
@@ -289,3 +324,6 @@ class ExecutorContext:
     known_hosts: Path = field(default_factory=lambda: _config_dir() / "known_hosts")
     registry: str | None = None  # where this executor's images go: its own, else the setting
     ssh_persist: int = 0  # seconds a shared SSH connection outlives a command (0: none)
+    # What the user should know beside a result: what a queued job waits for, a job folder
+    # skipped as no job of radops'. Status lines, never a job's output. None: not told.
+    notices: Callable[[str], None] | None = None

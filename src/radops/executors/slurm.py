@@ -9,23 +9,27 @@ record of its end, so `jobs`, `logs` and `wait` need no Slurm accounting.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from radops.errors import EngineUnreachableError, RadopsError, UsageError
+from radops.errors import RadopsError, UsageError
+from radops.executors import _slurm_batch as batch_sh
+from radops.executors import _slurm_folders as folders
+from radops.executors import _slurm_login as login
 from radops.executors import _slurm_scripts as scripts
-from radops.executors._docker_argv import env_file, error_line
+from radops.executors._docker_argv import env_file
 from radops.executors._labels import job_from_labels, job_labels, job_not_found, match_job
 from radops.executors._labels import newest_first as _newest_first
 from radops.executors._login import LoginExecutor
 from radops.executors._prune import running_refused
+from radops.executors._slurm_login import SlurmReport
 from radops.executors.base import Ask
 from radops.executors.features import Feature
 from radops.executors.model import (
     EngineReport,
+    ExecutorContext,
     Job,
     JobRequest,
     PrunePlan,
@@ -38,38 +42,13 @@ from radops.executors.model import (
 from radops.progress import ProgressCallback
 from radops.specs import DEFAULT_RUNTIME_PATHS, SLURM_RUNTIMES, SlurmExecutorSpec
 
-if TYPE_CHECKING:
-    from radops.specs import SlurmExecutorSpec
-
-_JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 STOP_WAIT_S = 90  # how long `stop` waits for a cancelled job's container to end
 ACTIVE = ("pending", "running")
+
+
 # sbatch options that would move the job's output or change how radops finds it.
 _SBATCH_RESERVED = frozenset({"--output", "-o", "--error", "-e", "--job-name", "-J", "--chdir",
                               "-D", "--parsable", "--wrap", "--array", "-a"})  # fmt: skip
-
-
-@dataclass(frozen=True)
-class SlurmReport(EngineReport):
-    """What `check` found on a Slurm cluster: its version, partitions and GPUs (GRES)."""
-
-    partitions: list[dict[str, str]] = field(default_factory=list)
-    runtime: str = ""
-    runtimes_found: list[tuple[str, str]] = field(default_factory=list)  # (name, its path)
-
-    def summary(self) -> str:
-        parts = ", ".join(
-            f"{p['name']} ({p['nodes']} node(s){', ' + p['gres'] if p['gres'] else ''})"
-            for p in self.partitions
-        )
-        return (
-            f"{self.executor}: Slurm {self.server_version}, partitions {parts or 'none'}; "
-            f"runtime {self.runtime}"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {**super().to_json(), "scheduler": "slurm", "partitions": self.partitions,
-                "runtime": self.runtime}  # fmt: skip
 
 
 class SlurmExecutor(LoginExecutor):
@@ -85,6 +64,10 @@ class SlurmExecutor(LoginExecutor):
     )
 
     spec: SlurmExecutorSpec
+
+    def __init__(self, spec: SlurmExecutorSpec, context: ExecutorContext | None = None) -> None:
+        super().__init__(spec, context)
+        self._warned: set[str] = set()  # job folders already said to be skipped
 
     @classmethod
     def refusal(cls, feature: Feature, asked: str, executor: str) -> UsageError:
@@ -132,7 +115,7 @@ class SlurmExecutor(LoginExecutor):
         """Saved with the platform found, and the runtime found unless one was given."""
         spec = super().registered(report, given)
         if report is not None and "runtime" not in given:
-            spec, _ = detected_runtime(spec, report)
+            spec, _ = login.detected_runtime(spec, report)
         return spec
 
     def _script(self, argv: list[str], what: str, stdin: bytes | None = None) -> bytes:
@@ -146,30 +129,10 @@ class SlurmExecutor(LoginExecutor):
             raise self._error(1, header.rest, what)
         return header.rest
 
-    def _error(self, status: int, text_bytes: bytes, what: str) -> RadopsError:
-        """What a failed Slurm command on the login node means, in one line."""
-        text = text_bytes.decode(errors="replace").strip()
-        host = self.conn.target.display
-        line = _slurm_line(text) or f"exit status {status}"
-        lowered = text.lower()
-        if "munge" in lowered or "authentication credential" in lowered:
-            return EngineUnreachableError(
-                f"Slurm's authentication (munge) failed on {host}: {line}",
-                "munged must run on the login node and on every node, with the cluster's key "
-                "(ask the cluster's admins).",
-            )
-        if "unable to contact slurm controller" in lowered or "connection refused" in lowered:
-            return EngineUnreachableError(
-                f"the Slurm controller does not answer {host}: {line}",
-                "Check `sinfo` on the login node; the cluster may be down for maintenance.",
-            )
-        if status == 127 or "command not found" in lowered or ": not found" in lowered:
-            return RadopsError(
-                f"Slurm's commands (sbatch, squeue) are not on {host}'s PATH",
-                "Log in and check `command -v sbatch`; radops runs them with the login shell's "
-                "PATH.",
-            )
-        return RadopsError(f"{what} on {self.name}: {line}")
+    def _error(self, status: int, text: bytes, what: str) -> RadopsError:
+        """What a failed script or Slurm command on the login node means, in one line."""
+        where = (self.conn.target.display, self.name, self.spec.job_dir)
+        return login.login_error(status, text.decode(errors="replace").strip(), what, *where)
 
     # check ------------------------------------------------------------------------------------
 
@@ -178,12 +141,12 @@ class SlurmExecutor(LoginExecutor):
         runtimes = [self.spec.docker_path, "docker", "podman"]
         status, out, err = self.conn.run(scripts.check_argv(runtimes))
         text = out.decode(errors="replace")
-        version, sinfo_status, sinfo, uname, found = _parse_check(text)
+        version, sinfo_status, sinfo, uname, found = login.parse_check(text)
         if status != 0 or sinfo_status is None:
             raise self._error(status, err or out, "checking Slurm")
         if sinfo_status != 0:
             raise self._error(sinfo_status, sinfo.encode(), "checking Slurm (sinfo)")
-        partitions = _partitions(sinfo)
+        partitions = login.partitions(sinfo)
         names = [p["name"] for p in partitions]
         if self.spec.partition and self.spec.partition not in names:
             raise UsageError(
@@ -221,6 +184,7 @@ class SlurmExecutor(LoginExecutor):
         nodes = request.queue.nodes or 1
         if nodes < 1:
             raise UsageError("--nodes must be 1 or more")
+        self.check_new_name(request.name)  # a round trip, with --name only
         plan = self.images.plan(
             request.context, request.dockerfile, self.spec.platform, request.build
         )
@@ -232,7 +196,7 @@ class SlurmExecutor(LoginExecutor):
         folder = f"{self.spec.job_dir}/{job_id}"
         run_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
         run_args += options.docker_argv()
-        batch = scripts.BatchJob(
+        batch = batch_sh.BatchJob(
             job_id=job_id,
             folder=folder,
             runtime=self.spec.runtime,
@@ -244,7 +208,7 @@ class SlurmExecutor(LoginExecutor):
             has_env=bool(request.env),
             host_network=nodes > 1 and options.network is None,
         )
-        sbatch = scripts.sbatch_args(
+        sbatch = batch_sh.sbatch_args(
             job_id,
             folder,
             nodes=request.queue.nodes,
@@ -257,9 +221,10 @@ class SlurmExecutor(LoginExecutor):
             extra=request.queue.extra_args,
         )
         meta = {"labels": labels, "sbatch": sbatch, "runtime": self.spec.runtime, "nodes": nodes}
-        stdin = scripts.submit_stdin(env_file(request.env), meta, scripts.batch_script(batch))
+        stdin = scripts.submit_stdin(env_file(request.env), meta, batch_sh.batch_script(batch))
         progress(f"Submitting job {job_id} to Slurm on {self.name}")
-        out = self._script(scripts.submit_argv(folder, sbatch), "submitting the job", stdin)
+        argv = scripts.submit_argv(self.spec.job_dir, job_id, sbatch)
+        out = self._script(argv, "submitting the job", stdin)
         slurm_id = out.decode().strip().split(";")[0]
         progress(f"Started job {job_id} on {self.name} (Slurm job {slurm_id})")
         job = job_from_labels(labels, self.name, "pending")
@@ -269,7 +234,7 @@ class SlurmExecutor(LoginExecutor):
         if gpus is None:
             return None
         try:
-            return scripts.gres_for(gpus)
+            return batch_sh.gres_for(gpus)
         except ValueError:
             raise UsageError(
                 f"invalid --gpus {gpus!r} for a Slurm executor: use N or TYPE:N (per node)"
@@ -279,41 +244,34 @@ class SlurmExecutor(LoginExecutor):
 
     def jobs(self) -> list[Job]:
         status, out, err = self.conn.run(scripts.jobs_argv(self.spec.job_dir))
+        # A refusal comes before any folder's lines, which could hold a fake one.
+        header = scripts.find_header((b"\n" + out).split(b"\nradops:job ", 1)[0])
+        if header is not None and not header.ok:
+            raise self._error(1, header.rest, "listing jobs")
         if status != 0 or b"radops:squeue " not in out:
             raise self._error(status, err or out, "listing jobs")
-        entries, squeue_status, squeue_text, rows = scripts.parse_jobs(out)
+        entries, squeue_status, squeue_text, rows = folders.parse_jobs(out)
         if squeue_status != 0:
             raise self._error(squeue_status, squeue_text.encode(), "listing jobs (squeue)")
-        found = [self._job(entry, rows) for entry in entries if entry.meta.get("labels")]
+        found, skipped = folders.read_folders(entries, rows, self.name)
+        for name, reason in skipped:
+            self._warn(name, reason)
         return _newest_first(found)
 
-    def _job(self, entry: scripts.FolderEntry, rows: dict[str, scripts.QueueRow]) -> Job:
-        slurm_id = entry.files.get("slurm-id", "").split(";")[0]
-        row = rows.get(slurm_id)
-        record = entry.files.get("record")
-        exit_code: int | None = None
-        node = row.nodes if row else ""
-        if record is not None:
-            exit_code, ended_on = scripts.parse_record(record)
-            status = "exited"
-            state = row.state if row else ("COMPLETED" if exit_code == 0 else "FAILED")
-            node = node or (ended_on or "")
-        elif row is not None:
-            state = row.state
-            status = {"PENDING": "pending", "SUSPENDED": "suspended"}.get(state, "running")
-            if state not in scripts.ACTIVE_STATES:
-                status = state.lower()
-        else:
-            state = "UNKNOWN"
-            status = "unknown" if slurm_id else "created"
-        reason = row.reason if row and row.reason not in ("None", "") else ""
-        labels = {str(k): str(v) for k, v in entry.meta["labels"].items()}
-        job = job_from_labels(labels, self.name, status, exit_code)
-        return replace(job, queue=QueueInfo("slurm", slurm_id, state, reason, node))
+    def _warn(self, name: str, reason: str) -> None:
+        """Say once per command that a job folder is skipped: the listing goes on without it."""
+        if name in self._warned:
+            return
+        self._warned.add(name)
+        if self.notices is not None:
+            self.notices(
+                f"radops: warning: skipped {self.spec.job_dir}/{name} on {self.name}: {reason} "
+                "(not touched; look at it, and remove it yourself if it is not yours)"
+            )
 
     def _find(self, ref: str) -> Job:
         jobs = self.jobs()
-        job_id = ref if _JOB_ID.fullmatch(ref) else match_job(ref, jobs, self.name)
+        job_id = match_job(ref, jobs, self.name)  # listed anyway: the whole rule, no shortcut
         for job in jobs:
             if job.id == job_id:
                 return job
@@ -322,19 +280,18 @@ class SlurmExecutor(LoginExecutor):
     def get(self, job_id: str) -> Job:
         return self._find(job_id)
 
-    def _folder(self, job: Job) -> str:
-        return f"{self.spec.job_dir}/{job.id}"
-
-    @staticmethod
-    def _slurm_id(job: Job) -> str:
-        return (job.queue.job_id if job.queue else "") or "0"
+    def _where(self, job: Job) -> tuple[str, str, str]:
+        """The job dir, job id and Slurm id a login-node script is given for `job`, each
+        checked (the scripts check them again)."""
+        slurm_id = (job.queue.job_id if job.queue else "") or "0"
+        if not folders.JOB_ID.fullmatch(job.id) or not folders.SLURM_ID.fullmatch(slurm_id):
+            raise RadopsError(f"refused: {job.id!r} is no radops job id on {self.name}")
+        return self.spec.job_dir, job.id, slurm_id
 
     def wait(self, job_id: str) -> int:
         job = self._find(job_id)
-        out = self._script(
-            scripts.wait_argv(self._folder(job), self._slurm_id(job)), "waiting for the job"
-        )
-        code, _ = scripts.parse_record(out.decode(errors="replace"))
+        out = self._script(scripts.wait_argv(*self._where(job)), "waiting for the job")
+        code, _ = folders.parse_record(out.decode(errors="replace"))
         return code if code is not None else 1  # ended without running to its end
 
     # logs -------------------------------------------------------------------------------------
@@ -346,12 +303,11 @@ class SlurmExecutor(LoginExecutor):
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
-        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         if timestamps:
             self.require(Feature.LOG_TIMESTAMPS, self.name)
         job = self._find(job_id)
-        argv = scripts.logs_argv(self._folder(job), self._slurm_id(job), follow, tail)
+        argv = scripts.logs_argv(*self._where(job), follow, tail)
         reader = scripts.LogsReader()
         for stream, data in self.conn.stream(argv):
             if stream == "exit":
@@ -361,15 +317,15 @@ class SlurmExecutor(LoginExecutor):
             yield from reader.feed(stream, data)
             while reader.notices:
                 notice = reader.notices.pop(0)
-                if notices is not None:
+                if self.notices is not None:
                     state, _, reason = notice.partition(" ")
-                    notices(f"Job {job.id} is {state}" + (f" ({reason})" if reason else ""))
+                    self.notices(f"Job {job.id} is {state}" + (f" ({reason})" if reason else ""))
 
     # stop / remove / prune ---------------------------------------------------------------------
 
     def stop(self, job_id: str, timeout: int = 10) -> StopResult:
         job = self._find(job_id)
-        argv = scripts.stop_argv(self._folder(job), self._slurm_id(job), timeout, STOP_WAIT_S)
+        argv = scripts.stop_argv(*self._where(job), timeout, STOP_WAIT_S)
         out = self._script(argv, "stopping the job")
         was = out.strip() == b"true"
         return StopResult(self._find(job.id), was_running=was)
@@ -378,7 +334,7 @@ class SlurmExecutor(LoginExecutor):
         job = self._find(job_id)
         if job.status in ACTIVE and not force:
             raise running_refused(job, self.name)
-        argv = scripts.remove_argv(self._folder(job), self._slurm_id(job), force, STOP_WAIT_S)
+        argv = scripts.remove_argv(*self._where(job), force, STOP_WAIT_S)
         self._script(argv, "removing the job")
         return job
 
@@ -396,44 +352,9 @@ class SlurmExecutor(LoginExecutor):
         present = {job.id for job in self.jobs()}
         for job in plan.jobs:
             if job.id in present:
-                self._script(
-                    scripts.remove_argv(self._folder(job), self._slurm_id(job), False, 0),
-                    "pruning",
-                )
+                self._script(scripts.remove_argv(*self._where(job), False, 0), "pruning")
                 removed.append(job.id)
         return PruneResult(removed, [], None)
-
-
-def detected_runtime(
-    spec: SlurmExecutorSpec, report: EngineReport
-) -> tuple[SlurmExecutorSpec, EngineReport]:
-    """The spec with the runtime the check found on the login node: pyxis, else docker at
-    the given path, else podman. None found: docker (login nodes often lack it)."""
-    if not isinstance(report, SlurmReport):
-        return spec, report
-    found = dict(report.runtimes_found)
-    if "pyxis" in found:
-        runtime, path = "pyxis", "srun"
-    elif spec.docker_path in found or "docker" in found:
-        runtime, path = "docker", spec.docker_path if spec.docker_path in found else found["docker"]
-    elif "podman" in found:
-        runtime, path = "podman", found["podman"]
-    else:
-        runtime, path = "docker", spec.docker_path
-    spec = spec.model_copy(update={"runtime": runtime, "docker_path": path})
-    return spec, replace(report, runtime=runtime)
-
-
-def _slurm_line(text: str) -> str:
-    """The line of a Slurm client's error that says what went wrong, without its prefixes."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if "error:" in line] or lines
-    if not errors:
-        return ""
-    line = errors[-1]
-    for prefix in ("sbatch: error: ", "squeue: error: ", "sinfo: error: ", "scancel: error: "):
-        line = line.removeprefix(prefix)
-    return error_line(line).removeprefix("Batch job submission failed: ")
 
 
 def _slurm_memory(memory: str) -> str:
@@ -445,41 +366,3 @@ def _slurm_memory(memory: str) -> str:
         if size % scale == 0:
             return f"{size // scale}{unit}"
     return f"{math.ceil(size / 1024)}K"
-
-
-def _parse_check(text: str) -> tuple[str, int | None, str, str, list[tuple[str, str]]]:
-    version, uname, sinfo_status = "", "", None
-    found: list[tuple[str, str]] = []
-    head, _, rest = text.partition("radops:sinfo ")
-    for line in head.splitlines():
-        if line.startswith("radops:version "):
-            version = line.removeprefix("radops:version ")
-    status_text, _, body = rest.partition("\n")
-    if status_text.strip().isdigit():
-        sinfo_status = int(status_text)
-    sinfo_lines = []
-    for line in body.splitlines():
-        if line.startswith("radops:uname "):
-            uname = line.removeprefix("radops:uname ")
-        elif line.startswith("radops:has "):
-            runtime, _, path = line.removeprefix("radops:has ").partition(" ")
-            found.append((runtime, path))
-        else:
-            sinfo_lines.append(line)
-    return version, sinfo_status, "\n".join(sinfo_lines), uname, found
-
-
-def _partitions(sinfo: str) -> list[dict[str, str]]:
-    """`sinfo -o %R|%a|%D|%G|%c` rows, one per partition (GRES rows of a partition merged)."""
-    found: dict[str, dict[str, str]] = {}
-    for line in sinfo.splitlines():
-        parts = line.split("|")
-        if len(parts) != 5:
-            continue
-        name, avail, nodes, gres, cpus = parts
-        entry = found.setdefault(name, {"name": name, "state": avail, "nodes": "0", "gres": "",
-                                        "cpus": cpus})  # fmt: skip
-        entry["nodes"] = str(int(entry["nodes"]) + (int(nodes) if nodes.isdigit() else 0))
-        if gres and gres != "(null)" and gres not in entry["gres"].split(","):
-            entry["gres"] = ",".join(g for g in (entry["gres"], gres) if g)
-    return list(found.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -50,6 +51,7 @@ from radops.executors.model import (
     StopResult,
     Stream,
     container_name,
+    name_taken,
     new_job_id,
 )
 from radops.progress import ProgressCallback
@@ -97,19 +99,21 @@ class SSHExecutor(LoginExecutor):
             self._docker = RemoteDocker(self.conn, self.spec.docker_path, self.name)
         return self._docker
 
-    def shell_argv(self) -> list[str]:
-        """The OpenSSH command line for an interactive session on this machine. With a
-        pinned key, radops checks the machine first and OpenSSH then trusts only radops'
-        known-hosts file, in which the checked key is recorded under this address."""
-        from radops.ssh.hostkeys import record_host_key
+    @contextlib.contextmanager
+    def shell(self, keep: Path | None = None) -> Iterator[list[str]]:
+        """The OpenSSH command line for an interactive session on this machine, valid while
+        the block runs. With a pinned key, radops checks the machine first and OpenSSH then
+        trusts only the key radops checked: a one-off file holding it alone (or `keep`, left
+        for later), never radops' known_hosts, where an older key of another type for the same
+        address could let another machine in."""
+        from radops.ssh import openssh
 
-        known_hosts = self.context.known_hosts
         if not self._pinned():
-            return self.conn.target.ssh_argv(known_hosts)
+            yield self.conn.target.ssh_argv(self.context.known_hosts)
+            return
         self.conn.direct.open()  # refuses any key but the pinned one
-        target = self.conn.target
-        record_host_key(known_hosts, target.known_host_name, self.conn.host_key())
-        return target.ssh_argv(known_hosts, only=True)
+        with openssh.pinned_known_hosts(self.conn.host_key(), keep) as known_hosts:
+            yield openssh.pinned_argv(self.conn.target, known_hosts)
 
     def host_key_fingerprint(self) -> str:
         """The SHA256 fingerprint of the host key this connection verified."""
@@ -174,6 +178,7 @@ class SSHExecutor(LoginExecutor):
             env_from_stdin=bool(request.env),
             options=request.options,
         )
+        argv = scripts.name_guard_argv(self.spec.docker_path, request.name, argv)
         # Tags are content hashes, so a remote that has the tag has this exact image: try to run
         # first (one round trip) and ship only when the engine says it lacks the image.
         env = argv_for.env_file(request.env)
@@ -186,6 +191,8 @@ class SSHExecutor(LoginExecutor):
                 status, err = self._ship_and_run(plan, shipping, argv, env, progress)
             elif status == 0:
                 progress(f"{self.name} already has {image}; nothing to ship")
+        if status != 0 and request.name and (taken := scripts.name_taken(err)) is not None:
+            raise name_taken(request.name, taken, self.name)  # no container was made
         if status != 0:
             # docker leaves a Created container when the start fails: a job that never ran
             # must not show up in `jobs`.
@@ -252,7 +259,6 @@ class SSHExecutor(LoginExecutor):
         follow: bool = False,
         tail: int | None = None,
         timestamps: bool = False,
-        notices: ProgressCallback | None = None,
     ) -> Iterator[tuple[Stream, bytes]]:
         job_id = self._full_id(job_id)
         argv = scripts.checked_logs_argv(
@@ -367,17 +373,13 @@ class SSHExecutor(LoginExecutor):
     def _exec_on_terminal(self, argv: list[str]) -> int:
         """OpenSSH's client with a pty (`ssh -t`): it carries the window size and its changes,
         and the terminal's keys (Ctrl-C included) to the command. Host keys as `connect`."""
-        import subprocess
-
         from radops.ssh.connection import command_line
+        from radops.ssh.openssh import run_foreground
 
-        ssh = self.shell_argv()
-        try:
-            return subprocess.run(
-                [ssh[0], "-t", "-q", *ssh[1:], command_line(argv)], check=False
-            ).returncode
-        except OSError as e:
-            raise UsageError(f"cannot start ssh: {e.strerror}", "Install OpenSSH's client.") from e
+        with self.shell() as ssh:
+            # Errors (a refused host key) but not notices ("Connection to ... closed.").
+            quiet = ["-o", "LogLevel=ERROR"]
+            return run_foreground([ssh[0], "-t", *quiet, *ssh[1:], command_line(argv)])
 
     def port_opener(self, job_id: str, port: int) -> Callable[[], PortStream]:
         data = self._inspect(job_id)

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from radops.errors import CloudError, ConfigError, NotFoundError, RadopsError
-from radops.gcp.settings import GCPTarget
+from radops.gcp.settings import GCPTarget, poll_interval
 
 MANAGED_LABEL = "radops-managed"
 EXECUTOR_LABEL = "radops-executor"
@@ -389,6 +389,7 @@ def _vm(inst: Any) -> VM:
 
 def poll(check: Callable[[], bool], timeout: float, interval: float = 1.0) -> bool:
     """Call `check` until it is true or `timeout` seconds pass (bounded, never forever)."""
+    interval = poll_interval(interval)
     deadline = time.monotonic() + timeout
     while True:
         if check():

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from radops.config import PendingVM
 from radops.errors import CloudError, HostKeyError, NotFoundError, RadopsError, UsageError
 from radops.gcp import autostop as autostop_setting
+from radops.gcp import metadata_guard
 from radops.gcp.compute import (
     EXECUTOR_LABEL,
     MANAGED_LABEL,
@@ -243,6 +244,7 @@ class Provisioner:
                     "Use an image with the NVIDIA driver (e.g. a Deep Learning VM image).",
                 )
             result[:] = [(report, executor.host_key_fingerprint())]
+            metadata_guard.install(executor, spec.name, progress)
             if autostop is not None:
                 progress(f"Arming autostop on {spec.name}: {autostop.text()} idle")
                 WatcherControl(spec).arm(autostop, executor)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from radops.config import Settings, resolve_setting
-from radops.errors import UsageError
+from radops.errors import ConfigError, UsageError
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,21 @@ def resolve_target(
         )
     zone = resolve_setting(settings, "gcp_zone", zone) or gcloud_property("compute", "zone")
     return GCPTarget(project=project, zone=zone, endpoint=endpoint)
+
+
+# For tests against a fake Compute Engine that boots in a fraction of a second, and for tuning:
+# the seconds between all of radops' checks on a VM (its state, SSH, the watcher). Unset, each
+# check keeps its own interval.
+POLL_ENV = "RADOPS_GCP_POLL_S"
+
+
+def poll_interval(default: float) -> float:
+    """RADOPS_GCP_POLL_S if set, else `default`."""
+    value = os.environ.get(POLL_ENV, "").strip()
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 60:
+        raise ConfigError(f"{POLL_ENV} must be seconds above 0, up to 60, not {value!r}")
+    return seconds

@@ -5,7 +5,8 @@ buildx build` where the buildx plugin is installed, else `DOCKER_BUILDKIT=1 dock
 client that carries BuildKit itself (docker before 23.0, e.g. Debian 12's docker.io 20.10). Every
 `docker` on PATH is tried in PATH order. Without either, images are built by the engine's legacy
 builder through its API. The answer is kept in radops' cache folder and found again when PATH,
-a docker client or a CLI plugin folder changes, or DOCKER_BUILDKIT is set.
+a docker client or a CLI plugin folder changes, or DOCKER_BUILDKIT is set. The answer names a
+program radops runs: it is used only from a folder and file that are the user's alone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import contextlib
 import json
 import os
 import re
+import secrets
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,18 +66,77 @@ def find_builder() -> Builder:
     clients = docker_clients()
     fingerprint = _fingerprint(clients)
     cache = _cache_file()
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        data = json.loads(cache.read_text())
-        if data["fingerprint"] == fingerprint:
-            return Builder(data["kind"], data["docker"], data["why"])
+    cached = _read_cache(cache, fingerprint, clients)
+    if cached is not None:
+        return cached
     builder = detect(clients)
     with contextlib.suppress(OSError):
-        cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-        record = {"fingerprint": fingerprint, **builder.__dict__}
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, cache)
+        _write_cache(cache, {"fingerprint": fingerprint, **builder.__dict__})
     return builder
+
+
+def _read_cache(cache: Path, fingerprint: list[object], clients: list[str]) -> Builder | None:
+    """The remembered builder; None if there is none, or if radops cannot trust it: the cache
+    names a program radops runs, so the folder and the file must be this user's alone, and
+    that program one of the `docker`s on PATH that only root or this user can change."""
+    try:
+        folder = os.open(cache.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        if not _private(os.fstat(folder)):
+            return None
+        with os.fdopen(os.open(cache.name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)) as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode) or not _private(info):
+                return None
+            data = json.loads(f.read(1 << 16))
+        builder = Builder(str(data["kind"]), data["docker"], str(data["why"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    finally:
+        os.close(folder)
+    if data["fingerprint"] != fingerprint or builder.kind not in (BUILDX, BUILTIN, LEGACY):
+        return None
+    if builder.kind != LEGACY and not (builder.docker in clients and _safe_program(builder.docker)):
+        return None
+    return builder
+
+
+def _write_cache(cache: Path, record: dict[str, object]) -> None:
+    """Remember `record`: a new 0600 file renamed over the old one (whoever owned it), in a
+    folder that is this user's alone; in any other folder nothing is remembered."""
+    cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = os.open(cache.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if not _private(os.fstat(folder)):
+            return
+        tmp = f".{cache.name}.{os.getpid()}.{secrets.token_hex(4)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(tmp, flags, 0o600, dir_fd=folder), "w") as f:
+            f.write(json.dumps(record))
+        os.replace(tmp, cache.name, src_dir_fd=folder, dst_dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+def _private(info: os.stat_result) -> bool:
+    """Owned by this user, and nobody else may write to it."""
+    return info.st_uid == os.getuid() and not info.st_mode & 0o022
+
+
+def _safe_program(path: str) -> bool:
+    """An executable file (links followed) that only root or this user can change."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return (
+        stat.S_ISREG(info.st_mode)
+        and info.st_uid in (0, os.getuid())
+        and not info.st_mode & 0o022
+        and os.access(path, os.X_OK)
+    )
 
 
 def detect(clients: list[str]) -> Builder:

@@ -40,15 +40,12 @@ class SSHTarget:
         """The ProxyJump hosts to pass through, in order, each resolved through ~/.ssh/config."""
         return [_parse_hop(hop) for hop in self.proxy_jump.split(",")] if self.proxy_jump else []
 
-    def ssh_argv(self, known_hosts: Path | None = None, only: bool = False) -> list[str]:
+    def ssh_argv(self, known_hosts: Path | None = None) -> list[str]:
         """The OpenSSH command line that reaches the same place (for `connect`), trusting the
-        host keys radops trusts (`known_hosts`, radops' own file) as well as the user's; with
-        `only`, the keys in `known_hosts` alone, and no new one."""
+        host keys radops trusts (`known_hosts`, radops' own file) as well as the user's.
+        (A pinned host's is `radops.ssh.openssh.pinned_argv`.)"""
         argv = ["ssh", "-p", str(self.port)]
-        if known_hosts is not None and only:
-            argv += ["-o", f"UserKnownHostsFile={known_hosts}"]
-            argv += ["-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes"]
-        elif known_hosts is not None:
+        if known_hosts is not None:
             files = f"{Path('~/.ssh/known_hosts').expanduser()} {known_hosts}"
             argv += ["-o", f"UserKnownHostsFile={files}"]
         for key in self.key_files:

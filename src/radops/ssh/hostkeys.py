@@ -243,13 +243,6 @@ def key_is_known(key: paramiko.PKey, name: str, known: paramiko.HostKeys) -> boo
     return entry is not None and entry.get(key.get_name()) == key
 
 
-def record_host_key(known_hosts: Path, name: str, key: paramiko.PKey) -> None:
-    """Make `key` radops' known key for the host named `name` (after it was checked)."""
-    with edit_known_hosts(known_hosts) as keys:
-        if not key_is_known(key, name, keys):
-            keys.add(name, key.get_name(), key)
-
-
 def forget_host(known_hosts: Path, hostname: str, port: int = 22) -> None:
     """Drop radops' trusted keys for an address (its machine is gone; a new one may get it)."""
     if not known_hosts.exists():
