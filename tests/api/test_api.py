@@ -74,7 +74,7 @@ def test_features_a_kind_lacks_are_refused_by_name_before_connecting() -> None:
             with pytest.raises(UsageError, match=message):
                 call()
     with radops.open_session("local") as session, pytest.raises(UsageError) as refused:
-        session.shell_argv()
+        session.shell().__enter__()
     assert (
         refused.value.message == "executor 'local' is this machine; there is nothing to connect to"
     )

@@ -542,7 +542,7 @@ class ExecutorContract:
             Feature.EXEC: lambda: executor.exec("0123456789ab", ["true"]),
             Feature.FORWARD: lambda: executor.port_opener("0123456789ab", 80),
             Feature.TOP: lambda: executor.top(),
-            Feature.CONNECT: lambda: executor.shell_argv(),
+            Feature.CONNECT: lambda: executor.shell().__enter__(),
             Feature.LOG_TIMESTAMPS: lambda: collect(executor.logs("0123456789ab", timestamps=True)),
         }
         lacking = [f for f in Feature if f not in self.kind_class.features]

@@ -323,4 +323,4 @@ def test_a_slurm_id_that_is_no_number_never_reaches_scancel(slurm_id: str) -> No
         "aaaaaaaaaaaa", {"labels": {"dev.radops.job-id": "aaaaaaaaaaaa"}}, {"slurm-id": slurm_id}
     )
     job = folders.folder_job(entry, {}, "hpc")
-    assert job.queue is not None and job.queue["slurm_job_id"] == ""
+    assert job.queue is not None and job.queue.job_id == ""
