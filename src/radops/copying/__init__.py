@@ -34,38 +34,44 @@ def download(chunks: Iterator[bytes], source: str, dest: str) -> None:
     or a device file), and moved into place only once the whole stream arrived: an error or
     an interrupt leaves `dest` as it was, with nothing left over. Links come as links.
     """
-    root = root_of(source)
     reader = _ChunkReader(chunks)
     try:
-        with (
-            interrupts_raise(),
-            tarfile.open(fileobj=io.BufferedReader(reader, 1 << 20), mode="r|") as tar,
-        ):
-            first = tar.next()
-            if first is None:
-                raise UsageError(f"nothing to copy at {source!r}")
-            if parts_under(first.name, root):
-                raise refused(first.name, f"the archive does not start with {root!r}")
-            if root in CONTENTS_ROOTS and not first.isdir():
-                raise refused(first.name, "not a folder")
-            placement = place(dest, source, first.isdir(), root)
-            with _staging(placement) as (base, merged):
-                _unpack(tar, first, Stager(base, root, merged), placement)
-                reader.drain()  # the end of the stream is where an executor reports a failure
-                if reader.received < tar.offset + 2 * tarfile.BLOCKSIZE:
-                    raise tarfile.ReadError("no end-of-archive marker")
-                commit(placement, base)
-    except tarfile.TarError as e:
-        raise RadopsError(
-            f"the copy of {source!r} was cut short or damaged ({e}); {dest!r} is unchanged"
-        ) from e
+        with interrupts_raise():
+            try:
+                _download(reader, source, dest)
+            except tarfile.TarError as e:
+                reader.drain()  # cut short: the executor's own error (connection lost) says why
+                raise RadopsError(
+                    f"the copy of {source!r} was cut short or damaged ({e}); {dest!r} is unchanged"
+                ) from e
     except OSError as e:
         where = f" {e.filename!r}" if e.filename else ""
         raise RadopsError(f"cannot write{where}: {e.strerror or e}") from e
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
-            close()
+            # On a dropped connection closing fails too; the first error is the one to show.
+            with contextlib.suppress(Exception):
+                close()
+
+
+def _download(reader: _ChunkReader, source: str, dest: str) -> None:
+    root = root_of(source)
+    with tarfile.open(fileobj=io.BufferedReader(reader, 1 << 20), mode="r|") as tar:
+        first = tar.next()
+        if first is None:
+            raise UsageError(f"nothing to copy at {source!r}")
+        if parts_under(first.name, root):
+            raise refused(first.name, f"the archive does not start with {root!r}")
+        if root in CONTENTS_ROOTS and not first.isdir():
+            raise refused(first.name, "not a folder")
+        placement = place(dest, source, first.isdir(), root)
+        with _staging(placement) as (base, merged):
+            _unpack(tar, first, Stager(base, root, merged), placement)
+            reader.drain()  # the end of the stream is where an executor reports a failure
+            if reader.received < tar.offset + 2 * tarfile.BLOCKSIZE:
+                raise tarfile.ReadError("no end-of-archive marker")
+            commit(placement, base)
 
 
 def _unpack(

@@ -42,5 +42,6 @@ def parts_under(name: str, root: str) -> list[str]:
 def refused(name: str, reason: str) -> RadopsError:
     """The error for an archive entry radops will not write."""
     return RadopsError(
-        f"refusing to unpack {name!r}: {reason}", "Nothing was copied: the destination is as it was."
+        f"refusing to unpack {name!r}: {reason}",
+        "Nothing was copied: the destination is as it was.",
     )

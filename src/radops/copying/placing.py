@@ -82,7 +82,8 @@ def action(target: Path, is_dir: bool, device: int | None = None) -> Action:
         return "merge"
     if is_dir:
         kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "file"
-        raise UsageError(f"cannot overwrite {kind} {str(target)!r} with a folder", LINK_HINT)
+        hint = "radops never writes through a link: remove it, or copy elsewhere."
+        raise UsageError(f"cannot overwrite {kind} {str(target)!r} with a folder", hint)
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
         raise UsageError(f"refusing to replace {str(target)!r}: not a regular file")
     return "replace"
