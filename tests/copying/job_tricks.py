@@ -33,7 +33,7 @@ def job_exec(sides: Sides, script: str) -> None:
 
 
 def check_link_tricks(sides: Sides, base: Path) -> None:
-    home = base / "home"
+    home = base / "user-files"
     home.mkdir()
     (home / "victim.txt").write_text("victim\n")
     (home / ".bashrc").write_text("mine\n")
