@@ -3,15 +3,18 @@ real `docker cp`, links a job leaves for a second cp, and a download interrupted
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
+from radops.copying.names import parts_under, root_of
 from tests.cli_process import radops
 from tests.copying import side_by_side as sbs
 from tests.copying.job_tricks import check_link_tricks, interrupted_download
@@ -66,3 +69,20 @@ def test_an_interrupted_download_leaves_dest_as_it_was(
     code, stderr = interrupted_download(sides, _popen, dest, lambda proc: os.kill(proc.pid, signum))
     # 130, as for Ctrl-C anywhere (Typer turns KeyboardInterrupt into a silent exit 130).
     assert code == 130 and "Traceback" not in stderr, stderr
+
+
+def test_the_root_radops_expects_is_the_one_docker_sends(sides: sbs.Sides) -> None:
+    """For every spelling of SRC, the archive's first entry is the root `root_of` names."""
+    made = _docker(["exec", sides.container, "sh", "-c", sbs.JOB_FILES])
+    assert made.returncode == 0, made.stderr
+    spellings = (
+        "/s/dir", "/s/dir/", "/s/dir//", "/s//dir", "/s/dir/.", "/s/dir/./", "/s/dir/sub/..",
+        "/s/dir/sub/../a", "/s/ldir/", "/s/ldir/.", "/s/lfile", "s/dir", "s/dir/.", "/", "//",
+        "/.", ".", "..", "/s/..",
+    )  # fmt: skip
+    for src in spellings:
+        result = _docker(["cp", f"{sides.container}:{src}", "-"])
+        assert result.returncode == 0, (src, result.stderr)
+        with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r|") as tar:
+            first = tar.next()
+        assert first is not None and parts_under(first.name, root_of(src)) == [], (src, first)

@@ -24,8 +24,8 @@ def root_of(source: str) -> str:
 def parts_under(name: str, root: str) -> list[str]:
     """The path components of entry `name` below `root` ([] for the root itself). Refuses, naming
     the entry, a name not under the root, an absolute one, and one with a `..` component."""
-    if root == "/":
-        rest = name[1:] if name.startswith("/") else None
+    if root == "/":  # the folder `/` itself is "" once tarfile strips a folder's trailing /
+        rest = name[1:] if name.startswith("/") else ("" if name == "" else None)
     elif root == ".":
         rest = name[1:] if name == "." or name.startswith("./") else None
     else:
