@@ -323,7 +323,7 @@ class SlurmExecutor(LoginExecutor):
     def copy_from(self, job_id: str, path: str) -> Iterator[bytes]:
         raise not_on_slurm("cp")
 
-    def copy_to(self, job_id: str, source: Path, dest: str) -> None:
+    def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
         raise not_on_slurm("cp")
 
     def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
