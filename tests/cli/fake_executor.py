@@ -199,7 +199,7 @@ class FakeExecutor(Executor):
             tar.addfile(info, io.BytesIO(content))
         yield archive.getvalue()
 
-    def copy_to(self, job_id: str, source: Path, dest: str) -> None:
+    def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
         self._call("copy_to", job_id, source, dest)
         self._job(job_id)
 

@@ -210,7 +210,7 @@ class Session:
         with self._explained():
             yield from self.executor.copy_from(job, path)
 
-    def copy_to(self, job: str, source: Path, dest: str) -> None:
+    def copy_to(self, job: str, source: str | Path, dest: str) -> None:
         self.require(Feature.CP)
         with self._explained():
             self.executor.copy_to(job, source, dest)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -14,9 +12,6 @@ from radops.cli.options import EXECUTOR_ARG
 from radops.cli.prompts import open_named
 from radops.cli.render import examples
 from radops.errors import UsageError
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer()
 
@@ -44,6 +39,10 @@ def cp(
     is copied whole, into DEST if DEST is a folder, else as DEST; `SRC/.` copies a folder's
     contents. `-` is a tar archive on stdout (from a job) or stdin (to a job's folder). Paths
     on the job's mounted volumes work too. Everything streams: memory stays flat for GBs.
+
+    From a job, links come as links, and nothing is written outside DEST or through a link:
+    the copy is written beside DEST and moved into place once complete, so an error or Ctrl-C
+    leaves DEST as it was.
     """
     from_job, to_job = _JOB_PATH.match(source), _JOB_PATH.match(dest)
     if bool(from_job) == bool(to_job):
@@ -57,13 +56,13 @@ def cp(
         if from_job and dest == "-":
             _to_stdout(session.copy_from(from_job["job"], from_job["path"] or "/"))
         elif from_job:
-            files.download(session, from_job["job"], from_job["path"], Path(dest))
+            files.download(session, from_job["job"], from_job["path"], dest)
         elif source == "-":
             assert to_job is not None
             files.upload_archive(session, _stdin_chunks(), to_job["job"], to_job["path"])
         else:
             assert to_job is not None
-            files.upload(session, Path(source), to_job["job"], to_job["path"])
+            files.upload(session, source, to_job["job"], to_job["path"])
 
 
 def _to_stdout(chunks: Iterator[bytes]) -> None:

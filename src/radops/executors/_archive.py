@@ -4,15 +4,38 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from radops.errors import UsageError
 from radops.images.archive import stream_tar
 
 
-def pack(source: Path, name: str) -> Iterator[bytes]:
-    """A tar archive of `source` (a file or a folder, symlinks kept as links) whose one
-    top-level entry is `name`, as chunks. Unreadable files fail with a UsageError naming them."""
-    if not os.path.lexists(source):
-        raise UsageError(f"no such file or folder here: {str(source)!r}")
-    return stream_tar(lambda tar: tar.add(str(source), arcname=name, recursive=True))
+@dataclass(frozen=True)
+class LocalSource:
+    """A local `cp` source as docker cp reads it: `path` as typed (`dir/.` and `link/` keep
+    their meaning), the name the copy gets, and whether only a folder's `contents` go."""
+
+    path: str
+    name: str
+    contents: bool
+
+
+def local_source(source: str | Path) -> LocalSource:
+    """`source` checked: it exists here, and is a folder if it ends in `/` or `/.`."""
+    path = os.fspath(source)
+    if not os.path.lexists(path):
+        raise UsageError(f"no such file or folder here: {path!r}")
+    trimmed = path.rstrip("/") or "/"
+    contents = trimmed == "." or trimmed.endswith("/.")
+    if (contents or path.endswith("/")) and not os.path.isdir(path):
+        raise UsageError(f"not a folder here: {path!r}")
+    name = os.path.basename(os.path.normpath(os.path.abspath(path))) or "root"
+    return LocalSource(path, name, contents)
+
+
+def pack(source: LocalSource) -> Iterator[bytes]:
+    """A tar archive of `source` (a file or a folder, symlinks kept as links; followed only
+    where a trailing / or /. says so, as docker cp does) whose one top-level entry is its
+    name, as chunks. Unreadable files fail with a UsageError naming them."""
+    return stream_tar(lambda tar: tar.add(source.path, arcname=source.name, recursive=True))

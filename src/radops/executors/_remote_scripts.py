@@ -256,8 +256,12 @@ COPY_TO_SCRIPT = (
 )
 
 
-def copy_to_argv(docker: str, container: str, name: str, dest: str) -> list[str]:
-    return ["sh", "-c", COPY_TO_SCRIPT, "radops-cp", docker, container, name, dest]
+def copy_to_argv(
+    docker: str, container: str, name: str, dest: str, contents: bool = False
+) -> list[str]:
+    """With `contents`, NAME's contents go (`docker cp NAME/. ...`), not the folder."""
+    source = f"{name}/." if contents else name
+    return ["sh", "-c", COPY_TO_SCRIPT, "radops-cp", docker, container, source, dest]
 
 
 # top: nvidia-smi's query (its exit status first: 127 when there is none), then `docker stats`

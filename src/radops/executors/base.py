@@ -187,9 +187,10 @@ class Executor(abc.ABC):
         stream, as `docker cp JOB:PATH -` writes it: one top-level entry, PATH's base name."""
         raise self.refusal(Feature.CP, Feature.CP.value, self.name)
 
-    def copy_to(self, job_id: str, source: Path, dest: str) -> None:
-        """Copy the local file or folder `source` to `dest` in the job's container, with
-        `docker cp`'s rules (into `dest` if it is a folder there, else as `dest`)."""
+    def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
+        """Copy the local file or folder `source` (as typed: `SRC/.` is a folder's contents) to
+        `dest` in the job's container, with `docker cp`'s rules (into `dest` if it is a folder
+        there, else as `dest`)."""
         raise self.refusal(Feature.CP, Feature.CP.value, self.name)
 
     def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:

@@ -254,17 +254,20 @@ class LocalExecutor(Executor):
                 raise NotFoundError(f"no {path!r} in job {job.id} on {self.name!r}") from e
             yield from chunks
 
-    def copy_to(self, job_id: str, source: Path, dest: str) -> None:
+    def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
         """Through the docker CLI, whose `docker cp` rules this promises; local files only."""
         import subprocess
 
+        from radops.executors._archive import local_source
+
+        local = local_source(source)  # as typed: `dir/.` is the folder's contents
         data = self._container(job_id)
         job = job_from_inspect(data, self.name)
-        if not os.path.lexists(source):
-            raise UsageError(f"no such file or folder here: {str(source)!r}")
         docker = _docker_cli("copying to a job")
+        # "./" before a relative path: docker reads `a:b` (and `x/a:b`) as CONTAINER:PATH.
+        path = local.path if os.path.isabs(local.path) else os.path.join(".", local.path)
         result = subprocess.run(
-            [docker, "cp", "--", str(source), f"{data['Id']}:{dest}"],
+            [docker, "cp", "--", path, f"{data['Id']}:{dest}"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             check=False,

@@ -303,14 +303,15 @@ class SSHExecutor(LoginExecutor):
             elif data != b"0":
                 raise self._copy_error(job_id, int(data), b"".join(errors), path)
 
-    def copy_to(self, job_id: str, source: Path, dest: str) -> None:
-        from radops.executors._archive import pack
+    def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
+        from radops.executors._archive import local_source, pack
 
+        local = local_source(source)
         job_id = self._full_id(job_id)
-        name = source.name or "root"
-        archive = pack(source, name)
-        argv = scripts.copy_to_argv(self.spec.docker_path, container_name(job_id), name, dest)
-        status, output = self.conn.run_with_input(argv, archive)
+        argv = scripts.copy_to_argv(
+            self.spec.docker_path, container_name(job_id), local.name, dest, local.contents
+        )
+        status, output = self.conn.run_with_input(argv, pack(local))
         if status != 0:
             raise self._copy_error(job_id, status, output, dest)
 

@@ -8,6 +8,7 @@ text in base64, so a login shell that is not POSIX (fish, csh) passes it through
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import select
@@ -71,11 +72,13 @@ class RemoteProcess:
         while True:
             got = 0
             while channel.recv_ready():
-                data = channel.recv(_CHUNK)
+                with ssh_errors(self.target):  # a dropped connection: paramiko's EOFError
+                    data = channel.recv(_CHUNK)
                 got += len(data)
                 yield "stdout", data
             while channel.recv_stderr_ready():
-                data = channel.recv_stderr(_CHUNK)
+                with ssh_errors(self.target):
+                    data = channel.recv_stderr(_CHUNK)
                 got += len(data)
                 yield "stderr", data
             if channel.eof_received and not (channel.recv_ready() or channel.recv_stderr_ready()):
@@ -98,7 +101,10 @@ class RemoteProcess:
         return status
 
     def close(self) -> None:
-        self.channel.close()
+        # On a connection that dropped, paramiko raises EOFError: nothing is left to close, and
+        # the error that brought us here is the one to show.
+        with contextlib.suppress(EOFError, OSError):
+            self.channel.close()
 
     def __enter__(self) -> RemoteProcess:
         return self
