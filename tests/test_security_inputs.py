@@ -144,7 +144,7 @@ def test_rewriting_radops_known_hosts_keeps_the_lines_it_does_not_manage(tmp_pat
 def test_a_machine_without_base64_fails_loudly_never_silently(tmp_path: Path) -> None:
     import subprocess
 
-    from radops.executors._remote_docker import RemoteDocker
+    from radops.executors.ssh.docker import RemoteDocker
     from radops.ssh.config import SSHTarget
     from radops.ssh.connection import NO_BASE64, command_line
     from radops.ssh.remote import SSHConnection

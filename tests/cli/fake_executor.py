@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from radops.errors import NotFoundError, RadopsError
-from radops.executors._labels import match_job
-from radops.executors._prune import running_refused, stopped_jobs
-from radops.executors._top import TopReport
 from radops.executors.base import Executor
+from radops.executors.docker.labels import match_job
+from radops.executors.docker.prune import running_refused, stopped_jobs
 from radops.executors.features import ALL_FEATURES, Feature
 from radops.executors.model import (
     EngineReport,
@@ -34,6 +33,7 @@ from radops.executors.model import (
     PruneResult,
     StopResult,
     Stream,
+    TopReport,
     new_job_id,
 )
 from radops.progress import ProgressCallback

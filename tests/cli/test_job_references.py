@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from radops.executors._labels import job_labels
+from radops.executors.docker.labels import job_labels
 from radops.executors.model import LABEL_NAME, JobRequest
 from tests.cli_process import describe, radops
 from tests.conftest import BASE_IMAGE

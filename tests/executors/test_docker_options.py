@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from radops.errors import UsageError
-from radops.executors._docker_options import parse_env, parse_gpus
+from radops.executors.docker.options import parse_env, parse_gpus
 
 
 @pytest.mark.parametrize(

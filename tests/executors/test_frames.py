@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from radops.executors._frames import demux_frames
+from radops.executors.docker.frames import demux_frames
 
 
 def frame(stream_id: int, payload: bytes) -> bytes:

@@ -10,15 +10,14 @@ from typing import Any
 import pytest
 
 from radops.errors import NotFoundError, UsageError
-from radops.executors._labels import (
+from radops.executors.docker.labels import (
     job_from_inspect,
     job_from_summary,
     job_labels,
     match_job,
     match_job_id,
 )
-from radops.executors._prune import unused_radops_images
-from radops.executors._remote_scripts import name_taken as name_taken_line
+from radops.executors.docker.prune import unused_radops_images
 from radops.executors.model import (
     Image,
     Job,
@@ -28,6 +27,7 @@ from radops.executors.model import (
     name_taken,
     new_job_id,
 )
+from radops.executors.ssh.scripts import name_taken as name_taken_line
 
 COMMAND = ["python", "train.py", "--lr", "3e-4", "a b", "$(id)"]
 

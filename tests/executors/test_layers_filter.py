@@ -1,6 +1,6 @@
 """The archive filter behind partial image transfers: on archives made here (pure logic), and
 on a real `docker save` of the local engine (placing classic layers by depth must decide as
-hashing does). Transfers between real engines: tests/ssh/test_ssh_layers.py."""
+hashing does). Transfers between real engines: tests/ssh/test_sshlayers.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from radops.executors import _layers
+from radops.executors.ssh import layers
 
 
 def _layer(content: bytes) -> tuple[bytes, str]:
@@ -42,9 +42,9 @@ def _names(archive: bytes) -> dict[str, bytes]:
 
 
 def _filter(archive: bytes, needed: set[str], every: set[str], chunk: int = 777) -> bytes:
-    stats = _layers.FilterStats()
+    stats = layers.FilterStats()
     pieces = [archive[i : i + chunk] for i in range(0, len(archive), chunk)]
-    out = b"".join(_layers.filtered_archive(pieces, needed, every, stats))
+    out = b"".join(layers.filtered_archive(pieces, needed, every, stats))
     assert stats.sent == len(out)
     return out
 
@@ -73,7 +73,7 @@ def test_oci_layout_drops_known_blobs_without_holding_them_back(
     def no_holding() -> None:
         raise AssertionError("an OCI blob is decided by its name")
 
-    monkeypatch.setattr(_layers, "_Held", no_holding)
+    monkeypatch.setattr(layers, "_Held", no_holding)
     (base, base_id), (top, top_id) = _layer(b"b" * 3000), _layer(b"t")
     archive = _archive(
         [
@@ -90,15 +90,15 @@ def test_oci_layout_drops_known_blobs_without_holding_them_back(
 def test_a_held_layer_spills_to_a_file_and_comes_back_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_layers, "HOLD_IN_MEMORY", 1000)
+    monkeypatch.setattr(layers, "HOLD_IN_MEMORY", 1000)
     spilled: list[object] = []
-    real = _layers.tempfile.TemporaryFile
+    real = layers.tempfile.TemporaryFile
 
     def counted(*args: object, **kwargs: object) -> object:
         spilled.append(args)
         return real(*args, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(_layers.tempfile, "TemporaryFile", counted)
+    monkeypatch.setattr(layers.tempfile, "TemporaryFile", counted)
     big, big_id = _layer(bytes(range(256)) * 40)
     archive = _archive([("x/layer.tar", big)])
     assert _names(_filter(archive, {big_id}, {big_id})) == {"x/layer.tar": big}
@@ -124,12 +124,12 @@ def test_a_truncated_archive_is_an_error() -> None:
 def test_chain_ids_follow_the_image_spec() -> None:
     a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
     expected = "sha256:" + hashlib.sha256(f"{a} {b}".encode()).hexdigest()
-    assert _layers.chain_ids([a, b]) == [a, expected]
+    assert layers.chain_ids([a, b]) == [a, expected]
 
 
 def test_needed_is_decided_by_chain_not_by_diff() -> None:
     a, b, c = ("sha256:" + ch * 64 for ch in "abc")
-    remote = _layers.RemoteLayers(frozenset(_layers.chain_ids([a, c])), False)
+    remote = layers.RemoteLayers(frozenset(layers.chain_ids([a, c])), False)
     # c is there, but on a; on b it is another layer for the engine
     assert remote.needed([a, b, c]) == {b, c}
     assert remote.needed([a, c]) == set()
@@ -142,10 +142,10 @@ def test_remote_listing_and_the_containerd_store() -> None:
         + json.dumps([a, b]).encode()
         + b"\nnot json\n"
     )
-    remote = _layers.parse_remote_layers(out)
-    assert remote.partial_ok and remote.chains == frozenset(_layers.chain_ids([a, b]))
+    remote = layers.parse_remote_layers(out)
+    assert remote.partial_ok and remote.chains == frozenset(layers.chain_ids([a, b]))
     containerd = b'radops:driver [["driver-type","io.containerd.snapshotter.v1"]]\n'
-    assert not _layers.parse_remote_layers(containerd).partial_ok
+    assert not layers.parse_remote_layers(containerd).partial_ok
 
 
 def _pax_sized(name: str, data: bytes) -> bytes:
@@ -203,7 +203,7 @@ def test_base_images_are_the_from_lines_that_name_images() -> None:
         "FROM $BASE\n"
         "FROM python:3.11-slim\n"
     )
-    assert _layers.base_images(dockerfile) == [
+    assert layers.base_images(dockerfile) == [
         "python:3.11-slim",
         "nvcr.io/nvidia/pytorch:24.05-py3",
     ]
@@ -225,7 +225,7 @@ def test_base_images_are_the_from_lines_that_name_images() -> None:
     ],
 )  # fmt: skip
 def test_a_load_refused_for_a_left_out_layer_is_told_apart(message: str, missing: bool) -> None:
-    from radops.executors._shipping import _MISSING_LAYER
+    from radops.executors.ssh.shipping import _MISSING_LAYER
 
     assert bool(_MISSING_LAYER.search(message)) is missing
 
@@ -233,13 +233,13 @@ def test_a_load_refused_for_a_left_out_layer_is_told_apart(message: str, missing
 def _held_count(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Every layer the filter hashes and holds back, recorded."""
     made: list[object] = []
-    real = _layers._Held
+    real = layers._Held
 
     def counted() -> object:
         made.append(1)
         return real()
 
-    monkeypatch.setattr(_layers, "_Held", counted)
+    monkeypatch.setattr(layers, "_Held", counted)
     return made
 
 
@@ -260,8 +260,8 @@ def test_classic_layers_at_a_known_depth_pass_unhashed(monkeypatch: pytest.Monke
         ]
     )  # fmt: skip
     held = _held_count(monkeypatch)
-    stats = _layers.FilterStats()
-    out = b"".join(_layers.filtered_archive([archive], {top_id}, set(order), stats, order))
+    stats = layers.FilterStats()
+    out = b"".join(layers.filtered_archive([archive], {top_id}, set(order), stats, order))
     assert _names(out) == {
         "a/json": b'{"id": "a", "parent": "m", "config": {}}', "a/layer.tar": top,
         "m/json": b'{"id": "m", "parent": "z"}', "z/VERSION": b"1.0", "z/json": b'{"id": "z"}',
@@ -277,7 +277,7 @@ def test_classic_layers_at_a_known_depth_pass_unhashed(monkeypatch: pytest.Monke
          ("q/json", b'{"parent": "b"}'), ("q/layer.tar", side)]
     )  # fmt: skip
     held.clear()
-    out2 = b"".join(_layers.filtered_archive([archive2], {side_id}, set(order2), stats, order2))
+    out2 = b"".join(layers.filtered_archive([archive2], {side_id}, set(order2), stats, order2))
     assert _names(out2) == {"b/json": b'{"parent": null}', "q/json": b'{"parent": "b"}',
                             "q/layer.tar": side}  # fmt: skip
     assert held == []
@@ -287,8 +287,8 @@ def test_an_unreadable_layer_json_falls_back_to_hashing(monkeypatch: pytest.Monk
     (base, base_id) = _layer(b"b" * 100)
     archive = _archive([("z/json", b"not json"), ("z/layer.tar", base)])
     held = _held_count(monkeypatch)
-    stats = _layers.FilterStats()
-    out = b"".join(_layers.filtered_archive([archive], set(), {base_id}, stats, [base_id]))
+    stats = layers.FilterStats()
+    out = b"".join(layers.filtered_archive([archive], set(), {base_id}, stats, [base_id]))
     assert _names(out) == {"z/json": b"not json"} and len(held) == 1
 
 
@@ -308,11 +308,11 @@ def test_a_real_docker_save_filters_the_same_by_depth_as_by_hash(docker_client: 
         assert b"/layer.tar" in archive, "expected the classic layout from this engine"
         for needed in ({order[-1]}, set(order[-2:]), {order[0]}, set(), set(order)):
             by_hash = b"".join(
-                _layers.filtered_archive([archive], needed, set(order), _layers.FilterStats())
+                layers.filtered_archive([archive], needed, set(order), layers.FilterStats())
             )
-            stats = _layers.FilterStats()
+            stats = layers.FilterStats()
             by_depth = b"".join(
-                _layers.filtered_archive([archive], needed, set(order), stats, order)
+                layers.filtered_archive([archive], needed, set(order), stats, order)
             )
             assert by_depth == by_hash, needed
             assert stats.kept_layers == needed

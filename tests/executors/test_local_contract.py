@@ -9,7 +9,7 @@ import pytest
 
 from radops.api import open_spec as open_executor
 from radops.executors.base import Executor
-from radops.executors.local import LocalExecutor
+from radops.executors.local.executor import LocalExecutor
 from radops.specs import LocalExecutorSpec
 from tests.conftest import remove_job_container
 from tests.executors.contract import ExecutorContract

@@ -23,7 +23,7 @@ import pytest
 
 from radops.api import open_spec as open_executor
 from radops.errors import NotFoundError
-from radops.executors.local import _get_unchunked
+from radops.executors.local.executor import _get_unchunked
 from radops.images.engine import engine_socket_path
 from radops.specs import LocalExecutorSpec
 from tests.cli_process import describe, radops

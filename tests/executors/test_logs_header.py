@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from radops.executors._remote_scripts import (
+from radops.executors.ssh.scripts import (
     LOGS_SCRIPT,
     PULL_RUN_SCRIPT,
     Header,

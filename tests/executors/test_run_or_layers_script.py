@@ -10,8 +10,8 @@ import subprocess
 import uuid
 from typing import Any
 
-from radops.executors import _layers
-from radops.executors._remote_scripts import (
+from radops.executors.ssh import layers
+from radops.executors.ssh.scripts import (
     LAYERS_END,
     LAYERS_MARK,
     layers_argv,
@@ -40,7 +40,7 @@ def test_a_missing_image_fails_the_run_and_lists_the_layers_in_the_same_command(
     assert (before, mark) == (b"", LAYERS_MARK)
     assert listing == alone.stdout  # what the separate look would have said
     busybox = docker_client.api.inspect_image(BASE)["RootFS"]["Layers"]
-    remote = _layers.parse_remote_layers(listing)
+    remote = layers.parse_remote_layers(listing)
     assert remote.needed(busybox) == set() and remote.partial_ok
     lines = listing.splitlines()
     assert lines[-1] == LAYERS_END  # the listing was not cut short

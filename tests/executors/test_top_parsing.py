@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from radops.executors._top import GpuUse, JobUse, parse_gpus, parse_stats
+from radops.executors.docker.top import parse_gpus, parse_stats
+from radops.executors.model import GpuUse, JobUse
 
 # `nvidia-smi --query-gpu=index,name,utilization.gpu,memory.used,memory.total,temperature.gpu
 #  --format=csv,noheader,nounits` on a machine with two A100s, and on a T4 in a VM whose driver

@@ -16,7 +16,7 @@ import pytest
 
 from radops.executors.base import Executor
 from radops.executors.model import Job, JobRequest
-from radops.executors.slurm import SlurmExecutor
+from radops.executors.slurm.executor import SlurmExecutor
 from tests import slurm_rig
 from tests.executors.contract import ExecutorContract
 from tests.slurm.conftest import remove_slurm_job

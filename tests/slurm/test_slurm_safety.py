@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from radops.executors import _slurm_batch as batch_sh
-from radops.executors import _slurm_folders as folders
-from radops.executors import _slurm_scripts as scripts
 from radops.executors.base import Executor
+from radops.executors.slurm import batch as batch_sh
+from radops.executors.slurm import folders, scripts
 from tests import slurm_rig
 from tests.slurm.conftest import SlurmCLI, wait_until
 from tests.slurm.test_slurm_cli import _logs, assert_one_line_error, listed, submit

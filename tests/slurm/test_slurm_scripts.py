@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from radops.executors import _slurm_batch as batch_sh
-from radops.executors import _slurm_folders as folders
-from radops.executors import _slurm_scripts as scripts
-from radops.executors._slurm_login import partitions, slurm_line
-from radops.executors.slurm import _slurm_memory
+from radops.executors.slurm import batch as batch_sh
+from radops.executors.slurm import folders, scripts
+from radops.executors.slurm.executor import _slurm_memory
+from radops.executors.slurm.login import partitions, slurm_line
 from tests.rig import free_port
 
 WEIRD = ["a", "b c", "$(id)", ";echo", "", "'q'", "--flag", 'x"y']

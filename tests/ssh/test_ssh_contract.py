@@ -11,7 +11,7 @@ import pytest
 from radops.api import open_spec as open_executor
 from radops.executors.base import Executor
 from radops.executors.model import ConnectOptions
-from radops.executors.ssh import SSHExecutor
+from radops.executors.ssh.executor import SSHExecutor
 from radops.specs import SSHExecutorSpec
 from tests import rig
 from tests.executors.contract import ExecutorContract

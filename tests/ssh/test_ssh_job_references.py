@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from radops.executors._labels import job_labels
+from radops.executors.docker.labels import job_labels
 from radops.executors.model import LABEL_NAME, JobRequest
 from tests import rig
 from tests.ssh.conftest import CLI

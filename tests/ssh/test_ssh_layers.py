@@ -182,8 +182,8 @@ def test_a_layer_gone_between_the_look_and_the_load_sends_the_whole_image(
     # The remote's answer claims every layer but the top one (as if it had the base and
     # removed it right after saying so): the load is refused, then the whole image goes.
     from radops.api import open_spec as open_executor
-    from radops.executors import _layers as shipping_layers
     from radops.executors.model import ConnectOptions, JobRequest
+    from radops.executors.ssh import layers as shipping_layers
     from tests.ssh.test_ssh_contract import contract_spec
 
     monkeypatch.setenv("HOME", str(tmp_path))

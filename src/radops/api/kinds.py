@@ -15,10 +15,10 @@ if TYPE_CHECKING:
 
 # kind -> "module:Class"
 KINDS = {
-    "local": "radops.executors.local:LocalExecutor",
-    "ssh": "radops.executors.ssh:SSHExecutor",
+    "local": "radops.executors.local.executor:LocalExecutor",
+    "ssh": "radops.executors.ssh.executor:SSHExecutor",
     "gcp": "radops.gcp.executor:GCPExecutor",
-    "slurm": "radops.executors.slurm:SlurmExecutor",
+    "slurm": "radops.executors.slurm.executor:SlurmExecutor",
 }
 
 

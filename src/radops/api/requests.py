@@ -31,7 +31,7 @@ def split_command(command: str | Sequence[str] | None) -> list[str]:
 def job_env(items: Sequence[str], files: Sequence[str]) -> dict[str, str]:
     """`--env-file`s in order, then `-e`s: a later value of a key wins, as with `docker run`.
     `KEY` alone takes this process's value."""
-    from radops.executors._docker_options import parse_env
+    from radops.executors.docker.options import parse_env
     from radops.executors.run_options import read_env_file
 
     environ = dict(os.environ)
@@ -77,7 +77,7 @@ def job_request(
     """What `radops executors run` does with its flags, for a script: every value is checked
     here (a bad one costs no build). Options are spelled as the flags are (`-v` is `volumes`,
     `--slurm-arg` is `queue_args`); repeatable ones take sequences."""
-    from radops.executors._docker_options import parse_build_args, parse_secrets, parse_ssh
+    from radops.executors.docker.options import parse_build_args, parse_secrets, parse_ssh
     from radops.executors.model import JobRequest, QueueOptions
     from radops.executors.run_options import parse_run_options
     from radops.images.context import BuildOptions

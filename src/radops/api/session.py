@@ -18,7 +18,6 @@ from radops.executors.features import Feature
 
 if TYPE_CHECKING:
     from radops.config import ConfigFile
-    from radops.executors._top import TopReport
     from radops.executors.base import Executor
     from radops.executors.model import (
         ConnectOptions,
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
         PruneResult,
         StopResult,
         Stream,
+        TopReport,
     )
     from radops.progress import ProgressCallback
     from radops.specs import ExecutorSpec

@@ -31,7 +31,7 @@ from radops.executors.model import (
 from radops.progress import ProgressCallback
 
 if TYPE_CHECKING:
-    from radops.executors._top import TopReport
+    from radops.executors.model import TopReport
     from radops.specs import ExecutorSpec
 
 # ask(value given, prompt, flag, default) -> the value, or the user's answer (radops.cli.prompts)

@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -236,6 +236,46 @@ class EngineReport:
             "os": self.os,
             "architecture": self.architecture,
             "gpus": self.gpus,
+        }
+
+
+@dataclass(frozen=True)
+class GpuUse:
+    """One GPU as `nvidia-smi` reports it."""
+
+    index: int
+    name: str
+    utilization: int | None  # percent; None: the driver does not say
+    memory_used_mib: int | None
+    memory_total_mib: int | None
+    temperature_c: int | None
+
+
+@dataclass(frozen=True)
+class JobUse:
+    """A running job's CPU and memory, as `docker stats` reports them."""
+
+    job_id: str
+    cpu_percent: float | None
+    memory_used: str  # as docker prints it, e.g. 1.2GiB
+    memory_limit: str
+    memory_percent: float | None
+    pids: int | None
+
+
+@dataclass(frozen=True)
+class TopReport:
+    """What `top` shows: the GPUs of the machine and what each running job uses."""
+
+    executor: str
+    gpus: list[GpuUse] | None  # None: no nvidia-smi on the machine (no NVIDIA driver)
+    jobs: list[JobUse]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "executor": self.executor,
+            "gpus": None if self.gpus is None else [asdict(g) for g in self.gpus],
+            "jobs": [asdict(j) for j in self.jobs],
         }
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from radops.errors import RadopsError
 from radops.executors.base import Ask
 from radops.executors.features import Feature
-from radops.executors.ssh import SSHExecutor
+from radops.executors.ssh.executor import SSHExecutor
 from radops.specs import GCPExecutorSpec
 
 if TYPE_CHECKING:

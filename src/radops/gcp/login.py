@@ -10,14 +10,14 @@ from radops.specs import SSHExecutorSpec
 
 if TYPE_CHECKING:
     from radops.executors.model import ConnectOptions
-    from radops.executors.ssh import SSHExecutor
+    from radops.executors.ssh.executor import SSHExecutor
     from radops.specs import GCPExecutorSpec
 
 
 def vm_executor(spec: GCPExecutorSpec, connect: ConnectOptions | None = None) -> SSHExecutor:
     """The VM of `spec` over SSH, its pinned key (if any) the only one trusted."""
     from radops.executors.model import ConnectOptions, ExecutorContext
-    from radops.executors.ssh import SSHExecutor
+    from radops.executors.ssh.executor import SSHExecutor
 
     connect = connect or ConnectOptions()
     if spec.host_key_fingerprint:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from radops.executors.ssh import SSHExecutor
+    from radops.executors.ssh.executor import SSHExecutor
     from radops.progress import ProgressCallback
 
 METADATA_IP = "169.254.169.254"

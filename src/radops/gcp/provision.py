@@ -229,7 +229,7 @@ class Provisioner:
         """Connect, trusting only the host keys the VM published, and check docker, and GPUs
         when the template has them (drivers may still be installing on first boot); then arm
         autostop over the same connection."""
-        from radops.executors.ssh import SSHExecutor
+        from radops.executors.ssh.executor import SSHExecutor
         from radops.gcp.login import vm_executor
 
         result: list[tuple[EngineReport, str]] = []

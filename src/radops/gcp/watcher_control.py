@@ -9,7 +9,7 @@ from radops.gcp import watcher
 from radops.gcp.compute import poll
 
 if TYPE_CHECKING:
-    from radops.executors.ssh import SSHExecutor
+    from radops.executors.ssh.executor import SSHExecutor
     from radops.gcp.autostop import Autostop
     from radops.gcp.watcher import WatcherStatus
     from radops.progress import ProgressCallback

@@ -15,18 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from radops.errors import RadopsError, UsageError
-from radops.executors import _slurm_batch as batch_sh
-from radops.executors import _slurm_folders as folders
-from radops.executors import _slurm_login as login
-from radops.executors import _slurm_scripts as scripts
-from radops.executors._docker_argv import env_file
-from radops.executors._labels import job_from_labels, job_labels, job_not_found, match_job
-from radops.executors._labels import newest_first as _newest_first
-from radops.executors._login import LoginExecutor
-from radops.executors._prune import running_refused
-from radops.executors._slurm_login import SlurmReport
 from radops.executors.base import Ask
+from radops.executors.docker.argv import env_file
+from radops.executors.docker.labels import job_from_labels, job_labels, job_not_found, match_job
+from radops.executors.docker.labels import newest_first as _newest_first
+from radops.executors.docker.prune import running_refused
 from radops.executors.features import Feature
+from radops.executors.login import LoginExecutor
 from radops.executors.model import (
     EngineReport,
     ExecutorContext,
@@ -39,6 +34,9 @@ from radops.executors.model import (
     Stream,
     new_job_id,
 )
+from radops.executors.slurm import batch as batch_sh
+from radops.executors.slurm import folders, login, scripts
+from radops.executors.slurm.login import SlurmReport
 from radops.progress import ProgressCallback
 from radops.specs import DEFAULT_RUNTIME_PATHS, SLURM_RUNTIMES, SlurmExecutorSpec
 

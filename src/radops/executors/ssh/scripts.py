@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from radops.executors._docker_argv import logs_argv
+from radops.executors.docker.argv import logs_argv
 from radops.executors.model import LABEL_JOB_ID, Stream
 
 SCRIPT_OK = b"radops:ok"

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from radops.executors._slurm_folders import ACTIVE_STATES
 from radops.executors.model import Stream
+from radops.executors.slurm.folders import ACTIVE_STATES
 
 SQUEUE_FORMAT = "%i|%T|%r|%N"
 

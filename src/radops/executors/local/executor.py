@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from radops.errors import NotFoundError, RadopsError, UsageError
-from radops.executors._docker_argv import error_line
-from radops.executors._docker_options import NO_GPU_DRIVER, no_gpu_runtime, parse_gpus
-from radops.executors._frames import demux_frames
-from radops.executors._labels import (
+from radops.executors.base import Executor
+from radops.executors.docker.argv import error_line
+from radops.executors.docker.frames import demux_frames
+from radops.executors.docker.labels import (
     job_from_inspect,
     job_from_labels,
     job_from_summary,
@@ -21,7 +21,8 @@ from radops.executors._labels import (
     match_job,
     newest_first,
 )
-from radops.executors._prune import (
+from radops.executors.docker.options import NO_GPU_DRIVER, no_gpu_runtime, parse_gpus
+from radops.executors.docker.prune import (
     exec_flags,
     job_address,
     running_job,
@@ -29,7 +30,6 @@ from radops.executors._prune import (
     stopped_jobs,
     unused_radops_images,
 )
-from radops.executors.base import Executor
 from radops.executors.features import ALL_FEATURES, Feature
 from radops.executors.model import (
     CONTAINER_PREFIX,
@@ -63,7 +63,7 @@ from radops.progress import ProgressCallback
 from radops.specs import LocalExecutorSpec
 
 if TYPE_CHECKING:
-    from radops.executors._top import TopReport
+    from radops.executors.model import TopReport
     from radops.specs import LocalExecutorSpec
 
 
@@ -258,7 +258,7 @@ class LocalExecutor(Executor):
         """Through the docker CLI, whose `docker cp` rules this promises; local files only."""
         import subprocess
 
-        from radops.executors._archive import local_source
+        from radops.executors.docker.archive import local_source
 
         local = local_source(source)  # as typed: `dir/.` is the folder's contents
         data = self._container(job_id)
@@ -317,13 +317,8 @@ class LocalExecutor(Executor):
         import shutil
         import subprocess
 
-        from radops.executors._top import (
-            GPU_QUERY,
-            STATS_FORMAT,
-            TopReport,
-            parse_gpus,
-            parse_stats,
-        )
+        from radops.executors.docker.top import GPU_QUERY, STATS_FORMAT, parse_gpus, parse_stats
+        from radops.executors.model import TopReport
 
         gpus = None
         if shutil.which(GPU_QUERY[0]):

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from radops.executors._labels import job_from_labels
+from radops.executors.docker.labels import job_from_labels
 from radops.executors.model import LABEL_JOB_ID, Job, QueueInfo
 
 JOB_ID = re.compile(r"[0-9a-f]{12}")  # what new_job_id makes

@@ -15,13 +15,12 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from radops.errors import BuildError, RadopsError, UsageError
-from radops.executors import _remote_scripts as scripts
-from radops.executors._docker_argv import error_line
+from radops.executors.docker.argv import error_line
+from radops.executors.ssh import layers, scripts
 from radops.images.registry import PULL_HINT, registry_server
 
 if TYPE_CHECKING:
-    from radops.executors import _layers
-    from radops.executors._remote_docker import RemoteDocker
+    from radops.executors.ssh.docker import RemoteDocker
     from radops.images.registry import PullCredential
     from radops.images.service import ImagePlan, LocalImages
     from radops.progress import ProgressCallback
@@ -72,7 +71,7 @@ class Shipping(abc.ABC):
 
 class SSHStream(Shipping):
     """`docker save | ssh host docker load`, streamed through the executor's one connection,
-    without the files of the layers the remote engine already has (see `_layers`)."""
+    without the files of the layers the remote engine already has (see `layers`)."""
 
     _listing: bytes | None = None  # the first try's look at the remote's layers
 
@@ -110,7 +109,6 @@ class SSHStream(Shipping):
     ) -> tuple[int, bytes]:
         """Send what the remote lacks of `local_tag`, judged by its earlier versions there and
         the images `bases` (the Dockerfile's FROM), then run."""
-        from radops.executors import _layers
 
         repository = local_tag.rpartition(":")[0]
         out, self._listing = self._listing, None
@@ -119,7 +117,7 @@ class SSHStream(Shipping):
                 scripts.layers_argv(self.docker.path, repository, bases),
                 "listing the remote engine's layers",
             )
-        remote = _layers.parse_remote_layers(out)
+        remote = layers.parse_remote_layers(out)
         diffs, sizes = self.images.layers(local_tag)
         where = self.docker.executor
         needed = set(diffs)
@@ -145,21 +143,20 @@ class SSHStream(Shipping):
         needed: set[str],
         sizes: dict[str, int] | None,
         progress: ProgressCallback,
-    ) -> _layers.FilterStats | None:
+    ) -> layers.FilterStats | None:
         """Send the archive with the files of `needed` layers only, and load it there. None if
         a partial archive was refused for a missing layer (the caller sends the whole one)."""
-        from radops.executors import _layers
         from radops.progress import human_bytes, metered, transfer_meter
 
         where = self.docker.executor
-        stats = _layers.FilterStats()
+        stats = layers.FilterStats()
         partial = needed != set(diffs)
         # About what the archive holds: the layers' content (their tar headers aside).
         total = (sum(sizes.get(d, 0) for d in needed) or None) if sizes is not None else None
         if partial:
             kept = sum(1 for d in diffs if d in needed)
             label = f"Sending {local_tag} to {where} ({kept} of {len(diffs)} layers)"
-            chunks = _layers.filtered_archive(
+            chunks = layers.filtered_archive(
                 self.images.export(local_tag), needed, set(diffs), stats, diffs
             )
         else:
@@ -185,11 +182,10 @@ class SSHStream(Shipping):
 
 def _base_images(plan: ImagePlan) -> list[str]:
     """The images the plan's Dockerfile builds FROM (its layers are likely there already)."""
-    from radops.executors import _layers
 
     dockerfile = plan.context / plan.dockerfile  # an absolute path stays itself
     try:
-        return _layers.base_images(dockerfile.read_text(errors="replace"))
+        return layers.base_images(dockerfile.read_text(errors="replace"))
     except OSError:
         return []
 

@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from radops.errors import NotFoundError, RadopsError, UsageError
-from radops.executors import _docker_argv as argv_for
-from radops.executors import _remote_scripts as scripts
-from radops.executors._docker_options import parse_gpus
-from radops.executors._labels import (
+from radops.executors.base import Ask
+from radops.executors.docker import argv as argv_for
+from radops.executors.docker.labels import (
     job_from_inspect,
     job_from_labels,
     job_from_summary,
@@ -25,8 +24,8 @@ from radops.executors._labels import (
     match_job,
     newest_first,
 )
-from radops.executors._login import LoginExecutor
-from radops.executors._prune import (
+from radops.executors.docker.options import parse_gpus
+from radops.executors.docker.prune import (
     exec_flags,
     human_bytes,
     job_address,
@@ -35,9 +34,8 @@ from radops.executors._prune import (
     stopped_jobs,
     unused_radops_images,
 )
-from radops.executors._remote_docker import RemoteDocker
-from radops.executors.base import Ask
 from radops.executors.features import ALL_FEATURES, Feature
+from radops.executors.login import LoginExecutor
 from radops.executors.model import (
     CONTAINER_PREFIX,
     EngineReport,
@@ -54,12 +52,14 @@ from radops.executors.model import (
     name_taken,
     new_job_id,
 )
+from radops.executors.ssh import scripts
+from radops.executors.ssh.docker import RemoteDocker
 from radops.progress import ProgressCallback
 from radops.specs import DEFAULT_DOCKER_PATH, SSHExecutorSpec
 
 if TYPE_CHECKING:
-    from radops.executors._shipping import Shipping
-    from radops.executors._top import TopReport
+    from radops.executors.model import TopReport
+    from radops.executors.ssh.shipping import Shipping
     from radops.images.service import ImagePlan
     from radops.specs import SSHExecutorSpec
 
@@ -143,7 +143,7 @@ class SSHExecutor(LoginExecutor):
         )
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
-        from radops.executors._shipping import RemoteBuild
+        from radops.executors.ssh.shipping import RemoteBuild
 
         if any("\n" in v for v in request.env.values()):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
@@ -204,7 +204,7 @@ class SSHExecutor(LoginExecutor):
     def _shipping(self, transfer: str) -> Shipping:
         """How an image built here gets there (`--transfer`), with the registry's pull
         credential when one is set."""
-        from radops.executors._shipping import choose_shipping
+        from radops.executors.ssh.shipping import choose_shipping
         from radops.images.registry import pull_credential, registry_server
 
         registry = self.context.registry
@@ -304,7 +304,7 @@ class SSHExecutor(LoginExecutor):
                 raise self._copy_error(job_id, int(data), b"".join(errors), path)
 
     def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
-        from radops.executors._archive import local_source, pack
+        from radops.executors.docker.archive import local_source, pack
 
         local = local_source(source)
         job_id = self._full_id(job_id)
@@ -394,7 +394,8 @@ class SSHExecutor(LoginExecutor):
         return open_stream
 
     def top(self) -> TopReport:
-        from radops.executors._top import GPU_QUERY, TopReport, parse_gpus, parse_stats
+        from radops.executors.docker.top import GPU_QUERY, parse_gpus, parse_stats
+        from radops.executors.model import TopReport
 
         out = self.docker.run_script(
             scripts.top_argv(self.spec.docker_path, GPU_QUERY), "reading GPU and job use"

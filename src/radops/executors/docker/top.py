@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from typing import Any
+
+from radops.executors.model import GpuUse, JobUse
 
 GPU_QUERY = [
     "nvidia-smi",
@@ -13,40 +13,6 @@ GPU_QUERY = [
     "--format=csv,noheader,nounits",
 ]
 STATS_FORMAT = "{{json .}}"
-
-
-@dataclass(frozen=True)
-class GpuUse:
-    index: int
-    name: str
-    utilization: int | None  # percent; None: the driver does not say
-    memory_used_mib: int | None
-    memory_total_mib: int | None
-    temperature_c: int | None
-
-
-@dataclass(frozen=True)
-class JobUse:
-    job_id: str
-    cpu_percent: float | None
-    memory_used: str  # as docker prints it, e.g. 1.2GiB
-    memory_limit: str
-    memory_percent: float | None
-    pids: int | None
-
-
-@dataclass(frozen=True)
-class TopReport:
-    executor: str
-    gpus: list[GpuUse] | None  # None: no nvidia-smi on the machine (no NVIDIA driver)
-    jobs: list[JobUse]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "executor": self.executor,
-            "gpus": None if self.gpus is None else [asdict(g) for g in self.gpus],
-            "jobs": [asdict(j) for j in self.jobs],
-        }
 
 
 def _number(text: str) -> int | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
-from radops.executors._docker_argv import error_line
-from radops.executors._docker_options import NO_GPU_DRIVER, no_gpu_runtime
+from radops.executors.docker.argv import error_line
+from radops.executors.docker.options import NO_GPU_DRIVER, no_gpu_runtime
 from radops.ssh.connection import NO_BASE64
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from radops.errors import ConfigError, EngineUnreachableError, RadopsError
-from radops.executors._docker_argv import error_line
+from radops.executors.docker.argv import error_line
 from radops.executors.model import EngineReport
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from radops.errors import UsageError
-from radops.executors._labels import job_from_inspect
+from radops.executors.docker.labels import job_from_inspect
 from radops.executors.model import RADOPS_HELD_IMAGE, RADOPS_IMAGE, STOPPED_STATES, Image, Job
 
 # docker's human sizes (`docker system df`): decimal units, as go-units' HumanSize writes them.

@@ -1,0 +1,1 @@
+"""The `local` kind: this machine's Docker engine, through its Engine API (radops.images.engine)."""
