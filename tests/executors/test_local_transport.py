@@ -23,8 +23,7 @@ import pytest
 
 from radops.api import open_spec as open_executor
 from radops.errors import NotFoundError
-from radops.executors.local.executor import _get_unchunked
-from radops.images.engine import engine_socket_path
+from radops.images.engine import LocalEngine, engine_socket_path
 from radops.specs import LocalExecutorSpec
 from tests.cli_process import describe, radops
 
@@ -118,12 +117,10 @@ def test_logs_are_identical_over_the_unix_socket_and_over_tcp(
 
 
 def test_an_engine_error_on_the_raw_stream_is_radops_not_found(docker_client: Any) -> None:
-    unix_path = engine_socket_path()
-    assert unix_path is not None
-    version = docker_client.api.api_version
-    path = f"/v{version}/containers/radops-doesnotexist0/logs"
+    assert engine_socket_path() is not None
+    path = "/containers/radops-doesnotexist0/logs"
     with pytest.raises(NotFoundError, match="reading the logs: No such container"):
-        _get_unchunked(unix_path, path, {"stdout": 1, "stderr": 1}, "reading the logs")
+        LocalEngine().open("GET", path, "reading the logs", query={"stdout": "1"})
 
 
 LOADED = """
@@ -151,16 +148,21 @@ def _modules_after(args: list[str], env: dict[str, str] | None = None) -> tuple[
     return code, set(modules)
 
 
-def test_local_commands_do_not_load_paramiko(
+def test_local_commands_load_neither_docker_py_nor_paramiko(
     tools_context: Path, start_job: StartJob, wait_job: WaitJob
 ) -> None:
+    """On the engine's unix socket every local command speaks the Engine API itself."""
     job_id = start_job(tools_context, "sh", "-c", "echo hi")
     wait_job(job_id)
-    for args in (["executors", "jobs", "local"], ["executors", "logs", "local", job_id]):
+    for args in (
+        ["executors", "jobs", "local"],
+        ["executors", "logs", "local", job_id],
+        ["executors", "inspect", "local", job_id],
+        ["executors", "stop", "local", job_id],
+    ):
         code, modules = _modules_after(args)
         assert code == 0, args
-        assert "docker" in modules, args
-        assert "paramiko" not in modules and "docker.transport.sshconn" not in modules, args
+        assert not {"docker", "requests", "urllib3", "paramiko"} & modules, args
 
 
 def test_docker_host_over_ssh_keeps_docker_pys_ssh_transport(

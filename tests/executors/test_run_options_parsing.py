@@ -120,7 +120,7 @@ def test_a_mount_is_the_engine_json_docker_py_would_send(
 ) -> None:
     from docker.types import Mount
 
-    from radops.executors.local.executor import engine_mount
+    from radops.executors.local.create import engine_mount
 
     assert engine_mount(check_mount(spec)) == dict(Mount(**expected))
 

@@ -60,6 +60,22 @@ def docker_errors(what: str) -> Iterator[None]:
         raise engine_unreachable(e) from e
 
 
+@contextlib.contextmanager
+def reading(what: str) -> Iterator[None]:
+    """Reading a streamed reply (`LocalEngine.open`): the connection failing half way is
+    `engine_unreachable`, whichever transport carried it."""
+    try:
+        yield
+    except RadopsError:
+        raise
+    except (OSError, http.client.HTTPException) as e:
+        raise engine_unreachable(e) from e
+    except Exception as e:  # requests' and urllib3's own, on tcp:// and ssh:// engines
+        if type(e).__module__.split(".")[0] in ("requests", "urllib3", "docker"):
+            raise engine_unreachable(e) from e
+        raise
+
+
 def engine_socket_path() -> str | None:
     """The engine's unix socket as docker-py reads DOCKER_HOST (unset: the default socket);
     None for tcp://, ssh:// and npipe://, which go through docker-py."""
@@ -84,13 +100,14 @@ def engine_error(what: str, status: int, reason: str, body: bytes) -> RadopsErro
 
 
 class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, timeout: float | None = CALL_TIMEOUT_S) -> None:
         super().__init__("docker")  # the Host header; the engine ignores it
         self._path = path
+        self._timeout = timeout
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(CALL_TIMEOUT_S)
+        sock.settimeout(self._timeout)
         try:
             sock.connect(self._path)
         except OSError:
@@ -149,17 +166,20 @@ class LocalEngine:
         *,
         query: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        timeout: float | None = CALL_TIMEOUT_S,
     ) -> Any:
         """One Engine API call (`path` without a version: the engine's own) and its JSON reply,
         None if it has none. A 404 is NotFoundError, other failures RadopsError, both saying
-        `what` was being done and the engine's message; no engine is engine_unreachable."""
+        `what` was being done and the engine's message; no engine is engine_unreachable.
+        `timeout`: seconds without an answer before the engine counts as stuck (None: a
+        call that waits for a job, as `wait` and `stop` do)."""
         url = path + (f"?{urlencode(query)}" if query else "")
         data = json.dumps(body).encode() if body is not None else None
         socket_path = engine_socket_path()
         if socket_path is None:
-            status, reason, reply = self._call_docker_py(method, url, data, what)
+            status, reason, reply = self._call_docker_py(method, url, data, what, timeout)
         else:
-            connection = _UnixConnection(socket_path)
+            connection = _UnixConnection(socket_path, timeout)
             try:
                 headers = {"Content-Type": "application/json"} if data is not None else {}
                 connection.request(method, url, body=data, headers=headers)
@@ -178,13 +198,13 @@ class LocalEngine:
             raise RadopsError(f"{what}: the engine's reply is not JSON ({reply[:80]!r})") from e
 
     def _call_docker_py(
-        self, method: str, url: str, data: bytes | None, what: str
+        self, method: str, url: str, data: bytes | None, what: str, timeout: float | None
     ) -> tuple[int, str, bytes]:
         api = self.api
         with docker_errors(what):
             headers = {"Content-Type": "application/json"} if data is not None else {}
             response = api.request(
-                method, api.base_url + url, data=data, headers=headers, timeout=CALL_TIMEOUT_S
+                method, api.base_url + url, data=data, headers=headers, timeout=timeout
             )
         return response.status_code, str(response.reason or ""), response.content
 
