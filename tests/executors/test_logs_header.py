@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from radops.executors.header import Header
 from radops.executors.ssh.scripts import (
     LOGS_SCRIPT,
     PULL_RUN_SCRIPT,
-    Header,
     checked_logs_argv,
     pull_then_run_argv,
 )

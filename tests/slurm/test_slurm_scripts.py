@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from radops.executors.header import Header, HeaderReader
+from radops.executors.model import Stream
 from radops.executors.slurm import batch as batch_sh
 from radops.executors.slurm import folders, scripts
 from radops.executors.slurm.executor import _slurm_memory
@@ -189,9 +191,9 @@ def test_parse_jobs() -> None:
 
 
 def test_logs_reader_separates_notices_from_output() -> None:
-    reader = scripts.LogsReader()
+    reader = HeaderReader(early_stderr=False)
     got: list[tuple[str, bytes]] = []
-    feeds: list[tuple[scripts.Stream, bytes]] = [
+    feeds: list[tuple[Stream, bytes]] = [
         ("stdout", b"motd\nradops:wait PENDING Resources\nradops:wa"),
         ("stderr", b"a login shell's noise\n"),
         ("stdout", b"it RUNNING None\nradops:ok\nradops:wait not a notice\x00\xff"),
@@ -204,11 +206,11 @@ def test_logs_reader_separates_notices_from_output() -> None:
 
 
 def test_find_header() -> None:
-    assert scripts.find_header(b"x\nradops:ok\n12\n") == scripts.Header(True, b"12\n")
-    assert scripts.find_header(b"radops:error 1\nsbatch: error: no\n") == scripts.Header(
-        False, b"sbatch: error: no\n"
+    assert Header.find(b"x\nradops:ok\n12\n") == Header(True, 0, b"12\n")
+    assert Header.find(b"radops:error 1\nsbatch: error: no\n") == Header(
+        False, 1, b"sbatch: error: no\n"
     )
-    assert scripts.find_header(b"noise radops:ok\n") is None
+    assert Header.find(b"noise radops:ok\n") is None
 
 
 @pytest.mark.parametrize(

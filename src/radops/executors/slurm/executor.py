@@ -21,6 +21,7 @@ from radops.executors.docker.labels import job_from_labels, job_labels, job_not_
 from radops.executors.docker.labels import newest_first as _newest_first
 from radops.executors.docker.prune import running_refused
 from radops.executors.features import Feature
+from radops.executors.header import Header, HeaderReader
 from radops.executors.login import LoginExecutor
 from radops.executors.model import (
     EngineReport,
@@ -120,7 +121,7 @@ class SlurmExecutor(LoginExecutor):
         """Run a script on the login node; what followed its `radops:ok` header, or the error
         its `radops:error` header (or the shell) gave."""
         status, out, err = self.conn.run(argv, stdin=stdin)
-        header = scripts.find_header(out)
+        header = Header.find(out)
         if header is None:
             raise self._error(status, err or out, what)
         if not header.ok:
@@ -243,7 +244,7 @@ class SlurmExecutor(LoginExecutor):
     def jobs(self) -> list[Job]:
         status, out, err = self.conn.run(scripts.jobs_argv(self.spec.job_dir))
         # A refusal comes before any folder's lines, which could hold a fake one.
-        header = scripts.find_header((b"\n" + out).split(b"\nradops:job ", 1)[0])
+        header = Header.find((b"\n" + out).split(b"\nradops:job ", 1)[0])
         if header is not None and not header.ok:
             raise self._error(1, header.rest, "listing jobs")
         if status != 0 or b"radops:squeue " not in out:
@@ -306,11 +307,14 @@ class SlurmExecutor(LoginExecutor):
             self.require(Feature.LOG_TIMESTAMPS, self.name)
         job = self._find(job_id)
         argv = scripts.logs_argv(*self._where(job), follow, tail)
-        reader = scripts.LogsReader()
+        # The script's own stderr before its header is never the job's: dropped.
+        reader = HeaderReader(early_stderr=False)
         for stream, data in self.conn.stream(argv):
             if stream == "exit":
-                if not reader.started:
-                    raise self._error(int(data or b"1"), reader.error or b"", "reading the logs")
+                if reader.header is None:
+                    found = Header.find(reader.received)
+                    error = found.rest if found is not None else b""
+                    raise self._error(int(data or b"1"), error, "reading the logs")
                 return
             yield from reader.feed(stream, data)
             while reader.notices:

@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from radops.executors.model import Stream
 from radops.executors.slurm.folders import ACTIVE_STATES
 
 SQUEUE_FORMAT = "%i|%T|%r|%N"
@@ -218,53 +215,3 @@ CHECK_SCRIPT = (
 
 def check_argv(runtimes: list[str]) -> list[str]:
     return ["sh", "-c", CHECK_SCRIPT, "radops-check", *runtimes]
-
-
-@dataclass(frozen=True)
-class Header:
-    ok: bool
-    rest: bytes
-
-
-def find_header(out: bytes) -> Header | None:
-    """`radops:ok` / `radops:error N` and what followed it, in a script's stdout."""
-    for marker, ok in ((b"radops:ok\n", True), (b"radops:error ", False)):
-        at = out.find(marker)
-        if at != -1 and (at == 0 or out[at - 1 : at] == b"\n"):
-            rest = out[at + len(marker) :]
-            if not ok:
-                rest = rest.partition(b"\n")[2]
-            return Header(ok, rest)
-    return None
-
-
-class LogsReader:
-    """The logs script's output: `radops:wait` lines (to `notice`) and an error before the
-    `radops:ok` header; after it, the job's bytes as they come."""
-
-    def __init__(self) -> None:
-        self.pending = b""
-        self.started = False
-        self.error: bytes | None = None
-        self.notices: list[str] = []
-
-    def feed(self, stream: Stream, data: bytes) -> Iterator[tuple[Stream, bytes]]:
-        if self.started:
-            yield stream, data
-            return
-        if stream == "stderr":
-            return  # the script's own stderr before the header: nothing of the job's
-        self.pending += data
-        while b"\n" in self.pending and not self.started:
-            line, _, self.pending = self.pending.partition(b"\n")
-            if line == b"radops:ok":
-                self.started = True
-            elif line.startswith(b"radops:wait "):
-                self.notices.append(line.removeprefix(b"radops:wait ").decode(errors="replace"))
-            elif line.startswith(b"radops:error "):
-                self.error = self.pending
-                self.pending = b""
-                return
-        if self.started and self.pending:
-            rest, self.pending = self.pending, b""
-            yield "stdout", rest

@@ -35,6 +35,7 @@ from radops.executors.docker.prune import (
     unused_radops_images,
 )
 from radops.executors.features import ALL_FEATURES, Feature
+from radops.executors.header import Header, HeaderReader
 from radops.executors.login import LoginExecutor
 from radops.executors.model import (
     CONTAINER_PREFIX,
@@ -264,7 +265,7 @@ class SSHExecutor(LoginExecutor):
         argv = scripts.checked_logs_argv(
             self.spec.docker_path, container_name(job_id), follow, tail, timestamps
         )
-        reader = scripts.HeaderReader()
+        reader = HeaderReader()
         for stream, data in self.conn.stream(argv):
             if stream == "exit":
                 if reader.header is None:  # the lookup failed (or the script itself did)
@@ -276,11 +277,9 @@ class SSHExecutor(LoginExecutor):
                 return
             yield from reader.feed(stream, data)
 
-    def _script_error(
-        self, job_id: str, reader: scripts.HeaderReader, exit_status: bytes
-    ) -> RadopsError:
+    def _script_error(self, job_id: str, reader: HeaderReader, exit_status: bytes) -> RadopsError:
         """Why the logs script stopped before its header said ok."""
-        found = scripts.Header.find(reader.received)
+        found = Header.find(reader.received)
         if found is None:  # no header: `sh` itself failed
             status = int(exit_status) if exit_status.isdigit() else 1
             return self.docker.error(status, b"".join(reader.held), "reading the logs")
@@ -462,7 +461,7 @@ class SSHExecutor(LoginExecutor):
         job_id = self._full_id(job_id)
         argv = scripts.stop_argv(self.spec.docker_path, container_name(job_id), timeout)
         status, out, err = self.conn.run(argv)
-        header = scripts.Header.find(out)
+        header = Header.find(out)
         if header is None:  # `sh` itself failed
             raise self.docker.error(status, err, "stopping the job")
         if not header.ok:

@@ -3,23 +3,18 @@
 Each SSH session costs 0.15-0.3 s, so a step whose result decides the next (look the container
 up, then read its logs; pull the image, then run it; look at the job, then stop it) runs in one
 `sh -c SCRIPT` with every value as its own argument, never spliced into the script. The first
-step's result is a header line on stdout: `radops:ok` before the second step is exec'd, or
-`radops:error STATUS` followed by what the first step wrote to stderr. So the first step's
-error text never mixes with the second's output, and job output cannot fake a header (the
-header comes first; lines before it, a login shell's banner, are dropped).
+step's result is a header line on stdout (radops.executors.header): `radops:ok` before the
+second step is exec'd, or `radops:error STATUS` followed by what the first step wrote to
+stderr. So the first step's error text never mixes with the second's output.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from radops.executors.docker.argv import logs_argv
-from radops.executors.model import LABEL_JOB_ID, Stream
+from radops.executors.model import LABEL_JOB_ID
 
-SCRIPT_OK = b"radops:ok"
-SCRIPT_ERROR = b"radops:error "
 # The header, then the second step (the whole argv left, `"$@"`) if the first one's `$status`
 # is 0.
 _EXEC_IF_OK = (
@@ -283,52 +278,3 @@ def prune_look_argv(docker: str) -> list[str]:
 
 def prune_argv(docker: str, containers: list[str], refs: list[str]) -> list[str]:
     return ["sh", "-c", PRUNE_SCRIPT, "radops-prune", docker, *containers, "--", *refs]
-
-
-@dataclass(frozen=True)
-class Header:
-    """A script's header line and the bytes that followed it."""
-
-    ok: bool
-    status: int  # the first step's exit status (0 when ok)
-    rest: bytes  # the second step's output, or the first step's error text
-
-    @classmethod
-    def find(cls, received: bytes) -> Header | None:
-        """The header, once its line has arrived in `received`; else None."""
-        start = 0
-        while (end := received.find(b"\n", start)) != -1:
-            line, rest = received[start:end], received[end + 1 :]
-            if line == SCRIPT_OK:
-                return cls(True, 0, rest)
-            if line.startswith(SCRIPT_ERROR):
-                code = line[len(SCRIPT_ERROR) :].strip()
-                return cls(False, int(code) if code.isdigit() else 1, rest)
-            start = end + 1
-        return None
-
-
-class HeaderReader:
-    """Reads a script's output stream: holds everything until the header has arrived, then
-    passes the second step's output through as it comes (`feed`)."""
-
-    def __init__(self) -> None:
-        self.received = b""
-        self.held: list[bytes] = []  # stderr that overtook the header
-        self.header: Header | None = None
-
-    def feed(self, stream: Stream, data: bytes) -> Iterator[tuple[Stream, bytes]]:
-        if self.header is not None:
-            yield stream, data
-        elif stream == "stderr":
-            self.held.append(data)
-        else:
-            self.received += data
-            found = Header.find(self.received)
-            if found is None or not found.ok:
-                return  # an error's whole text arrives before the script exits
-            self.header = found
-            for chunk in self.held:
-                yield "stderr", chunk
-            if found.rest:
-                yield "stdout", found.rest

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from radops.errors import BuildError, RadopsError, UsageError
 from radops.executors.docker.argv import error_line
+from radops.executors.header import Header
 from radops.executors.ssh import layers, scripts
 from radops.images.registry import PULL_HINT, registry_server
 
@@ -231,7 +232,7 @@ class Registry(Shipping):
             script = scripts.auth_pull_then_run_argv(self.docker.path, ref, run_argv)
             env = self.credential.docker_config() + b"\n" + env  # the script reads it first
         status, out, err = self._run_pulling(script, env, ref, progress)
-        header = scripts.Header.find(out)
+        header = Header.find(out)
         if header is None or header.ok:
             return status, err  # docker run's (or sh's own failure)
         text = header.rest.decode(errors="replace")
@@ -304,7 +305,7 @@ class RemoteBuild(Shipping):
             )
         script = scripts.tag_then_run_argv(self.docker.path, building, plan.tag, run_argv)
         status, out, err = self.docker.conn.run(script, stdin=env)
-        header = scripts.Header.find(out)
+        header = Header.find(out)
         if header is None or header.ok:
             return status, err
         raise self.docker.error(header.status, header.rest, f"tagging {plan.tag}")
@@ -339,7 +340,7 @@ class RemoteBuild(Shipping):
                 status = int(data)
         if partial.strip():
             tail.append(partial.decode(errors="replace").rstrip())
-        header = scripts.Header.find(out)
+        header = Header.find(out)
         if header is None:  # the script itself failed: no docker there, no mktemp, ...
             raise self.docker.error(status, "\n".join(tail).encode(), "building the image")
         if not header.ok:
