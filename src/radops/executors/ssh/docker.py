@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
 from radops.executors.docker.argv import error_line
+from radops.executors.docker.labels import job_not_found
 from radops.executors.docker.options import NO_GPU_DRIVER, no_gpu_runtime
 from radops.ssh.connection import NO_BASE64
 
@@ -71,6 +72,16 @@ class RemoteDocker:
         if "No such container" in text or "No such object" in text:
             return NotFoundError(f"{what}: {line}")
         return RadopsError(f"{what} on {self.executor}: {line}")
+
+    def copy_error(self, job_id: str, status: int, stderr: bytes, path: str) -> RadopsError:
+        """What a failed `docker cp` to or from job `job_id` means."""
+        text = stderr.decode(errors="replace")
+        lowered = text.lower()
+        if any(s in lowered for s in ("could not find the file", "no such file", "container:path")):
+            return NotFoundError(f"no {path!r} in job {job_id} on {self.executor!r}")
+        if "No such container" in text:
+            return job_not_found(job_id, self.executor)
+        return self.error(status, stderr, f"copying {path!r} of job {job_id}")
 
     def engine_down(self) -> EngineUnreachableError:
         return EngineUnreachableError(

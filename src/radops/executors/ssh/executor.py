@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -27,12 +25,10 @@ from radops.executors.docker.labels import (
 from radops.executors.docker.options import parse_gpus
 from radops.executors.docker.prune import (
     exec_flags,
-    human_bytes,
     job_address,
     running_job,
     running_refused,
     stopped_jobs,
-    unused_radops_images,
 )
 from radops.executors.features import ALL_FEATURES, Feature
 from radops.executors.header import Header, HeaderReader
@@ -41,7 +37,6 @@ from radops.executors.model import (
     CONTAINER_PREFIX,
     EngineReport,
     ExecutorContext,
-    Image,
     Job,
     JobRequest,
     PortStream,
@@ -53,7 +48,7 @@ from radops.executors.model import (
     name_taken,
     new_job_id,
 )
-from radops.executors.ssh import scripts
+from radops.executors.ssh import attached, scripts
 from radops.executors.ssh.docker import RemoteDocker
 from radops.progress import ProgressCallback
 from radops.specs import DEFAULT_DOCKER_PATH, SSHExecutorSpec
@@ -61,7 +56,6 @@ from radops.specs import DEFAULT_DOCKER_PATH, SSHExecutorSpec
 if TYPE_CHECKING:
     from radops.executors.model import TopReport
     from radops.executors.ssh.shipping import Shipping
-    from radops.images.service import ImagePlan
     from radops.specs import SSHExecutorSpec
 
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -144,7 +138,7 @@ class SSHExecutor(LoginExecutor):
         )
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
-        from radops.executors.ssh.shipping import RemoteBuild
+        from radops.executors.ssh.build import RemoteBuild
 
         if any("\n" in v for v in request.env.values()):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
@@ -184,12 +178,12 @@ class SSHExecutor(LoginExecutor):
         # first (one round trip) and ship only when the engine says it lacks the image.
         env = argv_for.env_file(request.env)
         if request.build.no_cache:  # a fresh build of the same content: ship it, whatever is there
-            status, err = self._ship_and_run(plan, shipping, argv, env, progress)
+            status, err = shipping.deliver(plan, argv, env, progress)
         else:
             status, out, err = self.conn.run(shipping.first_try(plan, argv), stdin=env)
             if status != 0 and b"No such image" in err:
                 shipping.tried(out)
-                status, err = self._ship_and_run(plan, shipping, argv, env, progress)
+                status, err = shipping.deliver(plan, argv, env, progress)
             elif status == 0:
                 progress(f"{self.name} already has {image}; nothing to ship")
         if status != 0 and request.name and (taken := scripts.name_taken(err)) is not None:
@@ -212,18 +206,6 @@ class SSHExecutor(LoginExecutor):
         server = registry_server(registry) if registry else None
         credential = pull_credential(self.context.settings, server) if server else None
         return choose_shipping(transfer, registry, self.images, self.docker, credential)
-
-    def _ship_and_run(
-        self,
-        plan: ImagePlan,
-        shipping: Shipping,
-        argv: list[str],
-        env: bytes,
-        progress: ProgressCallback,
-    ) -> tuple[int, bytes]:
-        """Get the image there (built here and shipped, or built there), start the job:
-        (status, stderr) of the run."""
-        return shipping.deliver(plan, argv, env, progress)
 
     def jobs(self) -> list[Job]:
         out = self.docker(*argv_for.ps_argv("")[1:], what="listing jobs")
@@ -300,7 +282,7 @@ class SSHExecutor(LoginExecutor):
             elif stream == "stderr":
                 errors.append(data)
             elif data != b"0":
-                raise self._copy_error(job_id, int(data), b"".join(errors), path)
+                raise self.docker.copy_error(job_id, int(data), b"".join(errors), path)
 
     def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
         from radops.executors.docker.archive import local_source, pack
@@ -312,23 +294,14 @@ class SSHExecutor(LoginExecutor):
         )
         status, output = self.conn.run_with_input(argv, pack(local))
         if status != 0:
-            raise self._copy_error(job_id, status, output, dest)
+            raise self.docker.copy_error(job_id, status, output, dest)
 
     def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
         job_id = self._full_id(job_id)
         argv = self.docker.argv("cp", "-", f"{container_name(job_id)}:{dest}")
         status, output = self.conn.run_with_input(argv, archive)
         if status != 0:
-            raise self._copy_error(job_id, status, output, dest)
-
-    def _copy_error(self, job_id: str, status: int, stderr: bytes, path: str) -> RadopsError:
-        text = stderr.decode(errors="replace")
-        lowered = text.lower()
-        if any(s in lowered for s in ("could not find the file", "no such file", "container:path")):
-            return NotFoundError(f"no {path!r} in job {job_id} on {self.name!r}")
-        if "No such container" in text:
-            return job_not_found(job_id, self.name)
-        return self.docker.error(status, stderr, f"copying {path!r} of job {job_id}")
+            raise self.docker.copy_error(job_id, status, output, dest)
 
     def exec(
         self, job_id: str, command: list[str], interactive: bool = False, tty: bool = False
@@ -340,35 +313,8 @@ class SSHExecutor(LoginExecutor):
         if tty:
             return self._exec_on_terminal(argv)
         if interactive:
-            return self._exec_with_stdin(argv)
-        status = b"1"
-        for stream, chunk in self.conn.execute(argv, None):
-            if stream == "exit":
-                status = chunk
-            else:
-                _write(stream, chunk)
-        return int(status)
-
-    def _exec_with_stdin(self, argv: list[str]) -> int:
-        """stdin is fed from its own thread while output is read here, so a command that
-        answers as it reads (a REPL, `cat`) never waits on a full window either way."""
-        with self.conn.direct.session() as process:
-            process.start(argv)
-
-            def feed() -> None:
-                try:
-                    for chunk in _stdin_chunks():
-                        process.write(chunk)
-                    process.close_stdin()
-                except (RadopsError, OSError):
-                    pass  # the command ended first: its exit status says what happened
-
-            import threading
-
-            threading.Thread(target=feed, name="radops-exec-stdin", daemon=True).start()
-            for stream, chunk in process.output():
-                _write(stream, chunk)
-            return process.exit_status()
+            return attached.with_stdin(self.conn, argv)
+        return attached.without_stdin(self.conn, argv)
 
     def _exec_on_terminal(self, argv: list[str]) -> int:
         """OpenSSH's client with a pty (`ssh -t`): it carries the window size and its changes,
@@ -422,40 +368,16 @@ class SSHExecutor(LoginExecutor):
         out = self.docker.run_script(
             scripts.prune_look_argv(self.spec.docker_path), "listing containers and images"
         )
-        containers, _, image_lines = out.decode(errors="replace").partition("radops:images\n")
         going = {"/" + container_name(job.id) for job in jobs}
-        used = set()
-        for line in containers.splitlines():
-            name, _, image_id = line.partition(" ")
-            if name not in going:
-                used.add(image_id.strip())
-        found: dict[str, Image] = {}
-        for line in image_lines.splitlines():
-            image_id, size, *refs = line.split()
-            found[image_id] = Image(image_id, refs, int(size) if size.isdigit() else 0)
-        return PrunePlan(jobs, unused_radops_images(found.values(), used))
+        return PrunePlan(jobs, scripts.unused_images(out, going))
 
     def prune(self, plan: PrunePlan) -> PruneResult:
         names = [container_name(job.id) for job in plan.jobs]
         refs = [ref for image in plan.images for ref in image.refs]
         out = self.docker.run_script(
             scripts.prune_argv(self.spec.docker_path, names, refs), "pruning"
-        ).decode(errors="replace")
-        removed_names, removed_refs, sizes = set(), set(), {}
-        for line in out.splitlines():
-            kind, _, value = line.partition(" ")
-            if kind == "radops:job":
-                removed_names.add(value)
-            elif kind == "radops:ref":
-                removed_refs.add(value)
-            elif kind in ("radops:before", "radops:after"):
-                sizes[kind] = human_bytes(value)
-        before, after = sizes.get("radops:before"), sizes.get("radops:after")
-        return PruneResult(
-            [job.id for job in plan.jobs if container_name(job.id) in removed_names],
-            [image.id for image in plan.images if set(image.refs) <= removed_refs],
-            max(before - after, 0) if before is not None and after is not None else None,
         )
+        return scripts.pruned(out, plan)
 
     def stop(self, job_id: str, timeout: int = 10) -> StopResult:
         job_id = self._full_id(job_id)
@@ -469,15 +391,3 @@ class SSHExecutor(LoginExecutor):
         running, _, inspect = header.rest.partition(b"\n")
         job = job_from_inspect(json.loads(inspect)[0], self.name)
         return StopResult(job, was_running=running.strip() == b"true")
-
-
-def _stdin_chunks() -> Iterator[bytes]:
-    """This process's stdin as it arrives (a read returns what is there, up to 64 KiB)."""
-    while chunk := os.read(sys.stdin.fileno(), 1 << 16):
-        yield chunk
-
-
-def _write(stream: str, chunk: bytes) -> None:
-    out = sys.stdout if stream == "stdout" else sys.stderr
-    out.buffer.write(chunk)
-    out.buffer.flush()

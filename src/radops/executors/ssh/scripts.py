@@ -13,7 +13,14 @@ from __future__ import annotations
 import re
 
 from radops.executors.docker.argv import logs_argv
-from radops.executors.model import LABEL_JOB_ID
+from radops.executors.docker.prune import human_bytes, unused_radops_images
+from radops.executors.model import (
+    LABEL_JOB_ID,
+    Image,
+    PrunePlan,
+    PruneResult,
+    container_name,
+)
 
 # The header, then the second step (the whole argv left, `"$@"`) if the first one's `$status`
 # is 0.
@@ -278,3 +285,38 @@ def prune_look_argv(docker: str) -> list[str]:
 
 def prune_argv(docker: str, containers: list[str], refs: list[str]) -> list[str]:
     return ["sh", "-c", PRUNE_SCRIPT, "radops-prune", docker, *containers, "--", *refs]
+
+
+def unused_images(out: bytes, going: set[str]) -> list[Image]:
+    """The radops images no container would use once the containers named in `going` (as
+    `/radops-ID`) are gone, from PRUNE_LOOK_SCRIPT's output."""
+    containers, _, image_lines = out.decode(errors="replace").partition("radops:images\n")
+    used = set()
+    for line in containers.splitlines():
+        name, _, image_id = line.partition(" ")
+        if name not in going:
+            used.add(image_id.strip())
+    found: dict[str, Image] = {}
+    for line in image_lines.splitlines():
+        image_id, size, *refs = line.split()
+        found[image_id] = Image(image_id, refs, int(size) if size.isdigit() else 0)
+    return unused_radops_images(found.values(), used)
+
+
+def pruned(out: bytes, plan: PrunePlan) -> PruneResult:
+    """What PRUNE_SCRIPT removed of `plan`, and the disk space the engine freed."""
+    removed_names, removed_refs, sizes = set(), set(), {}
+    for line in out.decode(errors="replace").splitlines():
+        kind, _, value = line.partition(" ")
+        if kind == "radops:job":
+            removed_names.add(value)
+        elif kind == "radops:ref":
+            removed_refs.add(value)
+        elif kind in ("radops:before", "radops:after"):
+            sizes[kind] = human_bytes(value)
+    before, after = sizes.get("radops:before"), sizes.get("radops:after")
+    return PruneResult(
+        [job.id for job in plan.jobs if container_name(job.id) in removed_names],
+        [image.id for image in plan.images if set(image.refs) <= removed_refs],
+        max(before - after, 0) if before is not None and after is not None else None,
+    )

@@ -1,20 +1,18 @@
 """How an image built here reaches a remote engine: strategies behind one small interface.
 
-A strategy gets the local image onto the remote engine and starts the job there, so that
-it can fold the start into its last remote command (the registry's pull-then-run). Room for
-more: shipping only the layers the remote lacks, or building on the executor.
+A strategy gets the image onto the remote engine and starts the job there, so that it can
+fold the start into its last remote command (the registry's pull-then-run): `SSHStream` (the
+layers the remote lacks, over SSH), `Registry`, and `RemoteBuild` (radops.executors.ssh.build:
+only the build context travels).
 """
 
 from __future__ import annotations
 
 import abc
-import os
 import re
-import secrets
-from collections import deque
 from typing import TYPE_CHECKING
 
-from radops.errors import BuildError, RadopsError, UsageError
+from radops.errors import RadopsError, UsageError
 from radops.executors.docker.argv import error_line
 from radops.executors.header import Header
 from radops.executors.ssh import layers, scripts
@@ -259,99 +257,6 @@ class Registry(Shipping):
             else:
                 status = int(data)
         return status, out, err + partial
-
-
-class RemoteBuild(Shipping):
-    """Build on the executor's engine: the build context travels (as hashed here, ignore rules
-    applied), never an image; no Docker engine is needed on this machine. The image is tagged
-    there only if the context did not change while it was sent and built."""
-
-    def check(self, plan: ImagePlan) -> None:
-        if os.path.isabs(plan.dockerfile):
-            raise UsageError(
-                "--build remote needs the Dockerfile inside the build folder",
-                f"Move {plan.dockerfile} into {plan.context}, or build here with --build local.",
-            )
-        if plan.build.needs_buildkit:
-            flags = " and ".join(plan.build.needs_buildkit)
-            raise UsageError(
-                f"{flags} cannot be used with --build remote: the secret or agent is on this "
-                "machine",
-                "Build here with --build local.",
-            )
-
-    def ship_and_run(
-        self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
-    ) -> tuple[int, bytes]:
-        raise AssertionError("a remote build ships no image")  # pragma: no cover
-
-    def deliver(
-        self, plan: ImagePlan, run_argv: list[str], env: bytes, progress: ProgressCallback
-    ) -> tuple[int, bytes]:
-        # The image's name until radops tags it: a radops name (`prune --images` removes one
-        # that radops, killed right then, left), unique to this build.
-        building = f"{plan.tag.rpartition(':')[0]}:build-{secrets.token_hex(6)}"
-        self._build(plan, building, progress)
-        changed = plan.snapshot.changed()
-        if changed is not None:
-            # Gone with its name, unless another names it too (a cached build of an image that
-            # is tagged already).
-            self.docker.run_argv(self.docker.argv("rmi", building))
-            raise BuildError(
-                f"{changed!r} in {plan.context} changed while the image was building; "
-                "the image was not tagged",
-                "Run again once the edit is saved: a radops tag only ever names the exact "
-                "content it was built from.",
-            )
-        script = scripts.tag_then_run_argv(self.docker.path, building, plan.tag, run_argv)
-        status, out, err = self.docker.conn.run(script, stdin=env)
-        header = Header.find(out)
-        if header is None or header.ok:
-            return status, err
-        raise self.docker.error(header.status, header.rest, f"tagging {plan.tag}")
-
-    def _build(self, plan: ImagePlan, building: str, progress: ProgressCallback) -> str:
-        """Send the context, build it there as `building`; the new image's ID."""
-        from radops.images.archive import context_archive
-        from radops.images.build import build_failure, options_argv, worth_showing
-        from radops.progress import metered, transfer_meter
-
-        where = self.docker.executor
-        chunks, size = context_archive(plan.snapshot)
-        progress(f"Building {plan.tag} on {where}")
-        meter = transfer_meter(progress, f"Sending the build context to {where}", size or None)
-        options = ["--file", plan.dockerfile, *options_argv(plan.build)]
-        argv = scripts.remote_build_argv(self.docker.path, building, options)
-        tail: deque[str] = deque(maxlen=24)
-        out, partial, status = b"", b"", 0
-        for stream, data in self.docker.conn.execute(argv, metered(chunks, meter)):
-            if stream == "stdout":
-                out += data
-            elif stream == "stderr":
-                *lines, partial = (partial + data).split(b"\n")
-                for raw in lines:
-                    line = raw.decode(errors="replace").rstrip()
-                    if line == scripts.LEGACY_BUILDER:
-                        progress(f"Warning: the docker CLI on {where} has no BuildKit: {NO_BK}")
-                    elif worth_showing(line):
-                        tail.append(line)
-                        progress(line)
-            else:
-                status = int(data)
-        if partial.strip():
-            tail.append(partial.decode(errors="replace").rstrip())
-        header = Header.find(out)
-        if header is None:  # the script itself failed: no docker there, no mktemp, ...
-            raise self.docker.error(status, "\n".join(tail).encode(), "building the image")
-        if not header.ok:
-            if header.status in (126, 127) and not tail:
-                raise self.docker.error(header.status, b"", "building the image")
-            raise build_failure(list(tail))
-        return header.rest.decode().strip()
-
-
-# What a machine whose docker CLI has no BuildKit needs.
-NO_BK = "install docker-buildx-plugin there; building with the classic builder"
 
 
 class _PullProgress:
