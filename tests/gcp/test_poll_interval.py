@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from radops.errors import ConfigError
-from radops.gcp import compute
+from radops.gcp import waiting
 from radops.gcp.settings import POLL_ENV, poll_interval
 
 
@@ -18,9 +18,9 @@ def test_set_it_is_every_checks_interval(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv(POLL_ENV, " 0.2 ")
     assert poll_interval(2.0) == 0.2
     slept: list[float] = []
-    monkeypatch.setattr(compute.time, "sleep", slept.append)
+    monkeypatch.setattr(waiting.time, "sleep", slept.append)
     answers = iter([False, False, True])
-    assert compute.poll(lambda: next(answers), timeout=60, interval=2.0)
+    assert waiting.poll(lambda: next(answers), timeout=60, interval=2.0)
     assert slept == [0.2, 0.2]
 
 

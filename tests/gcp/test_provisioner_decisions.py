@@ -17,7 +17,8 @@ import pytest
 from radops.config import PendingVM
 from radops.errors import CloudError, NotFoundError, UsageError
 from radops.gcp.compute import EXECUTOR_LABEL, MANAGED_LABEL, Template
-from radops.gcp.provision import Provisioner, candidate_zones, check_vm_name
+from radops.gcp.create import candidate_zones, check_vm_name
+from radops.gcp.provision import Provisioner
 from radops.gcp.settings import GCPTarget, resolve_target
 from radops.specs import GCPExecutorSpec, SSHExecutorSpec
 from radops.store import ExecutorStore, config_dir
@@ -295,25 +296,25 @@ def test_locate_takes_the_zone_from_the_executor_without_asking_the_api(
 ) -> None:
     spec = gcp_spec("gpu1", zone="us-central1-c", instance="radops-vm-7")
     ExecutorStore().add(spec)
-    zone, found = prov._locate("gpu1")
+    zone, found, _ = prov._locate("gpu1")
     assert zone == "us-central1-c"
     assert found is not None and found.instance == "radops-vm-7"
     assert fake.requests() == []
 
 
-def test_locate_an_executor_of_another_project_switches_to_that_project(
+def test_locate_an_executor_of_another_project_works_in_that_project(
     prov: Provisioner,
 ) -> None:
     ExecutorStore().add(gcp_spec("theirs", zone="europe-west4-a", project=OTHER_PROJECT))
-    zone, found = prov._locate("theirs")
+    zone, found, compute = prov._locate("theirs")
     assert (zone, found is not None) == ("europe-west4-a", True)
-    assert prov.target.project == OTHER_PROJECT
-    assert prov.compute.project == OTHER_PROJECT
+    assert compute.project == OTHER_PROJECT
+    assert prov.target.project == prov.compute.project == PROJECT  # the default is untouched
 
 
 def test_locate_takes_the_zone_from_a_pending_entry(prov: Provisioner, fake: FakeGCE) -> None:
     add_pending("halfway", zone="us-central1-b")
-    assert prov._locate("halfway") == ("us-central1-b", None)
+    assert prov._locate("halfway")[:2] == ("us-central1-b", None)
     assert fake.requests() == []
 
 
@@ -321,7 +322,7 @@ def test_locate_finds_a_managed_vm_without_executor_or_entry_in_any_zone(
     prov: Provisioner, gce: Clients
 ) -> None:
     make_vm(gce, "stray", zone="europe-west4-a")
-    assert prov._locate("stray") == ("europe-west4-a", None)
+    assert prov._locate("stray")[:2] == ("europe-west4-a", None)
 
 
 def test_locate_ignores_vms_radops_did_not_make(prov: Provisioner, gce: Clients) -> None:
@@ -453,9 +454,13 @@ def test_published_host_keys_are_read_through_the_real_client(
     enabled = compute_v1.Metadata(
         items=[compute_v1.Items(key="enable-guest-attributes", value="TRUE")]
     )
+    fake.boot_step = 60.0  # stays PROVISIONING while it is looked at, however slow the machine
+    op = gce.insert("booting", template="global/instanceTemplates/cpu", metadata=enabled)
+    gce.wait_done(op)
+    assert prov.compute.host_keys(ZONE, "booting") == []  # not RUNNING yet
+    fake.boot_step = STEP
     op = gce.insert("keys", template="global/instanceTemplates/cpu", metadata=enabled)
     gce.wait_done(op)
-    assert prov.compute.host_keys(ZONE, "keys") == []  # not RUNNING yet
     wait_running(fake, "keys", "plain")
     assert prov.compute.host_keys(ZONE, "keys") == fake.host_keys
     assert prov.compute.host_keys(ZONE, "plain") == []

@@ -61,7 +61,7 @@ def create(
     executor and its autostop setting (`autostop`, else the `gcp_autostop` setting)."""
     from radops.config import resolve_setting
     from radops.gcp.autostop import requested
-    from radops.gcp.provision import CreateRequest, candidate_zones
+    from radops.gcp.create import CreateRequest, candidate_zones
 
     prov = provisioner(project, zone)
     default = resolve_setting(prov.store.load().settings, "gcp_autostop")

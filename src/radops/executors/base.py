@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from radops.errors import RadopsError, UsageError
 from radops.executors.features import Feature, request_features
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from radops.executors.model import TopReport
     from radops.specs import ExecutorSpec
 
+E = TypeVar("E", bound="Executor")
 # ask(value given, prompt, flag, default) -> the value, or the user's answer (radops.cli.prompts)
 Ask = Callable[[str | None, str, str, str | None], str]
 
@@ -238,7 +239,7 @@ class Executor(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, not every executor holds a connection
         """Release the connection; the executor must not be used afterwards."""
 
-    def __enter__(self) -> Executor:
+    def __enter__(self: E) -> E:
         return self
 
     def __exit__(self, *exc: object) -> None:

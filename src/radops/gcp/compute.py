@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from radops.errors import CloudError, ConfigError, NotFoundError, RadopsError
-from radops.gcp.settings import GCPTarget, poll_interval
+from radops.gcp.settings import GCPTarget
 
 MANAGED_LABEL = "radops-managed"
 EXECUTOR_LABEL = "radops-executor"
@@ -196,6 +196,13 @@ class Compute:
             except gexc.NotFound:
                 return None
         return _vm(inst)
+
+    def running(self, zone: str, name: str) -> VM | None:
+        """The VM once it runs with an external IP; None while it boots. Gone: CloudError."""
+        vm = self.get(zone, name)
+        if vm is None:
+            raise CloudError(f"VM {name} disappeared while booting")
+        return vm if vm.status == "RUNNING" and vm.external_ip is not None else None
 
     def host_keys(self, zone: str, name: str) -> list[tuple[str, str]]:
         """The SSH host keys the VM's guest agent published (guest attributes `hostkeys/`):
@@ -385,15 +392,3 @@ def _vm(inst: Any) -> VM:
         last_start=inst.last_start_timestamp or None,
         last_stop=inst.last_stop_timestamp or None,
     )
-
-
-def poll(check: Callable[[], bool], timeout: float, interval: float = 1.0) -> bool:
-    """Call `check` until it is true or `timeout` seconds pass (bounded, never forever)."""
-    interval = poll_interval(interval)
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() + interval > deadline:
-            return False
-        time.sleep(interval)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from radops.errors import RadopsError
 from radops.gcp import watcher
-from radops.gcp.compute import poll
+from radops.gcp.waiting import poll
 
 if TYPE_CHECKING:
     from radops.executors.ssh.executor import SSHExecutor
