@@ -17,6 +17,7 @@ from radops.cli import executors as executors_cli
 from radops.cli import files as files_cli
 from radops.cli import jobs as jobs_cli
 from radops.cli import ports as ports_cli
+from radops.cli import run as run_cli
 from tests.cli_process import describe
 from tests.cli_process import radops as run_radops
 from tests.conftest import InProcessResult
@@ -26,6 +27,7 @@ ISSUE_COMMANDS = ["list", "show", "add", "remove", "run", "logs", "jobs", "stop"
 # The executors group is made of the registration commands and the job commands.
 REGISTERED = [
     *executors_cli.app.registered_commands,
+    *run_cli.app.registered_commands,
     *jobs_cli.app.registered_commands,
     *files_cli.app.registered_commands,
     *ports_cli.app.registered_commands,

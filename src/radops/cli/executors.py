@@ -1,6 +1,6 @@
 """`radops executors ...`: register executors (list, show, add, remove, check, connect).
 
-The job commands (run, logs, jobs, stop) are in radops.cli.jobs and the GCP ones in
+The job commands are in radops.cli.run, .jobs, .files, .ports and .cleanup, the GCP ones in
 radops.cli.gcp; both are parts of this command group. Each command parses its arguments,
 makes one call into the core, and renders the result.
 """
@@ -19,6 +19,7 @@ from radops.cli import files as files_cli
 from radops.cli import gcp as gcp_cli
 from radops.cli import jobs as jobs_cli
 from radops.cli import ports as ports_cli
+from radops.cli import run as run_cli
 from radops.cli.options import EXECUTOR_ARG, JSON_OPT, check_build_place
 from radops.cli.prompts import ask, connect_options
 from radops.cli.render import examples
@@ -310,7 +311,8 @@ def connect(
     raise typer.Exit(connect_shell(name, connect_options()))
 
 
-app.add_typer(jobs_cli.app)  # run, logs, jobs, stop: commands of this group
+app.add_typer(run_cli.app)  # run: a command of this group
+app.add_typer(jobs_cli.app)  # logs, jobs, inspect, stop
 app.add_typer(files_cli.app)  # cp, exec
 app.add_typer(ports_cli.app)  # forward, top
 app.add_typer(cleanup_cli.app)  # rm, prune
