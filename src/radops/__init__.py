@@ -1,4 +1,4 @@
-"""radops: run a folder's Docker image as a job on a local, SSH or GCP executor."""
+"""radops: run a folder's Docker image as a job on a local, SSH, GCP or Slurm executor."""
 
 import os as _os
 import sys as _sys
