@@ -12,11 +12,11 @@ from radops import progress as progress_module
 from radops.progress import (
     PLAIN_EVERY_S,
     LineMeter,
+    Passing,
     TransferState,
     human_bytes,
     metered,
     on_terminal,
-    passing,
     transfer_meter,
 )
 
@@ -106,7 +106,7 @@ def test_metered_counts_what_was_taken_and_no_summary_when_the_reader_stops(cloc
 
 def test_passing_lines_off_a_terminal_at_most_one_per_interval(clock: Clock) -> None:
     lines: list[str] = []
-    report = passing(lines.append)
+    report = Passing(lines.append)
     for tenth in range(120):  # a pull's layer events: 12 a second for 10 s
         report(f"gpu1 pulled {tenth // 12} of 10 layers")
         clock.now += 1 / 12
@@ -114,6 +114,9 @@ def test_passing_lines_off_a_terminal_at_most_one_per_interval(clock: Clock) -> 
         "gpu1 pulled 0 of 10 layers",
         "gpu1 pulled 5 of 10 layers",
     ]
+    report.flush()  # the pull ended: its last state, held back, is shown
+    report.flush()  # once
+    assert lines[2:] == ["gpu1 pulled 9 of 10 layers"]
 
 
 class _Terminal(io.StringIO):
@@ -145,8 +148,9 @@ def test_on_a_terminal_passing_lines_all_reach_the_status_line(
 
     monkeypatch.setattr(render.sys, "stderr", _Terminal())
     with render.progress_reporter(False) as report:
-        assert on_terminal(report) and passing(report) is report
-        report("gpu1 pulled 3 of 12 layers of r")
+        passing = Passing(report)
+        assert on_terminal(report) and passing.throttle is None
+        passing("gpu1 pulled 3 of 12 layers of r")
         assert "pulled 3 of 12" in str(report.status.renderable.text)  # type: ignore[attr-defined]
 
 
@@ -181,6 +185,12 @@ def test_a_pull_off_a_terminal_reports_once_per_interval(clock: Clock) -> None:
     clock.now += PLAIN_EVERY_S
     pull.feed(b"000000000006: Pull complete")
     assert lines[-1] == "gpu1 pulled 7 of 7 layers of reg/radops/t:1"
+    pull.feed(b"000000000007: Already exists")
+    pull.progress.flush()
+    assert lines[1:] == [
+        "gpu1 pulled 7 of 7 layers of reg/radops/t:1",
+        "gpu1 pulled 8 of 8 layers of reg/radops/t:1",
+    ]
 
 
 def test_a_build_contexts_size_is_the_archives(

@@ -5,7 +5,7 @@ A step reports through a `ProgressCallback` (a line of text). A transfer asks th
 a meter (`transfer_meter`): a callback that can draw one (the CLI's, on a terminal: a bar on
 the status line) gives its own; any other gets plain lines, at most one every
 `PLAIN_EVERY_S`, and a summary when the transfer ends. Lines that only say how far a step is
-(`pulled 3 of 7 layers`) go through `passing`: all of them to a terminal's status line, at most
+(`pulled 3 of 7 layers`) go through `Passing`: all of them to a terminal's status line, at most
 one every `PLAIN_EVERY_S` to plain output.
 
 What a meter shows is never wrong: the rate counts from the first byte sent (not from the
@@ -184,18 +184,27 @@ def on_terminal(progress: ProgressCallback) -> bool:
     return getattr(progress, "transfer", None) is not None
 
 
-def passing(progress: ProgressCallback, every: float = PLAIN_EVERY_S) -> ProgressCallback:
+class Passing:
     """`progress` for lines that only say how far a step is: each one to a terminal's status
-    line, at most one every `every` seconds otherwise."""
-    if on_terminal(progress):
-        return progress
-    throttle = Throttle(every)
+    line; otherwise at most one every `every` seconds, and (`flush`, when the step ends) the
+    last one if it was held back."""
 
-    def report(line: str) -> None:
-        if throttle.ready():
-            progress(line)
+    def __init__(self, progress: ProgressCallback, every: float = PLAIN_EVERY_S) -> None:
+        self.progress = progress
+        self.throttle = None if on_terminal(progress) else Throttle(every)
+        self.held: str | None = None
 
-    return report
+    def __call__(self, line: str) -> None:
+        if self.throttle is None or self.throttle.ready():
+            self.held = None
+            self.progress(line)
+        else:
+            self.held = line
+
+    def flush(self) -> None:
+        if self.held is not None:
+            line, self.held = self.held, None
+            self.progress(line)
 
 
 def transfer_meter(

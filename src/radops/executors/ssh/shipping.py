@@ -257,6 +257,7 @@ class Registry(Shipping):
                 err += b"".join(line + b"\n" for line in lines if not pull.feed(line))
             else:
                 status = int(data)
+        pull.progress.flush()
         return status, out, err + partial
 
 
@@ -267,10 +268,12 @@ class _PullProgress:
     _DONE = ("Pull complete", "Already exists")
 
     def __init__(self, ref: str, where: str, progress: ProgressCallback) -> None:
-        from radops.progress import passing
+        from radops.progress import Passing
 
-        # Events come many a second: plain output gets one line every few seconds.
-        self.ref, self.where, self.progress = ref, where, passing(progress)
+        # Events come many a second: plain output gets one line every few seconds (and the
+        # last one, `finish`).
+        self.ref, self.where = ref, where
+        self.progress = Passing(progress)
         self.layers: dict[str, str] = {}
         self.shown = (-1, -1)
 
