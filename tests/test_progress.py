@@ -209,3 +209,18 @@ def test_a_build_contexts_size_is_the_archives(
     (folder / "Dockerfile").write_text("FROM busybox\n")
     chunks, size = context_archive(snapshot(folder, "Dockerfile"))
     assert size == sum(len(chunk) for chunk in chunks)
+
+
+def test_a_brief_transfer_leaves_no_summary(clock: Clock) -> None:
+    lines: list[str] = []
+    quick = transfer_meter(lines.append, "Copying a", None, brief=1.0)
+    quick.update(10)
+    clock.now += 0.5
+    quick.finish()
+    assert lines == []
+    slow = transfer_meter(lines.append, "Copying b", None, brief=1.0)
+    slow.update(1_000_000)
+    clock.now += 2
+    slow.update(3_000_000)
+    slow.finish()
+    assert lines == ["Copying b: 3 MB in 3s (1 MB/s)"]  # the first MB at that rate too

@@ -21,6 +21,7 @@ from typing import Protocol
 
 ProgressCallback = Callable[[str], None]
 PLAIN_EVERY_S = 5.0
+BRIEF_S = 1.0  # a `cp` that took less leaves no summary
 
 
 class Same:
@@ -208,15 +209,36 @@ class Passing:
 
 
 def transfer_meter(
-    progress: ProgressCallback, label: str, total: int | None, estimate: bool = False
+    progress: ProgressCallback,
+    label: str,
+    total: int | None,
+    estimate: bool = False,
+    brief: float = 0.0,
 ) -> TransferMeter:
     """A meter for a transfer of `total` bytes (None: unknown; `estimate`: about that many)
-    reported through `progress`."""
+    reported through `progress`. One that ends within `brief` seconds leaves no summary (a
+    small `cp` prints nothing)."""
     opener = getattr(progress, "transfer", None)
+    meter: TransferMeter
     if opener is not None:
-        meter: TransferMeter = opener(label, total, estimate)
-        return meter
-    return LineMeter(progress, label, total, PLAIN_EVERY_S, estimate)
+        meter = opener(label, total, estimate)
+    else:
+        meter = LineMeter(progress, label, total, PLAIN_EVERY_S, estimate)
+    return _Brief(meter, brief) if brief > 0 else meter
+
+
+class _Brief:
+    """A meter whose summary is left out when the transfer took less than `brief` seconds."""
+
+    def __init__(self, meter: TransferMeter, brief: float) -> None:
+        self.meter = meter
+        self.deadline = time.monotonic() + brief
+
+    def update(self, done: int, total: int | Same | None = SAME) -> None:
+        self.meter.update(done, total)
+
+    def finish(self, ok: bool = True) -> None:
+        self.meter.finish(ok and time.monotonic() >= self.deadline)
 
 
 def metered(chunks: Iterable[bytes], meter: TransferMeter) -> Iterator[bytes]:

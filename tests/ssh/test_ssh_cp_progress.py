@@ -39,9 +39,12 @@ def test_a_large_cp_over_ssh_shows_progress_both_ways(
         assert re.search(r"Copying /big.bin from job \w+: 20\d MB", down.text), down.text
         assert back.stat().st_size == SIZE
 
+        # Off a terminal (a script): a summary if it took a second or more; a small one: none.
         plain = cli("executors", "cp", box, f"{job}:/big.bin", str(tmp_path / "b2"))
         assert plain.returncode == 0, plain.stderr.decode()
-        summary = r"Copying /big.bin from job \w+: 20\d MB( in \d+s \([\d.]+ [kMG]B/s\))?\n"
-        assert re.search(summary, plain.stderr.decode()), plain.stderr
+        summary = r"(Copying /big.bin from job \w+: 20\d MB in \d+s \([\d.]+ [kMG]B/s\)\n)?"
+        assert re.fullmatch(summary, plain.stderr.decode()), plain.stderr
+        small = cli("executors", "cp", box, f"{job}:/job/nonce", str(tmp_path / "n"))
+        assert small.returncode == 0 and small.stderr == b"", small.stderr
     finally:
         cli("executors", "rm", box, job, "--force")

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from radops.progress import ProgressCallback, metered, no_progress, transfer_meter
+from radops.progress import BRIEF_S, ProgressCallback, metered, no_progress, transfer_meter
 
 if TYPE_CHECKING:
     from radops.api.session import Session
@@ -33,7 +33,8 @@ def archive_from(
     session: Session, job: str, source: str, progress: ProgressCallback = no_progress
 ) -> Iterator[bytes]:
     """`source` in the job as a tar stream (`docker cp JOB:SRC -`), counted into `progress`."""
-    meter = transfer_meter(progress, f"Copying {source or '/'} from job {job}", None)
+    label = f"Copying {source or '/'} from job {job}"
+    meter = transfer_meter(progress, label, None, brief=BRIEF_S)
     return metered(session.copy_from(job, source or "/"), meter)
 
 
@@ -57,5 +58,5 @@ def upload_archive(
     progress: ProgressCallback = no_progress,
 ) -> None:
     """A tar stream unpacked into the folder `dest` in the job (`docker cp - JOB:DEST`)."""
-    meter = transfer_meter(progress, f"Copying an archive to job {job}", None)
+    meter = transfer_meter(progress, f"Copying an archive to job {job}", None, brief=BRIEF_S)
     session.copy_archive_to(job, metered(archive, meter), dest or "/")

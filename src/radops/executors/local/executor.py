@@ -229,7 +229,7 @@ class LocalExecutor(Executor):
         Progress: the bytes the CLI has read (it sends them as it reads them)."""
         from radops.executors.docker.archive import content_size, local_source
         from radops.executors.local.cli import run_metered
-        from radops.progress import transfer_meter
+        from radops.progress import BRIEF_S, transfer_meter
 
         local = local_source(source)  # as typed: `dir/.` is the folder's contents
         data = self._container(job_id)
@@ -239,7 +239,7 @@ class LocalExecutor(Executor):
         path = local.path if os.path.isabs(local.path) else os.path.join(".", local.path)
         label = f"Copying {local.path} to job {job.id}"
         size = content_size(local)
-        meter = transfer_meter(progress, label, size, estimate=True)
+        meter = transfer_meter(progress, label, size, estimate=True, brief=BRIEF_S)
         result = run_metered([docker, "cp", "--", path, f"{data['Id']}:{dest}"], meter, size)
         if result.returncode != 0:
             line = error_line(result.stderr.decode(errors="replace"))

@@ -288,7 +288,7 @@ class SSHExecutor(LoginExecutor):
         self, job_id: str, source: str | Path, dest: str, progress: ProgressCallback = no_progress
     ) -> None:
         from radops.executors.docker.archive import content_size, local_source, pack
-        from radops.progress import metered, transfer_meter
+        from radops.progress import BRIEF_S, metered, transfer_meter
 
         local = local_source(source)
         job_id = self._full_id(job_id)
@@ -296,7 +296,7 @@ class SSHExecutor(LoginExecutor):
             self.spec.docker_path, container_name(job_id), local.name, dest, local.contents
         )
         label = f"Copying {local.path} to job {job_id[:12]}"
-        meter = transfer_meter(progress, label, content_size(local), estimate=True)
+        meter = transfer_meter(progress, label, content_size(local), estimate=True, brief=BRIEF_S)
         status, output = self.conn.run_with_input(argv, metered(pack(local), meter))
         if status != 0:
             raise self.docker.copy_error(job_id, status, output, dest)
