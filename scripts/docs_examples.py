@@ -4,8 +4,9 @@ prints.
 
 A ```console block right after a line `<!-- example: run -->` is an example this script owns:
 each `$ COMMAND` line in it is run (bash, `radops` being this checkout's), in order, in a fresh
-home `/tmp/docs-home` (HOME, XDG_CONFIG_HOME; no RADOPS_* variable) whose folder `radops/` holds
-a copy of `demos/` and the example folders below, and the block becomes the commands with what
+home `/tmp/docs-home` (HOME, XDG_CONFIG_HOME, no config file at the start of each block; no
+RADOPS_* variable) whose folder `radops/` holds a copy of `demos/` and the example folders
+below, and the block becomes the commands with what
 they printed (stdout and stderr as a terminal-less run shows them). A job id an earlier command
 printed (`Started job ID`) replaces the old id in the commands after it.
 
@@ -14,8 +15,9 @@ jobs); without `engine`, one that needs nothing (config commands): `--check` (th
 it) fails when such a block differs from a real run, since its output does not change between
 runs. Engine runs print new ids and hashes each time: regenerate them, review the diff, commit.
 
-    scripts/docs_examples.py            # rewrite every marked block
-    scripts/docs_examples.py --check    # engine-free blocks only; exit 1 and a diff if stale
+    scripts/docs_examples.py              # rewrite every marked block
+    scripts/docs_examples.py --no-engine  # rewrite the engine-free ones only
+    scripts/docs_examples.py --check      # engine-free ones only; exit 1 and a diff if stale
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def regenerate(path: Path, with_engine: bool, env: dict[str, str]) -> tuple[str,
             if mark[1] and with_engine:
                 forget_images()  # each example starts as a new user would
             if bool(mark[1]) <= with_engine:
+                shutil.rmtree(HOME / ".config", ignore_errors=True)  # each starts with none
                 block = run_block(block, env)
             new.extend(["```console", *block, "```"])
             i = end + 1
@@ -137,11 +140,12 @@ def forget_images() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="engine-free blocks: fail if stale")
+    parser.add_argument("--no-engine", action="store_true", help="engine-free blocks only")
     args = parser.parse_args()
     env = fresh_home()
     stale = 0
     for path in [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]:
-        old, new = regenerate(path, with_engine=not args.check, env=env)
+        old, new = regenerate(path, with_engine=not (args.check or args.no_engine), env=env)
         if old == new:
             continue
         if args.check:
