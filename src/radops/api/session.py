@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from radops.errors import EngineUnreachableError
 from radops.executors.features import Feature
+from radops.progress import ProgressCallback, no_progress
 
 if TYPE_CHECKING:
     from radops.config import ConfigFile
@@ -210,10 +211,13 @@ class Session:
         with self._explained():
             yield from self.executor.copy_from(job, path)
 
-    def copy_to(self, job: str, source: str | Path, dest: str) -> None:
+    def copy_to(
+        self, job: str, source: str | Path, dest: str, progress: ProgressCallback = no_progress
+    ) -> None:
+        """The local `source` at `dest` in the job, the bytes sent reported to `progress`."""
         self.require(Feature.CP)
         with self._explained():
-            self.executor.copy_to(job, source, dest)
+            self.executor.copy_to(job, source, dest, progress)
 
     def copy_archive_to(self, job: str, archive: Iterable[bytes], dest: str) -> None:
         self.require(Feature.CP)

@@ -82,6 +82,7 @@ def context_archive(snapshot: Snapshot) -> tuple[Iterator[bytes], int]:
             st = os.lstat(root / rel)
             content = st.st_size if stat.S_ISREG(st.st_mode) else 0
             size += 512 + (content + 511) // 512 * 512  # its header, its padded content
+    size = -(-size // tarfile.RECORDSIZE) * tarfile.RECORDSIZE  # tarfile pads the last record
 
     def fill(tar: tarfile.TarFile) -> None:
         for rel in _plain_name_first(names):

@@ -52,7 +52,7 @@ from radops.executors.model import (
 )
 from radops.images.engine import LocalEngine, reading
 from radops.images.service import LocalImages
-from radops.progress import ProgressCallback
+from radops.progress import ProgressCallback, no_progress
 from radops.specs import LocalExecutorSpec
 
 if TYPE_CHECKING:
@@ -222,11 +222,14 @@ class LocalExecutor(Executor):
         finally:
             reply.close()
 
-    def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
-        """Through the docker CLI, whose `docker cp` rules this promises; local files only."""
-        import subprocess
-
-        from radops.executors.docker.archive import local_source
+    def copy_to(
+        self, job_id: str, source: str | Path, dest: str, progress: ProgressCallback = no_progress
+    ) -> None:
+        """Through the docker CLI, whose `docker cp` rules this promises; local files only.
+        Progress: the bytes the CLI has read (it sends them as it reads them)."""
+        from radops.executors.docker.archive import content_size, local_source
+        from radops.executors.local.cli import run_metered
+        from radops.progress import BRIEF_S, transfer_meter
 
         local = local_source(source)  # as typed: `dir/.` is the folder's contents
         data = self._container(job_id)
@@ -234,12 +237,10 @@ class LocalExecutor(Executor):
         docker = _docker_cli("copying to a job")
         # "./" before a relative path: docker reads `a:b` (and `x/a:b`) as CONTAINER:PATH.
         path = local.path if os.path.isabs(local.path) else os.path.join(".", local.path)
-        result = subprocess.run(
-            [docker, "cp", "--", path, f"{data['Id']}:{dest}"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            check=False,
-        )
+        label = f"Copying {local.path} to job {job.id}"
+        size = content_size(local)
+        meter = transfer_meter(progress, label, size, estimate=True, brief=BRIEF_S)
+        result = run_metered([docker, "cp", "--", path, f"{data['Id']}:{dest}"], meter, size)
         if result.returncode != 0:
             line = error_line(result.stderr.decode(errors="replace"))
             raise RadopsError(f"copying to {dest!r} in job {job.id}: {line}")

@@ -76,7 +76,8 @@ class RemoteBuild(Shipping):
         where = self.docker.executor
         chunks, size = context_archive(plan.snapshot)
         progress(f"Building {plan.tag} on {where}")
-        meter = transfer_meter(progress, f"Sending the build context to {where}", size or None)
+        label = f"Sending the build context to {where}"
+        meter = transfer_meter(progress, label, size or None, estimate=True)
         options = ["--file", plan.dockerfile, *options_argv(plan.build)]
         argv = scripts.remote_build_argv(self.docker.path, building, options)
         tail: deque[str] = deque(maxlen=24)
