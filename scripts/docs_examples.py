@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import fcntl
 import os
 import re
 import shutil
@@ -142,6 +143,14 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="engine-free blocks: fail if stale")
     parser.add_argument("--no-engine", action="store_true", help="engine-free blocks only")
     args = parser.parse_args()
+    # The home's path shows in the examples, so it is fixed: one run at a time on this machine
+    # (two test sessions, or the fast tier's workers, would otherwise remake it under each other).
+    with open("/tmp/docs-home.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     env = fresh_home()
     stale = 0
     for path in [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]:
