@@ -4,7 +4,8 @@ Each command runs in a fresh interpreter against an engine that is not there (DO
 a missing socket), so it parses, reads the config, opens the executor and fails at the first
 engine call: every import of that path has happened by then. docker-py (with requests), paramiko
 and Google's client are for the paths that use them; Typer's pydantic adapters are for values
-that are not plain strings (see radops/cli/coercion.py).
+that are not plain strings (see radops/cli/coercion.py); pydantic (the config's models) for
+commands that read a registered executor's settings: `local` has none.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ loaded = sorted(name for name, module in sys.modules.items() if module is not No
 sys.stderr.write('\\nLOADED=' + json.dumps([code, loaded]) + '\\n')
 """
 
-HEAVY = ("docker", "requests", "urllib3", "paramiko", "google", "typer._adapters")
+HEAVY = ("docker", "requests", "urllib3", "paramiko", "google", "typer._adapters", "pydantic")
 
 COMMANDS = [
     ["executors", "jobs", "local"],
@@ -40,12 +41,17 @@ COMMANDS = [
     ["executors", "inspect", "local", "abc123"],
     ["executors", "stop", "local", "abc123"],
     ["executors", "stop", "local", "abc123", "--timeout", "3"],
-    ["executors", "list"],
+    ["executors", "run", "local", "{context}", "true", "-q"],
+    ["executors", "run", "local", "{context}/", "--", "sh", "-c", "exit 3"],
     ["--version"],
 ]
 
 
 def _heavy_modules(args: list[str], tmp_path: Path) -> tuple[int, list[str], str]:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox:1.36\n")
+    args = [a.replace("{context}", str(context)) for a in args]
     env = dict(os.environ)
     env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"
     env["RADOPS_CONFIG_DIR"] = str(tmp_path / "config")
@@ -68,6 +74,34 @@ def test_everyday_commands_import_no_heavy_module(args: list[str], tmp_path: Pat
     # 0 where no engine is needed, 5 (engine unreachable) where it is; never a crash (70).
     assert code in (0, 5), stderr
     assert heavy == [], stderr
+
+
+def test_listing_executors_reads_the_config_without_docker_or_ssh(tmp_path: Path) -> None:
+    code, heavy, stderr = _heavy_modules(["executors", "list"], tmp_path)
+    assert code == 0, stderr
+    assert [h for h in heavy if h.split(".")[0] != "pydantic"] == [], heavy
+
+
+def test_local_commands_do_not_need_a_readable_config(tmp_path: Path) -> None:
+    """`local` has no settings: a corrupt config file (reported by every command that reads
+    it) does not stop a local command, and stays as it was."""
+    config = tmp_path / "config"
+    config.mkdir(mode=0o700)
+    garbage = '{"executors": {"a": not json'
+    (config / "config.json").write_text(garbage)
+    env = dict(os.environ, RADOPS_CONFIG_DIR=str(config))
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/none.sock"
+    local = subprocess.run(
+        [sys.executable, "-m", "radops", "executors", "jobs", "local"],
+        capture_output=True, text=True, check=False, env=env, timeout=60,
+    )  # fmt: skip
+    assert local.returncode == 5 and "Docker engine" in local.stderr, local.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "radops", "executors", "list"],
+        capture_output=True, text=True, check=False, env=env, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 4 and "not valid JSON" in listed.stderr, listed.stderr
+    assert (config / "config.json").read_text() == garbage
 
 
 def test_a_value_typer_must_convert_still_goes_through_typer(tmp_path: Path) -> None:
@@ -145,3 +179,23 @@ def test_everything_else_is_left_to_typer(
     annotation: object, value: object, info: _Info | None
 ) -> None:
     assert identity(_Descriptor(annotation, info), value) is _NO
+
+
+@pytest.mark.parametrize("value", ["{tmp}", "{tmp}/", "{tmp}/./x/../", "relative/dir", "", "-"])
+def test_a_path_is_what_typers_adapter_makes(value: str, tmp_path: Path) -> None:
+    import typer
+
+    from radops.cli import app
+
+    value = value.replace("{tmp}", str(tmp_path))
+    command = typer.main.get_command(app).commands["executors"].commands["run"]  # type: ignore[attr-defined]
+    param = next(p for p in command.params if p.name == "path")
+    ours = param.get_runtime_param()._coerce_value(value, param=param, ctx=None)
+    from typer._adapters import build_adapter
+    from typer._coercion import AdapterRuntimeParam
+
+    adapter = build_adapter(Path, param.type_descriptor.parameter_info)
+    theirs = AdapterRuntimeParam(
+        parameter_info=param.type_descriptor.parameter_info, annotation=Path, adapter=adapter
+    )._coerce_value(value, param=param, ctx=None)
+    assert ours == theirs and type(ours) is type(theirs)

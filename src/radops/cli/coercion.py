@@ -10,7 +10,8 @@ decide everything but the identities below, which give the same results as the a
 
 - a `str` parameter given a `str`: that string;
 - a `list[str]` parameter given strings: their list;
-- an `int` parameter given an int (its default) or ASCII digits, within its min/max: that int.
+- an `int` parameter given an int (its default) or ASCII digits, within its min/max: that int;
+- a `Path` parameter given a string: `Path(value)`, then Typer's own path checks.
 
 Applied once, when the command tree is imported (like help_style); if Typer's internals change,
 coercion stays Typer's own (nothing else depends on this).
@@ -18,19 +19,23 @@ coercion stays Typer's own (nothing else depends on this).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
 def apply() -> None:
-    from typer import _coercion, core
+    from typer import _coercion, _param_types, core
+    from typer._click.exceptions import BadParameter
 
     base = getattr(_coercion, "RuntimeParam", None)
     found = getattr(core, "build_runtime_param", None)
     if base is None or found is None or getattr(found, "_radops_lazy", False):
         return
     build: Callable[[Any], Any] = found
+    coerce_cli_path = getattr(_param_types, "coerce_cli_path", None)
 
     @dataclass(frozen=True)
     class LazyRuntimeParam(base):  # type: ignore[misc,valid-type]
@@ -43,6 +48,13 @@ def apply() -> None:
             same = identity(self.descriptor, value)
             if same is not _NO:
                 return same
+            if coerce_cli_path is not None and plain_path(self.descriptor, value):
+                # Typer's own checks on the Path the adapter would make; if one fails, the
+                # adapter runs after all so that its message names the value as given.
+                with contextlib.suppress(BadParameter):
+                    return coerce_cli_path(
+                        Path(value), self.parameter_info, path_type=Path, param=param, ctx=ctx
+                    )
             if not self.built:
                 self.built.append(build(self.descriptor))
             return self.built[0]._coerce_value(value, param=param, ctx=ctx)
@@ -61,6 +73,17 @@ def apply() -> None:
 
 
 _NO = object()  # "no identity: let Typer's adapter convert it"
+
+
+def plain_path(descriptor: Any, value: Any) -> bool:
+    """A string for a `Path` parameter: the adapter makes it `Path(value)`, then Typer checks it."""
+    info = descriptor.parameter_info
+    return (
+        descriptor.annotation is Path
+        and getattr(info, "path_type", None) is None
+        and getattr(info, "parser", None) is None
+        and type(value) is str
+    )
 
 
 def identity(descriptor: Any, value: Any) -> Any:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from radops.errors import UsageError
 from radops.executors.run_options import RunOptions
@@ -340,10 +340,29 @@ class PruneResult:
         return {"jobs": self.jobs, "images": self.images, "space_freed": self.space_freed}
 
 
-def _settings() -> Settings:
-    from radops.config import Settings
+class _SettingsField:
+    """ExecutorContext.settings: the settings given, else the defaults, made on first use, so
+    a context for the built-in `local` (which reads none) does not load pydantic's models."""
 
-    return Settings()
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.private = "_" + name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> None: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> Settings: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> Settings | None:
+        if obj is None:
+            return None  # the dataclass default: none given
+        value: Settings | None = obj.__dict__.get(self.private)
+        if value is None:
+            from radops.config import Settings
+
+            value = obj.__dict__[self.private] = Settings()
+        return value
+
+    def __set__(self, obj: object, value: Settings | None) -> None:
+        obj.__dict__[self.private] = value
 
 
 def _config_dir() -> Path:
@@ -359,7 +378,7 @@ class ExecutorContext:
 
     connect: ConnectOptions = field(default_factory=ConnectOptions)
     # The shared settings (file < environment), for what a kind resolves only when it needs it.
-    settings: Settings = field(default_factory=lambda: _settings())
+    settings: _SettingsField = _SettingsField()
     # radops' own known-hosts file, trusted beside ~/.ssh/known_hosts (where new keys go).
     known_hosts: Path = field(default_factory=lambda: _config_dir() / "known_hosts")
     registry: str | None = None  # where this executor's images go: its own, else the setting
