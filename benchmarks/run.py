@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Modules bench_<name>.py, in the order they run and print. The remote ones share one test rig
 # (_remote.py: a second Docker engine behind a loopback sshd, and a registry), started on first
 # use and stopped when the suite ends.
-BENCHMARKS = ("startup", "logs", "build", "remote_submit", "ship", "remote_logs", "scale")
+BENCHMARKS = ("startup", "fixed", "logs", "build", "remote_submit", "ship", "remote_logs", "scale")
 
 WHY_FAST = """\
 ## Why radops is fast
@@ -187,6 +187,9 @@ def render(results: list[Result], quick: bool, started: datetime, seconds: float
         "  against `python -m bare_app ...`, where `bare_app.py` is a Typer app that",
         "  `benchmarks/_bare_app.py` writes from radops' command tree at the start of the run: the",
         "  same commands, parameters, help texts and epilogs, no logic and no import from radops.",
+        "- Fixed cost: `logs`, `jobs`, `stop` and an unchanged `run` on `local` against the",
+        "  docker CLI (`/usr/bin/docker`) doing the same work; the goal is a difference of",
+        "  medians (see `benchmarks/bench_fixed.py`).",
         "- Logs: a local job runs `awk` printing 300,000 63-byte lines and exits; then",
         "  `python -m radops executors logs local JOB > file` against",
         "  `docker logs radops-JOB > file`. Peak memory is the child's own max RSS (`wait4`).",
