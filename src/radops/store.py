@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +128,8 @@ class ExecutorStore:
             raise ConfigError(f"cannot create config folder {self.directory}: {e.strerror}") from e
 
     def _write(self, config: ConfigFile) -> None:
+        import tempfile
+
         data = config.model_dump_json(indent=2, exclude_none=True) + "\n"
         # mkstemp creates the file 0600; os.replace makes the new file appear whole or not at all.
         try:

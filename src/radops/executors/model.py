@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -53,6 +52,8 @@ NAME_MAX = 200  # characters of a job's --name (a label value; tables show at mo
 
 def new_job_id() -> str:
     """12 lowercase hex digits: short to type, 48 random bits so collisions do not happen."""
+    import secrets  # only `run` makes ids: hmac and hashlib stay off `jobs`, `logs`, `stop`
+
     return secrets.token_hex(6)
 
 
