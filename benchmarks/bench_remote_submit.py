@@ -392,14 +392,17 @@ RESUBMIT_MISS = """\
 - Why the re-submit can miss 0.8x here: both sides pay one SSH session (sshd starting the
   remote command costs about 0.15 s on this rig) and one remote `docker run -d` (the engine
   creating and starting the container): that is most of the script's last step above and all
-  of radops' one remote command in the trace. radops sends that command through the shared
-  SSH connection (started by the warm-up run), so it imports no paramiko and does no key
-  exchange; it builds nothing, hashes only the folder and talks to no registry. The script's
-  `build -q` (all cached) and `push` (layers already there) cost only about 0.1 s together
-  against the rig's loopback registry, less than the interpreter and Typer start-up radops
-  pays; against a registry across the internet each is hundreds of ms of round trips, which
-  radops skips entirely. Without the shared connection (`ssh_persist 0`, the row below the
-  goal's) radops also pays paramiko's import and handshake."""
+  of radops' one remote command in the trace. radops sends that command through the shared SSH
+  connection (started by the warm-up run), so it imports no paramiko and does no key exchange;
+  it builds nothing, hashes only the folder and talks to no registry. The script's `build -q`
+  (all cached) and `push` (layers already there) cost only about 0.1 s together against the
+  rig's loopback registry, less than what radops pays before its command: the interpreter and
+  Typer (~0.1 s) and the config file read into its pydantic models (the trace's `config load`,
+  ~0.08 s: pydantic's import, the executor models and their checks, which an SSH executor's
+  host, user and key settings go through on every command); against a registry across the
+  internet each is hundreds of ms of round trips, which radops skips entirely. Without the
+  shared connection (`ssh_persist 0`, the row below the goal's) radops also pays paramiko's
+  import and handshake."""
 
 
 def run(quick: bool) -> Result:
