@@ -32,6 +32,7 @@ from radops.executors.docker.prune import (
     unused_radops_images,
 )
 from radops.executors.features import ALL_FEATURES, Feature
+from radops.executors.local.builtin import Builtin, LazySpec, SpecType
 from radops.executors.local.create import container_body
 from radops.executors.model import (
     CONTAINER_PREFIX,
@@ -53,27 +54,28 @@ from radops.executors.model import (
 from radops.images.engine import LocalEngine, reading
 from radops.images.service import LocalImages
 from radops.progress import ProgressCallback, no_progress
-from radops.specs import LocalExecutorSpec
 
 if TYPE_CHECKING:
     from radops.executors.model import TopReport
     from radops.specs import LocalExecutorSpec
 
 
-class LocalExecutor(Executor):
+class LocalExecutor(LazySpec, Executor):
     """Jobs on the local engine, one Engine API call per step through `LocalEngine` (its
     own client on a unix socket: no docker-py); `cp` to a job, `exec` and `top`'s stats
     through the docker CLI, whose rules and terminal handling they promise."""
 
     kind = "local"
     title = "the local executor"
-    spec_type = LocalExecutorSpec
+    spec_type = SpecType()
     features = ALL_FEATURES - {
         Feature.TRANSFER, Feature.REMOTE_BUILD, Feature.QUEUE, Feature.CONNECT
     }  # fmt: skip
 
-    def __init__(self, spec: LocalExecutorSpec, context: ExecutorContext | None = None) -> None:
-        super().__init__(spec, context)
+    def __init__(
+        self, spec: LocalExecutorSpec | None = None, context: ExecutorContext | None = None
+    ) -> None:
+        super().__init__(spec if spec is not None else Builtin(), context)
         self.engine = LocalEngine()
         self.images = LocalImages(self.engine)
 
