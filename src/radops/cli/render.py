@@ -220,12 +220,14 @@ def jobs_table(jobs: Sequence[Job]) -> None:
     now = datetime.now(timezone.utc)
     # A scheduler's jobs: its view too, under its name.
     schedulers = sorted({job.queue.scheduler for job in jobs if job.queue is not None})
+    gpu_column = any(job.gpus for job in jobs)  # jobs placed on GPUs: which ones
     rows = [
         (
             job.id,
             *([queue_text(job)] if schedulers else []),
             _clip(job.name or "", 40),
             job.user or "",
+            *([",".join(str(g.index) for g in job.gpus)] if gpu_column else []),
             job.status,
             "" if job.exit_code is None else str(job.exit_code),
             age(job.created_at, now),
@@ -235,8 +237,8 @@ def jobs_table(jobs: Sequence[Job]) -> None:
         for job in jobs
     ]
     queue_column = ["/".join(schedulers).upper()] if schedulers else []
-    columns = ("JOB ID", *queue_column, "NAME", "USER", "STATUS", "EXIT", "AGE", "COMMAND",
-               "IMAGE")  # fmt: skip
+    columns = ("JOB ID", *queue_column, "NAME", "USER", *(["GPUS"] if gpu_column else []),
+               "STATUS", "EXIT", "AGE", "COMMAND", "IMAGE")  # fmt: skip
     print_table(columns, rows)
 
 

@@ -56,7 +56,17 @@ def run(
         None, "-e", "--env", help="KEY=VALUE (or KEY to pass this shell's value). Repeatable."
     ),
     gpus: str | None = typer.Option(
-        None, "--gpus", help="GPUs, as `docker run --gpus`: all, 2, device=0."
+        None,
+        "--gpus",
+        help="GPUs, as `docker run --gpus`: all, 2, device=0. A count takes GPUs no running "
+        "radops job (of any user) holds; device=... runs on the GPUs named, shared or not.",
+    ),
+    wait: str | None = typer.Option(
+        None,
+        "--wait",
+        metavar="[=TIMEOUT]",  # a bare --wait is --wait=forever (cli._OPTIONAL_VALUES)
+        help="With --gpus: if too few GPUs are free, wait here (e.g. --wait=2h) and start the "
+        "job as soon as they are. A wait, not a queue: Ctrl-C leaves nothing behind.",
     ),
     name: str | None = typer.Option(None, "--name", help="A human label for the job."),
     follow: bool = typer.Option(
@@ -236,6 +246,7 @@ def run(
         env=env or (),
         env_files=env_file or (),
         gpus=gpus,
+        wait=wait,
         name=name,
         transfer=transfer,
         build_on=None if build_on is None else check_build_place(build_on),

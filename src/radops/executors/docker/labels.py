@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from radops.errors import NotFoundError, UsageError
+from radops.executors.docker.gpus import Placement, gpu_labels, job_gpus
 from radops.executors.model import (
     LABEL_COMMAND,
     LABEL_CREATED_AT,
@@ -25,7 +26,9 @@ from radops.executors.model import (
 _EXITED = re.compile(r"^Exited \((-?\d+)\)")
 
 
-def job_labels(job_id: str, executor: str, image: str, request: JobRequest) -> dict[str, str]:
+def job_labels(
+    job_id: str, executor: str, image: str, request: JobRequest, placement: Placement | None = None
+) -> dict[str, str]:
     labels = {
         LABEL_JOB_ID: job_id,
         LABEL_EXECUTOR: executor,
@@ -39,7 +42,7 @@ def job_labels(job_id: str, executor: str, image: str, request: JobRequest) -> d
     options = request.options.to_json()
     if options:
         labels[LABEL_OPTIONS] = json.dumps(options, separators=(",", ":"))
-    return labels
+    return {**labels, **gpu_labels(placement)}
 
 
 def _options(labels: dict[str, str]) -> dict[str, Any]:
@@ -80,6 +83,7 @@ def job_from_labels(
         name=labels.get(LABEL_NAME),
         options=_options(labels),
         user=labels.get(LABEL_USER),
+        gpus=job_gpus(labels),
     )
 
 

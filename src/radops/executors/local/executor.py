@@ -14,6 +14,7 @@ from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, Us
 from radops.executors.base import Executor
 from radops.executors.docker.argv import error_line
 from radops.executors.docker.frames import demux_frames
+from radops.executors.docker.gpus import device_request, place, sharing_notice, until_free
 from radops.executors.docker.labels import (
     job_from_inspect,
     job_from_labels,
@@ -33,6 +34,7 @@ from radops.executors.docker.prune import (
 )
 from radops.executors.features import ALL_FEATURES, Feature
 from radops.executors.local.create import container_body
+from radops.executors.local.gpus import local_gpu_names, local_gpu_state, machine_gpu_lock
 from radops.executors.model import (
     CONTAINER_PREFIX,
     JOB_ID,
@@ -82,7 +84,7 @@ class LocalExecutor(Executor):
 
     def check(self) -> EngineReport:
         version = self.engine.version()
-        gpus = _local_gpus()
+        gpus = local_gpu_names()
         return EngineReport(
             executor=self.name,
             server_version=str(version.get("Version", "?")),
@@ -116,8 +118,34 @@ class LocalExecutor(Executor):
         plan = self.images.plan(request.context, request.dockerfile, build=request.build)
         image = self.images.ensure(plan, progress)
         job_id = new_job_id()
-        labels = job_labels(job_id, self.name, image, request)
-        body = container_body(request, image, labels, gpus)
+        if gpus is None:
+            return self._start(job_id, image, request, None, progress)
+        return until_free(
+            lambda: self._start(job_id, image, request, gpus, progress), request.gpu_wait, progress
+        )
+
+    def _start(
+        self,
+        job_id: str,
+        image: str,
+        request: JobRequest,
+        gpus: dict[str, Any] | None,
+        progress: ProgressCallback,
+    ) -> Job:
+        """Create and start the job; with GPUs, chosen and started under the machine's lock."""
+        with machine_gpu_lock() if gpus is not None else contextlib.nullcontext():
+            placement = None
+            if gpus is not None and (state := local_gpu_state(self.jobs)) is not None:
+                placement = place(request.gpus or "", gpus, state, "this machine")
+                if notice := sharing_notice(placement):
+                    (self.notices or progress)(notice)
+            labels = job_labels(job_id, self.name, image, request, placement)
+            devices = device_request(gpus, placement) if gpus is not None else None
+            self._create_and_start(job_id, container_body(request, image, labels, devices))
+        progress(f"Started job {job_id}")
+        return job_from_labels(labels, self.name, "running")
+
+    def _create_and_start(self, job_id: str, body: dict[str, Any]) -> None:
         what = "starting the job"
         name = container_name(job_id)
         cid = self.engine.call("POST", "/containers/create", what, query={"name": name}, body=body)
@@ -131,8 +159,6 @@ class LocalExecutor(Executor):
             if NO_GPU_DRIVER in str(e):
                 raise no_gpu_runtime("this machine") from e
             raise
-        progress(f"Started job {job_id}")
-        return job_from_labels(labels, self.name, "running")
 
     def jobs(self) -> list[Job]:
         rows = self._containers({"label": [LABEL_JOB_ID]}, "listing jobs")
@@ -368,24 +394,3 @@ def _docker_cli(what: str) -> str:
     if docker is None:
         raise RadopsError(f"{what} needs the docker CLI on PATH")
     return docker
-
-
-def _local_gpus() -> list[str]:
-    """GPU names from nvidia-smi on this machine; none if it is missing or fails."""
-    import shutil
-    import subprocess
-
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]

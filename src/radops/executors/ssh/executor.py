@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from radops.errors import NotFoundError, RadopsError, UsageError
 from radops.executors.base import Ask
 from radops.executors.docker import argv as argv_for
+from radops.executors.docker.gpus import docker_gpus_value, place, sharing_notice, until_free
 from radops.executors.docker.labels import (
     job_from_inspect,
     job_from_labels,
@@ -50,15 +51,18 @@ from radops.executors.model import (
 )
 from radops.executors.ssh import attached, scripts
 from radops.executors.ssh.docker import RemoteDocker
+from radops.executors.ssh.gpus import gpus_taken, guard_argv, guard_error, remote_gpu_state
 from radops.progress import ProgressCallback
 from radops.specs import DEFAULT_DOCKER_PATH, SSHExecutorSpec
 
 if TYPE_CHECKING:
     from radops.executors.model import TopReport
     from radops.executors.ssh.shipping import Shipping
+    from radops.images.service import ImagePlan
     from radops.specs import SSHExecutorSpec
 
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
+GPU_TRIES = 8  # runs started at the same moment: each loses the GPU race at most this often
 
 
 class SSHExecutor(LoginExecutor):
@@ -142,8 +146,8 @@ class SSHExecutor(LoginExecutor):
 
         if any("\n" in v for v in request.env.values()):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
-        if request.gpus:
-            parse_gpus(request.gpus)  # docker gets the value as-is, but a typo costs no build
+        # Parsed before building, so a typo costs no build.
+        gpus = parse_gpus(request.gpus) if request.gpus else None
         build_on = request.build_on or self.spec.build or "local"
         if build_on == "remote":
             if request.transfer != "auto":
@@ -160,34 +164,50 @@ class SSHExecutor(LoginExecutor):
             )
             shipping = self._shipping(request.transfer)
         shipping.check(plan)
-        image = shipping.remote_ref(plan.tag)
         job_id = new_job_id()
-        labels = job_labels(job_id, self.name, image, request)
-        argv = argv_for.run_argv(
-            self.spec.docker_path,
-            container_name(job_id),
-            labels,
-            image,
-            request.command,
-            request.gpus,
-            env_from_stdin=bool(request.env),
-            options=request.options,
+        if gpus is None:
+            return self._start(job_id, request, None, plan, shipping, progress)
+        return until_free(
+            lambda: self._start(job_id, request, gpus, plan, shipping, progress),
+            request.gpu_wait,
+            progress,
         )
-        argv = scripts.name_guard_argv(self.spec.docker_path, request.name, argv)
-        # Tags are content hashes, so a remote that has the tag has this exact image: try to run
-        # first (one round trip) and ship only when the engine says it lacks the image.
-        env = argv_for.env_file(request.env)
-        if request.build.no_cache:  # a fresh build of the same content: ship it, whatever is there
-            status, err = shipping.deliver(plan, argv, env, progress)
-        else:
-            status, out, err = self.conn.run(shipping.first_try(plan, argv), stdin=env)
-            if status != 0 and b"No such image" in err:
-                shipping.tried(out)
-                status, err = shipping.deliver(plan, argv, env, progress)
-            elif status == 0:
-                progress(f"{self.name} already has {image}; nothing to ship")
+
+    def _start(
+        self,
+        job_id: str,
+        request: JobRequest,
+        gpus: dict[str, Any] | None,
+        plan: ImagePlan,
+        shipping: Shipping,
+        progress: ProgressCallback,
+    ) -> Job:
+        """Start the job; with GPUs, on GPUs chosen here and checked there under its lock
+        (chosen again if another run took one meanwhile)."""
+        image = shipping.remote_ref(plan.tag)
+        for _ in range(GPU_TRIES):
+            placement = None
+            if gpus is not None and (state := remote_gpu_state(self.docker, self.name)):
+                placement = place(request.gpus or "", gpus, state, self.name)
+                if notice := sharing_notice(placement):
+                    (self.notices or progress)(notice)
+            labels = job_labels(job_id, self.name, image, request, placement)
+            value = docker_gpus_value(gpus, placement, request.gpus or "") if gpus else None
+            argv = argv_for.run_argv(
+                self.spec.docker_path, container_name(job_id), labels, image, request.command,
+                value, env_from_stdin=bool(request.env), options=request.options,
+            )  # fmt: skip
+            if gpus is not None:
+                argv = guard_argv(self.spec.docker_path, gpus, placement, argv)
+            argv = scripts.name_guard_argv(self.spec.docker_path, request.name, argv)
+            env = argv_for.env_file(request.env)
+            status, err = shipping.run(plan, argv, env, request.build.no_cache, progress)
+            if not gpus_taken(err):
+                break
         if status != 0 and request.name and (taken := scripts.name_taken(err)) is not None:
             raise name_taken(request.name, taken, self.name)  # no container was made
+        if status != 0 and (why := guard_error(err) or (gpus_taken(err) and "GPUs taken")):
+            raise RadopsError(f"--gpus on {self.name}: {why}")
         if status != 0:
             # docker leaves a Created container when the start fails: a job that never ran
             # must not show up in `jobs`.

@@ -1,0 +1,131 @@
+"""GPU placement's rule, pure: which GPUs a `--gpus` request gets on a machine's state. The
+same rule runs on real engines in tests/ssh/test_ssh_gpus.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from radops.errors import UsageError
+from radops.executors.docker.gpus import (
+    GpusBusy,
+    GpuState,
+    device_request,
+    docker_gpus_value,
+    gpu_labels,
+    job_gpus,
+    parse_apps,
+    parse_inventory,
+    place,
+    sharing_notice,
+    until_free,
+)
+from radops.executors.docker.options import parse_gpus
+from radops.executors.model import Gpu, Job
+
+FOUR = parse_inventory(
+    "0, GPU-aaaa\n1, GPU-bbbb\n2, GPU-cccc\n3, GPU-dddd\nNo devices were found\n"
+)
+
+
+def _job(job_id: str, indexes: list[int], status: str = "running", name: str = "") -> Job:
+    gpus = [g for g in FOUR if g.index in indexes]
+    return Job(job_id, "box", status, None, None, [], "img", name or None, user="ann@box",
+               gpus=gpus)  # fmt: skip
+
+
+def _place(asked: str, jobs: list[Job] = (), busy: frozenset[str] = frozenset()) -> list[int]:  # type: ignore[assignment]
+    placement = place(asked, parse_gpus(asked), GpuState(FOUR, list(jobs), busy), "box")
+    return [g.index for g in placement.devices]
+
+
+def test_nvidia_smi_output_is_read_as_indexes_and_uuids() -> None:
+    assert FOUR[2] == Gpu(2, "GPU-cccc") and len(FOUR) == 4
+    assert parse_apps("GPU-bbbb, 4242\nNo running processes found\n") == {"GPU-bbbb"}
+
+
+def test_a_count_takes_the_lowest_gpus_no_running_job_holds() -> None:
+    assert _place("1") == [0]
+    assert _place("1", [_job("a" * 12, [0])]) == [1]
+    assert _place("2", [_job("a" * 12, [0]), _job("b" * 12, [2])]) == [1, 3]
+    # An ended job holds nothing; a restarting one keeps its GPUs.
+    assert _place("1", [_job("a" * 12, [0], "exited")]) == [0]
+    assert _place("1", [_job("a" * 12, [0], "restarting")]) == [1]
+
+
+def test_gpus_busy_with_other_processes_count_as_taken_unless_named() -> None:
+    assert _place("1", busy=frozenset({"GPU-aaaa"})) == [1]
+    assert _place("device=0", busy=frozenset({"GPU-aaaa"})) == [0]
+
+
+def test_all_needs_every_gpu_free() -> None:
+    assert _place("all") == [0, 1, 2, 3]
+    with pytest.raises(GpusBusy):
+        _place("all", [_job("a" * 12, [3])])
+
+
+def test_too_few_free_gpus_is_refused_naming_the_holders() -> None:
+    jobs = [_job("a" * 12, [0, 1], name="sweep-1"), _job("b" * 12, [2])]
+    with pytest.raises(GpusBusy) as refused:
+        _place("2", jobs, frozenset({"GPU-dddd"}))
+    message = refused.value.message
+    assert message.startswith("--gpus 2: 0 of 4 GPUs free on box, 2 needed")
+    assert f"GPU 0: job {'a' * 12} (sweep-1) of ann@box" in message
+    assert "GPU 3: a process radops did not start" in message and "\n" not in message
+    assert "--wait" in (refused.value.hint or "")
+
+
+def test_named_devices_run_and_say_which_jobs_share_them() -> None:
+    holder = _job("a" * 12, [2], name="train")
+    placement = place("device=2,3", parse_gpus("device=2,3"), GpuState(FOUR, [holder],
+                      frozenset()), "box")  # fmt: skip
+    assert [g.index for g in placement.devices] == [2, 3]
+    assert sharing_notice(placement) == (
+        f"GPU 2,3 already in use by job {'a' * 12} (train) of ann@box; starting anyway"
+    )
+    by_uuid = place("device=GPU-dddd", parse_gpus("device=GPU-dddd"), GpuState(FOUR, [],
+                    frozenset()), "box")  # fmt: skip
+    assert by_uuid.devices == [Gpu(3, "GPU-dddd")]
+
+
+def test_a_device_or_count_the_machine_lacks_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="no GPU '7' on box"):
+        _place("device=7")
+    with pytest.raises(UsageError, match="box has 4 GPUs"):
+        _place("5")
+
+
+def test_the_engine_gets_explicit_devices_never_a_count() -> None:
+    request = parse_gpus("2")
+    placement = place("2", request, GpuState(FOUR, [_job("a" * 12, [0])], frozenset()), "box")
+    assert device_request(request, placement)["DeviceIDs"] == ["1", "2"]
+    assert device_request(request, placement)["Count"] == 0
+    assert docker_gpus_value(request, placement, "2") == '"device=1,2"'
+    caps = parse_gpus('2,"capabilities=compute,utility"')
+    assert docker_gpus_value(caps, placement, "") == '"device=1,2","capabilities=compute,utility"'
+    assert docker_gpus_value(request, None, "2") == "2"  # no nvidia-smi: docker decides
+
+
+def test_labels_carry_the_placement_and_read_back() -> None:
+    placement = place("2", parse_gpus("2"), GpuState(FOUR, [], frozenset()), "box")
+    labels = gpu_labels(placement)
+    assert labels == {"dev.radops.gpus": "0,1", "dev.radops.gpu-uuids": "GPU-aaaa,GPU-bbbb"}
+    assert job_gpus(labels) == [Gpu(0, "GPU-aaaa"), Gpu(1, "GPU-bbbb")]
+    assert job_gpus({}) == []
+
+
+def test_waiting_tries_again_until_the_gpus_are_free() -> None:
+    tries: list[int] = []
+    said: list[str] = []
+
+    def attempt() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            _place("all", [_job("a" * 12, [1])])
+        return "started"
+
+    assert until_free(attempt, float("inf"), said.append, poll_s=0) == "started"
+    assert len(tries) == 3 and said[0].startswith("waiting for GPUs: 3 of 4 GPUs free")
+    with pytest.raises(GpusBusy, match=r"\(waited 0s\)"):
+        until_free(lambda: _place("all", [_job("a" * 12, [1])]), 0, said.append, poll_s=0)
+    with pytest.raises(GpusBusy):  # no --wait: refused at once
+        until_free(lambda: _place("all", [_job("a" * 12, [1])]), None, said.append)
