@@ -76,6 +76,15 @@ class RemoteHost:
         env = {**os.environ, "DOCKER_HOST": self.docker_host}
         return subprocess.run([DOCKER, *args], env=env, capture_output=True, timeout=60)
 
+    def restart_engine(self) -> None:
+        """Stop the rig's dockerd (its containers stop with it, as when a machine goes down) and
+        start it again on the same folders: jobs with a restart policy come back."""
+        engine = self.processes[0]  # remote_host starts the engine first
+        os.killpg(engine.pid, signal.SIGTERM)
+        engine.wait(timeout=90)
+        dockerd = _tool("dockerd", "/usr/sbin/dockerd", "/usr/bin/dockerd")
+        self.processes[0] = start_engine_process(dockerd, self.root / "engine", self.docker_host)
+
     def known_hosts_line(self) -> str:
         key_type, key = self.host_key_pub.read_text().split()[:2]
         return f"[127.0.0.1]:{self.ssh_port} {key_type} {key}\n"

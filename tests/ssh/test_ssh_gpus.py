@@ -207,3 +207,64 @@ def test_two_users_of_one_machine_never_share_a_gpu(
         jobs.append((executor, out.decode().strip()))
     assert sorted(_devices(cli, e, j) for e, j in jobs) == ["0", "1", "2", "3"]
     assert os.stat("/tmp/radops-gpus.lock").st_mode & 0o777 == 0o666
+
+
+def _job(cli: CLI, executor: str, job: str) -> dict[str, object]:
+    listed = json.loads(cli("executors", "jobs", executor, "--json").stdout)
+    found: dict[str, object] = next(j for j in listed if j["job_id"] == job)
+    return found
+
+
+@pytest.mark.usefixtures("clean_gpus")
+def test_a_restarting_job_keeps_its_gpu_and_every_run_is_logged(
+    cli: CLI, gpu_box: str, job_context: Path
+) -> None:
+    _warm(cli, gpu_box, job_context)
+    flaky = cli("executors", "run", "--quiet", gpu_box, str(job_context), "--gpus", "1",
+                "--restart", "on-failure:3", "--", "sh", "-c",
+                "echo gpus=$NVIDIA_VISIBLE_DEVICES; sleep 2; exit 3")  # fmt: skip
+    assert flaky.returncode == 0, flaky.stderr.decode()
+    job = flaky.stdout.decode().strip()
+    assert _devices(cli, gpu_box, job) == "0"
+    deadline = time.monotonic() + 60
+    while _job(cli, gpu_box, job)["restarts"] in (None, 0):
+        assert time.monotonic() < deadline, "the job was not restarted"
+        time.sleep(0.5)
+    # Placement treats its GPU as held, running or between two runs.
+    other = _start(cli, gpu_box, job_context, "--gpus", "1")
+    assert other.returncode == 0, other.stderr.decode()
+    assert _devices(cli, gpu_box, other.stdout.decode().strip()) == "1"
+    while (state := _job(cli, gpu_box, job))["status"] != "exited":
+        assert time.monotonic() < deadline + 60, f"the job still runs: {state}"
+        time.sleep(0.5)
+    assert state["exit_code"] == 3
+    logs = cli("executors", "logs", gpu_box, job).stdout.decode()
+    assert logs.count("gpus=0\n") == 4, logs  # the first run and three restarts, all on GPU 0
+    final = _job(cli, gpu_box, job)
+    assert final["restarts"] == 3 and final["options"] == {"restart": "on-failure:3"}
+    table = cli("executors", "jobs", gpu_box).stdout.decode()
+    assert "RESTARTS" in table and "3 (on-failure:3)" in table
+
+
+@pytest.mark.usefixtures("clean_gpus")
+def test_an_unless_stopped_job_comes_back_after_the_engine_restarts(
+    cli: CLI, box: str, job_context: Path, remote: rig.RemoteHost
+) -> None:
+    _warm(cli, box, job_context)
+    first = _start(cli, box, job_context, "--gpus", "1")
+    kept = _start(cli, box, job_context, "--gpus", "1", "--restart", "unless-stopped")
+    assert first.returncode == 0 and kept.returncode == 0, kept.stderr.decode()
+    job = kept.stdout.decode().strip()
+    assert _devices(cli, box, job) == "1"
+    remote.restart_engine()
+    deadline = time.monotonic() + 60
+    while _job(cli, box, job)["status"] != "running":
+        assert time.monotonic() < deadline, "the job did not come back"
+        time.sleep(0.5)
+    logs = cli("executors", "logs", box, job).stdout.decode()
+    assert logs.count("gpus=1\n") == 2, logs  # its first run's output kept, then the new one
+    gone = first.stdout.decode().strip()
+    assert _job(cli, box, gone)["status"] == "exited"  # no policy: stays down
+    # Its GPU is still its own; the one of the job that stayed down is free again.
+    again = _start(cli, box, job_context, "--gpus", "1")
+    assert _devices(cli, box, again.stdout.decode().strip()) == "0"

@@ -84,6 +84,7 @@ def job_request(
     cpus: str | None = None,
     network: str | None = None,
     labels: Sequence[str] = (),
+    restart: str | None = None,
     nodes: int | None = None,
     time: str | None = None,
     partition: str | None = None,
@@ -128,6 +129,7 @@ def job_request(
             cpus=cpus,
             network=network,
             labels=list(labels),
+            restart=restart,
         ),
         queue=QueueOptions(
             nodes=nodes, time=time, partition=partition, extra_args=tuple(queue_args)

@@ -191,6 +191,15 @@ def run(
         help="KEY=VALUE label on the job's container. Repeatable.",
         rich_help_panel="Container",
     ),
+    restart: str | None = typer.Option(
+        None,
+        "--restart",
+        help="When the engine starts the job again, as `docker run --restart`: no, "
+        "on-failure[:N], unless-stopped (also after the machine or its engine restarts, e.g. a "
+        "spot VM resumed), always. A job keeps its GPUs across restarts. Slurm: unless-stopped "
+        "is sbatch --requeue.",
+        rich_help_panel="Container",
+    ),
     env_file: list[str] | None = typer.Option(
         None,
         "--env-file",
@@ -267,6 +276,7 @@ def run(
         cpus=cpus,
         network=network,
         labels=label or (),
+        restart=restart,
         nodes=nodes,
         time=time_limit,
         partition=partition,

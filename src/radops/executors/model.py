@@ -206,6 +206,12 @@ class Job:
     user: str | None = None  # user@host that started it (None: a job from before radops kept it)
     queue: QueueInfo | None = None  # a queued job's scheduler view; None without a scheduler
     gpus: list[Gpu] = field(default_factory=list)  # the GPUs placement gave it
+    restarts: int | None = None  # times the engine restarted it (--restart); None: no policy
+
+    @property
+    def restart_policy(self) -> str | None:
+        policy = self.options.get("restart")
+        return policy if isinstance(policy, str) and policy != "no" else None
 
     def to_json(self) -> dict[str, Any]:
         extra = {} if self.queue is None else {"queue": self.queue.to_json()}
@@ -221,6 +227,7 @@ class Job:
             "options": self.options,
             "user": self.user,
             "gpus": [asdict(g) for g in self.gpus],
+            "restarts": self.restarts,
             **extra,
         }
 
@@ -234,6 +241,7 @@ class EngineReport:
     os: str
     architecture: str
     gpus: list[str] = field(default_factory=list)
+    gpus_free: int | None = None  # GPUs no radops job or other process uses; None: unknown
 
     @property
     def platform(self) -> str:
@@ -241,6 +249,8 @@ class EngineReport:
 
     def summary(self) -> str:
         gpus = f"{len(self.gpus)} GPU(s): {', '.join(self.gpus)}" if self.gpus else "no GPUs"
+        if self.gpus and self.gpus_free is not None:
+            gpus += f" ({self.gpus_free} free)"
         return f"{self.executor}: Docker {self.server_version} on {self.platform}, {gpus}"
 
     def to_json(self) -> dict[str, Any]:
@@ -250,6 +260,7 @@ class EngineReport:
             "os": self.os,
             "architecture": self.architecture,
             "gpus": self.gpus,
+            "gpus_free": self.gpus_free,
         }
 
 
@@ -263,6 +274,7 @@ class GpuUse:
     memory_used_mib: int | None
     memory_total_mib: int | None
     temperature_c: int | None
+    jobs: tuple[str, ...] = ()  # the radops jobs placed on it (running or restarting)
 
 
 @dataclass(frozen=True)

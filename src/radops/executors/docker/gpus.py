@@ -15,11 +15,11 @@ import csv
 import io
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from radops.errors import RadopsError, UsageError
-from radops.executors.model import LABEL_GPU_UUIDS, LABEL_GPUS, Gpu, Job
+from radops.executors.model import LABEL_GPU_UUIDS, LABEL_GPUS, Gpu, GpuUse, Job
 
 # One lock file per machine for every user's radops: created world-writable so any user can
 # open it; opened read-only (flock needs no write access) so /tmp's sticky-bit rules never
@@ -57,6 +57,18 @@ class GpuState:
     def used_by_others(self, gpu: Gpu) -> bool:
         """Busy with processes radops did not start (its own jobs' processes show up too)."""
         return gpu.uuid in self.busy and not self.holders(gpu.index)
+
+    def free(self) -> int:
+        """How many GPUs a `--gpus N` could take now (what `check` says)."""
+        return sum(1 for g in self.gpus if not self.holders(g.index) and g.uuid not in self.busy)
+
+
+def with_jobs(gpus: list[GpuUse] | None, jobs: list[Job]) -> list[GpuUse] | None:
+    """`top`'s GPUs, each with the radops jobs placed on it."""
+    if gpus is None:
+        return None
+    state = GpuState([], jobs, frozenset())
+    return [replace(g, jobs=tuple(j.id for j in state.holders(g.index))) for g in gpus]
 
 
 @dataclass(frozen=True)

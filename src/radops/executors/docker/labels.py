@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -93,7 +94,25 @@ def job_from_inspect(data: dict[str, Any], executor: str) -> Job:
     state = data["State"]
     status = state["Status"]
     exit_code = state["ExitCode"] if status in ("exited", "dead") else None
-    return job_from_labels(labels, executor, status, exit_code)
+    job = job_from_labels(labels, executor, status, exit_code)
+    return with_restarts(job, data.get("RestartCount"))
+
+
+def with_restarts(job: Job, count: object) -> Job:
+    """`job` with the engine's restart count, for a job that has a restart policy."""
+    if job.restart_policy is None or not str(count).isdigit():
+        return job
+    return replace(job, restarts=int(str(count)))
+
+
+# `docker inspect --format` of jobs' restart counts: `JOB_ID COUNT` lines.
+RESTARTS_FORMAT = '{{index .Config.Labels "' + LABEL_JOB_ID + '"}} {{.RestartCount}}'
+
+
+def add_restarts(jobs: list[Job], counts: str) -> list[Job]:
+    """`jobs` with the restart counts of RESTARTS_FORMAT's lines."""
+    found = dict(line.split(" ", 1) for line in counts.splitlines() if " " in line)
+    return [with_restarts(job, found.get(job.id, "").strip()) for job in jobs]
 
 
 def job_from_summary(data: dict[str, Any], executor: str) -> Job:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from radops.executors.model import LOG_DRIVER, LOG_OPTIONS, JobRequest
-from radops.executors.run_options import RunOptions, mount_fields, size_bytes
+from radops.executors.run_options import RunOptions, mount_fields, restart_policy, size_bytes
 
 
 def container_body(
@@ -58,6 +58,8 @@ def engine_fields(options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
         bindings = convert_port_bindings(build_port_bindings(list(options.publish)))
         host["PortBindings"] = bindings
         config["ExposedPorts"] = {port: {} for port in bindings}
+    if options.restart:
+        host["RestartPolicy"] = restart_policy(options.restart)
     if options.workdir:
         config["WorkingDir"] = options.workdir
     if options.user:

@@ -14,7 +14,13 @@ from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, Us
 from radops.executors.base import Executor
 from radops.executors.docker.argv import error_line
 from radops.executors.docker.frames import demux_frames
-from radops.executors.docker.gpus import device_request, place, sharing_notice, until_free
+from radops.executors.docker.gpus import (
+    device_request,
+    place,
+    sharing_notice,
+    until_free,
+    with_jobs,
+)
 from radops.executors.docker.labels import (
     job_from_inspect,
     job_from_labels,
@@ -85,12 +91,14 @@ class LocalExecutor(Executor):
     def check(self) -> EngineReport:
         version = self.engine.version()
         gpus = local_gpu_names()
+        state = local_gpu_state(self.jobs) if gpus else None
         return EngineReport(
             executor=self.name,
             server_version=str(version.get("Version", "?")),
             os=str(version.get("Os", "?")),
             architecture=str(version.get("Arch", "?")),
             gpus=gpus,
+            gpus_free=None if state is None else state.free(),
         )
 
     @classmethod
@@ -162,7 +170,10 @@ class LocalExecutor(Executor):
 
     def jobs(self) -> list[Job]:
         rows = self._containers({"label": [LABEL_JOB_ID]}, "listing jobs")
-        return newest_first([job_from_summary(row, self.name) for row in rows])
+        jobs = [job_from_summary(row, self.name) for row in rows]
+        # The list has no restart counts: asked of each job that may restart.
+        jobs = [self.get(job.id) if job.restart_policy else job for job in jobs]
+        return newest_first(jobs)
 
     def _containers(self, filters: dict[str, list[str]], what: str) -> list[dict[str, Any]]:
         query = {"all": "1", "filters": json.dumps(filters)} if filters else {"all": "1"}
@@ -320,7 +331,9 @@ class LocalExecutor(Executor):
         if shutil.which(GPU_QUERY[0]):
             smi = subprocess.run(GPU_QUERY, capture_output=True, text=True, check=False)
             gpus = parse_gpus(smi.stdout) if smi.returncode == 0 else None
-        running = [container_name(j.id) for j in self.jobs() if j.status == "running"]
+        jobs = self.jobs()
+        gpus = with_jobs(gpus, jobs)
+        running = [container_name(j.id) for j in jobs if j.status == "running"]
         if not running:
             return TopReport(self.name, gpus, [])
         docker = _docker_cli("top")

@@ -13,8 +13,16 @@ from typing import TYPE_CHECKING, Any
 from radops.errors import NotFoundError, RadopsError, UsageError
 from radops.executors.base import Ask
 from radops.executors.docker import argv as argv_for
-from radops.executors.docker.gpus import docker_gpus_value, place, sharing_notice, until_free
+from radops.executors.docker.gpus import (
+    docker_gpus_value,
+    place,
+    sharing_notice,
+    until_free,
+    with_jobs,
+)
 from radops.executors.docker.labels import (
+    RESTARTS_FORMAT,
+    add_restarts,
     job_from_inspect,
     job_from_labels,
     job_from_summary,
@@ -133,12 +141,14 @@ class SSHExecutor(LoginExecutor):
             raise self.docker.engine_down()
         status, smi, _ = self.conn.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
         gpus = [g.strip() for g in smi.decode(errors="replace").splitlines() if g.strip()]
+        state = remote_gpu_state(self.docker, self.name) if status == 0 and gpus else None
         return EngineReport(
             executor=self.name,
             server_version=str(server.get("Version", "?")),
             os=str(server.get("Os", "?")),
             architecture=str(server.get("Arch", "?")),
             gpus=gpus if status == 0 else [],
+            gpus_free=None if state is None else state.free(),
         )
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
@@ -230,6 +240,11 @@ class SSHExecutor(LoginExecutor):
     def jobs(self) -> list[Job]:
         out = self.docker(*argv_for.ps_argv("")[1:], what="listing jobs")
         jobs = [job_from_summary(row, self.name) for row in argv_for.parse_ps(out)]
+        if restarting := [container_name(job.id) for job in jobs if job.restart_policy]:
+            # The list has no restart counts: one more round trip, for jobs that may restart.
+            argv = self.docker.argv("inspect", "--format", RESTARTS_FORMAT, *restarting)
+            _, counts, _ = self.conn.run(argv)  # a job removed meanwhile: no count
+            jobs = add_restarts(jobs, counts.decode(errors="replace"))
         return newest_first(jobs)
 
     def _full_id(self, job_id: str) -> str:
@@ -368,6 +383,8 @@ class SSHExecutor(LoginExecutor):
         gpu_part, _, stats = out.partition("radops:stats\n")
         header, _, gpu_lines = gpu_part.partition("\n")
         gpus = parse_gpus(gpu_lines) if header.strip() == "radops:gpus 0" else None
+        if gpus:  # which job is on which GPU
+            gpus = with_jobs(gpus, self.jobs())
         return TopReport(self.name, gpus, parse_stats(stats, CONTAINER_PREFIX))
 
     def remove(self, job_id: str, force: bool = False) -> Job:
