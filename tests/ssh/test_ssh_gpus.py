@@ -169,15 +169,25 @@ def test_wait_starts_the_job_on_the_gpu_a_stopped_job_frees(
     _warm(cli, gpu_box, job_context)
     jobs = _parallel(cli, gpu_box, job_context, 4, "--gpus", "1")
     devices = {job: _devices(cli, gpu_box, job) for job in jobs}
-    waiting = cli.popen(*_run_args(gpu_box, job_context, "--gpus", "1", "--wait=120"))
+    args = _run_args(gpu_box, job_context, "--gpus", "1", "--wait=120")
+    waiting = cli.popen(*[a for a in args if a != "--quiet"][:3], "--json", *args[4:])
     time.sleep(5)
     assert waiting.poll() is None  # still waiting: no GPU free
     freed = next(job for job, device in devices.items() if device == "2")
     assert cli("executors", "stop", gpu_box, freed, "--timeout", "1").returncode == 0
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0, err.decode()
-    assert "waiting for GPUs: 0 of 4 GPUs free" in err.decode()
-    assert _devices(cli, gpu_box, out.decode().strip()) == "2"
+    said = [line for line in err.decode().splitlines() if "waiting for GPUs" in line]
+    assert len(said) == 1 and said[0].endswith(
+        "waiting for GPUs: 0 of 4 GPUs free, 1 needed: "
+        + "; ".join(
+            f"GPU {d}: job {j} of {json.loads(out)['user']}"
+            for j, d in sorted(devices.items(), key=lambda i: i[1])
+        )
+    ), said
+    started = json.loads(out)
+    assert started["gpus"][0]["index"] == 2
+    assert _devices(cli, gpu_box, started["job_id"]) == "2"
 
 
 @pytest.mark.usefixtures("clean_gpus")
@@ -191,6 +201,7 @@ def test_two_users_of_one_machine_never_share_a_gpu(
         + f"Host gpubox\n  HostName 127.0.0.1\n  Port {remote.ssh_port}\n  User {rig.GPU_USER}\n"
         f"  IdentityFile {remote.client_key}\n"
     )
+    _open_to_docker_group(remote)
     added = cli("executors", "add", "--name", "other", "--hostname", "gpubox",
                 "--docker-path", "/usr/bin/docker")  # fmt: skip
     assert added.returncode == 0, added.stderr.decode()
@@ -207,6 +218,16 @@ def test_two_users_of_one_machine_never_share_a_gpu(
         jobs.append((executor, out.decode().strip()))
     assert sorted(_devices(cli, e, j) for e, j in jobs) == ["0", "1", "2", "3"]
     assert os.stat("/tmp/radops-gpus.lock").st_mode & 0o777 == 0o666
+
+
+def _open_to_docker_group(remote: rig.RemoteHost) -> None:
+    """The rig engine's socket (root:docker, 0660) reachable by the docker group: its folders,
+    under this session's private temporary folder, made traversable (not readable) by all."""
+    folder = Path(remote.docker_host.removeprefix("unix://")).parent
+    for parent in [folder, *folder.parents]:
+        if parent == Path("/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o001)
 
 
 def _job(cli: CLI, executor: str, job: str) -> dict[str, object]:

@@ -211,6 +211,7 @@ def until_free(
     """`attempt()` (choose and start under the GPU lock); with `wait` (seconds, inf: no end),
     again every `poll_s` while it raises GpusBusy, `status` told what it waits for."""
     deadline = None if wait is None else time.monotonic() + wait
+    said = ""
     while True:
         try:
             return attempt()
@@ -221,5 +222,7 @@ def until_free(
                         f"{busy.message} (waited {wait:.0f}s)", busy.hint or "", busy.status
                     ) from None
                 raise
-            status(f"waiting for GPUs: {busy.status}")
+            if busy.status != said:  # a line when what it waits for changes, not every poll
+                status(f"waiting for GPUs: {busy.status}")
+                said = busy.status
             time.sleep(poll_s)

@@ -29,7 +29,7 @@ from radops.executors.docker.labels import (
     match_job,
     newest_first,
 )
-from radops.executors.docker.options import NO_GPU_DRIVER, no_gpu_runtime, parse_gpus
+from radops.executors.docker.options import parse_gpus
 from radops.executors.docker.prune import (
     exec_flags,
     job_address,
@@ -39,7 +39,7 @@ from radops.executors.docker.prune import (
     unused_radops_images,
 )
 from radops.executors.features import ALL_FEATURES, Feature
-from radops.executors.local.create import container_body
+from radops.executors.local.create import container_body, create_and_start
 from radops.executors.local.gpus import local_gpu_names, local_gpu_state, machine_gpu_lock
 from radops.executors.model import (
     CONTAINER_PREFIX,
@@ -149,24 +149,9 @@ class LocalExecutor(Executor):
                     (self.notices or progress)(notice)
             labels = job_labels(job_id, self.name, image, request, placement)
             devices = device_request(gpus, placement) if gpus is not None else None
-            self._create_and_start(job_id, container_body(request, image, labels, devices))
+            create_and_start(self.engine, job_id, container_body(request, image, labels, devices))
         progress(f"Started job {job_id}")
         return job_from_labels(labels, self.name, "running")
-
-    def _create_and_start(self, job_id: str, body: dict[str, Any]) -> None:
-        what = "starting the job"
-        name = container_name(job_id)
-        cid = self.engine.call("POST", "/containers/create", what, query={"name": name}, body=body)
-        cid = cid["Id"]
-        try:
-            self.engine.call("POST", f"/containers/{cid}/start", what)
-        except BaseException as e:  # Ctrl-C too
-            # A job that never started is not a job: leave nothing behind in `jobs`.
-            with contextlib.suppress(RadopsError):
-                self.engine.call("DELETE", f"/containers/{cid}", what, query={"force": "1"})
-            if NO_GPU_DRIVER in str(e):
-                raise no_gpu_runtime("this machine") from e
-            raise
 
     def jobs(self) -> list[Job]:
         rows = self._containers({"label": [LABEL_JOB_ID]}, "listing jobs")

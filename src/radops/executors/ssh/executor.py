@@ -14,9 +14,6 @@ from radops.errors import NotFoundError, RadopsError, UsageError
 from radops.executors.base import Ask
 from radops.executors.docker import argv as argv_for
 from radops.executors.docker.gpus import (
-    docker_gpus_value,
-    place,
-    sharing_notice,
     until_free,
     with_jobs,
 )
@@ -24,9 +21,7 @@ from radops.executors.docker.labels import (
     RESTARTS_FORMAT,
     add_restarts,
     job_from_inspect,
-    job_from_labels,
     job_from_summary,
-    job_labels,
     job_not_found,
     match_job,
     newest_first,
@@ -54,23 +49,21 @@ from radops.executors.model import (
     StopResult,
     Stream,
     container_name,
-    name_taken,
     new_job_id,
 )
 from radops.executors.ssh import attached, scripts
 from radops.executors.ssh.docker import RemoteDocker
-from radops.executors.ssh.gpus import gpus_taken, guard_argv, guard_error, remote_gpu_state
+from radops.executors.ssh.gpus import remote_gpu_state
+from radops.executors.ssh.starting import start_job
 from radops.progress import ProgressCallback
 from radops.specs import DEFAULT_DOCKER_PATH, SSHExecutorSpec
 
 if TYPE_CHECKING:
     from radops.executors.model import TopReport
     from radops.executors.ssh.shipping import Shipping
-    from radops.images.service import ImagePlan
     from radops.specs import SSHExecutorSpec
 
 _JOB_ID = re.compile(r"^[0-9a-f]{12}$")
-GPU_TRIES = 8  # runs started at the same moment: each loses the GPU race at most this often
 
 
 class SSHExecutor(LoginExecutor):
@@ -175,56 +168,14 @@ class SSHExecutor(LoginExecutor):
             shipping = self._shipping(request.transfer)
         shipping.check(plan)
         job_id = new_job_id()
-        if gpus is None:
-            return self._start(job_id, request, None, plan, shipping, progress)
-        return until_free(
-            lambda: self._start(job_id, request, gpus, plan, shipping, progress),
-            request.gpu_wait,
-            progress,
-        )
 
-    def _start(
-        self,
-        job_id: str,
-        request: JobRequest,
-        gpus: dict[str, Any] | None,
-        plan: ImagePlan,
-        shipping: Shipping,
-        progress: ProgressCallback,
-    ) -> Job:
-        """Start the job; with GPUs, on GPUs chosen here and checked there under its lock
-        (chosen again if another run took one meanwhile)."""
-        image = shipping.remote_ref(plan.tag)
-        for _ in range(GPU_TRIES):
-            placement = None
-            if gpus is not None and (state := remote_gpu_state(self.docker, self.name)):
-                placement = place(request.gpus or "", gpus, state, self.name)
-                if notice := sharing_notice(placement):
-                    (self.notices or progress)(notice)
-            labels = job_labels(job_id, self.name, image, request, placement)
-            value = docker_gpus_value(gpus, placement, request.gpus or "") if gpus else None
-            argv = argv_for.run_argv(
-                self.spec.docker_path, container_name(job_id), labels, image, request.command,
-                value, env_from_stdin=bool(request.env), options=request.options,
-            )  # fmt: skip
-            if gpus is not None:
-                argv = guard_argv(self.spec.docker_path, gpus, placement, argv)
-            argv = scripts.name_guard_argv(self.spec.docker_path, request.name, argv)
-            env = argv_for.env_file(request.env)
-            status, err = shipping.run(plan, argv, env, request.build.no_cache, progress)
-            if not gpus_taken(err):
-                break
-        if status != 0 and request.name and (taken := scripts.name_taken(err)) is not None:
-            raise name_taken(request.name, taken, self.name)  # no container was made
-        if status != 0 and (why := guard_error(err) or (gpus_taken(err) and "GPUs taken")):
-            raise RadopsError(f"--gpus on {self.name}: {why}")
-        if status != 0:
-            # docker leaves a Created container when the start fails: a job that never ran
-            # must not show up in `jobs`.
-            self.docker.run_argv(self.docker.argv("rm", "--force", container_name(job_id)))
-            raise self.docker.error(status, err, "starting the job")
-        progress(f"Started job {job_id} on {self.name}")
-        return job_from_labels(labels, self.name, "running")
+        def start(gpus: dict[str, Any] | None) -> Job:
+            return start_job(self.docker, self.notices, job_id, request, gpus, plan, shipping,
+                             progress)  # fmt: skip
+
+        if gpus is None:
+            return start(None)
+        return until_free(lambda: start(gpus), request.gpu_wait, progress)
 
     def _shipping(self, transfer: str) -> Shipping:
         """How an image built here gets there (`--transfer`), with the registry's pull
