@@ -129,3 +129,35 @@ def test_waiting_tries_again_until_the_gpus_are_free() -> None:
         until_free(lambda: _place("all", [_job("a" * 12, [1])]), 0, said.append, poll_s=0)
     with pytest.raises(GpusBusy):  # no --wait: refused at once
         until_free(lambda: _place("all", [_job("a" * 12, [1])]), None, said.append)
+
+
+def test_unquoted_device_lists_are_read_as_meant() -> None:
+    assert parse_gpus("device=2,3")["DeviceIDs"] == ["2", "3"]
+    assert parse_gpus("device=GPU-aaaa,GPU-bbbb")["DeviceIDs"] == ["GPU-aaaa", "GPU-bbbb"]
+
+
+@pytest.mark.parametrize("policy", ["on-failure", "on-failure:3", "always"])
+def test_slurm_refuses_restart_policies_it_has_no_meaning_for(policy: str) -> None:
+    from pathlib import Path
+
+    from radops.executors.model import JobRequest
+    from radops.executors.run_options import parse_run_options
+    from radops.executors.slurm.executor import SlurmExecutor
+
+    request = JobRequest(Path("."), [], options=parse_run_options(restart=policy))
+    with pytest.raises(UsageError, match=f"--restart {policy} does not apply to 'hpc'"):
+        SlurmExecutor.check_request(request, "hpc")
+    requeue = JobRequest(Path("."), [], options=parse_run_options(restart="unless-stopped"))
+    SlurmExecutor.check_request(requeue, "hpc")  # Slurm's requeue
+    with pytest.raises(UsageError, match="--wait does not apply"):
+        SlurmExecutor.check_request(JobRequest(Path("."), [], gpus="1", gpu_wait=60), "hpc")
+
+
+def test_restart_values_are_dockers() -> None:
+    from radops.executors.run_options import parse_run_options, restart_policy
+
+    for good in ("no", "always", "unless-stopped", "on-failure", "on-failure:5"):
+        assert parse_run_options(restart=good).docker_argv() == ["--restart", good]
+    assert restart_policy("on-failure:5") == {"Name": "on-failure", "MaximumRetryCount": 5}
+    with pytest.raises(UsageError, match="invalid --restart 'sometimes'"):
+        parse_run_options(restart="sometimes")
