@@ -3,12 +3,15 @@ same rule runs on real engines in tests/ssh/test_ssh_gpus.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from radops.errors import UsageError
 from radops.executors.docker.gpus import (
     GpusBusy,
     GpuState,
+    Placement,
     device_request,
     docker_gpus_value,
     gpu_labels,
@@ -138,8 +141,6 @@ def test_unquoted_device_lists_are_read_as_meant() -> None:
 
 @pytest.mark.parametrize("policy", ["on-failure", "on-failure:3", "always"])
 def test_slurm_refuses_restart_policies_it_has_no_meaning_for(policy: str) -> None:
-    from pathlib import Path
-
     from radops.executors.model import JobRequest
     from radops.executors.run_options import parse_run_options
     from radops.executors.slurm.executor import SlurmExecutor
@@ -161,3 +162,30 @@ def test_restart_values_are_dockers() -> None:
     assert restart_policy("on-failure:5") == {"Name": "on-failure", "MaximumRetryCount": 5}
     with pytest.raises(UsageError, match="invalid --restart 'sometimes'"):
         parse_run_options(restart="sometimes")
+
+
+def test_the_ssh_guard_runs_only_on_gpus_still_free_under_the_lock(tmp_path: Path) -> None:
+    """GUARD_SCRIPT with real sh and flock(1), a stand-in docker that lists the GPUs held."""
+    import os
+    import subprocess
+
+    from radops.executors.ssh.gpus import gpus_taken, guard_argv
+
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\necho 0,1\necho 3\n")  # `docker ps`: jobs on GPUs 0,1 and 3
+    docker.chmod(0o755)
+    lock = tmp_path / "gpus.lock"
+
+    def guarded(asked: str, devices: list[int]) -> subprocess.CompletedProcess[bytes]:
+        placement = Placement([g for g in FOUR if g.index in devices], [])
+        argv = guard_argv(str(docker), parse_gpus(asked), placement, ["echo", "started"])
+        argv[argv.index("/tmp/radops-gpus.lock")] = str(lock)
+        return subprocess.run(argv, capture_output=True, check=False)
+
+    free = guarded("1", [2])
+    assert free.returncode == 0 and free.stdout == b"started\n"
+    assert os.stat(lock).st_mode & 0o777 == 0o666  # every user's radops can take it
+    taken = guarded("1", [1])
+    assert taken.returncode == 125 and gpus_taken(taken.stderr) and not taken.stdout
+    named = guarded("device=1", [1])  # the user's own choice: runs, shared or not
+    assert named.returncode == 0 and named.stdout == b"started\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -164,15 +165,21 @@ def test_a_gpu_busy_with_another_process_is_skipped_unless_named(
 
 @pytest.mark.usefixtures("clean_gpus")
 def test_wait_starts_the_job_on_the_gpu_a_stopped_job_frees(
-    cli: CLI, gpu_box: str, job_context: Path
+    cli: CLI, gpu_box: str, job_context: Path, remote: rig.RemoteHost
 ) -> None:
     _warm(cli, gpu_box, job_context)
     jobs = _parallel(cli, gpu_box, job_context, 4, "--gpus", "1")
     devices = {job: _devices(cli, gpu_box, job) for job in jobs}
     args = _run_args(gpu_box, job_context, "--gpus", "1", "--wait=120")
     waiting = cli.popen(*[a for a in args if a != "--quiet"][:3], "--json", *args[4:])
+    interrupted = cli.popen(*args)
     time.sleep(5)
-    assert waiting.poll() is None  # still waiting: no GPU free
+    assert waiting.poll() is None and interrupted.poll() is None  # still waiting: no GPU free
+    before = set(_gpu_jobs(remote))
+    interrupted.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = interrupted.communicate(timeout=30)
+    assert interrupted.returncode == 130 and "Traceback" not in err.decode(), err.decode()
+    assert set(_gpu_jobs(remote)) == before  # it left nothing behind
     freed = next(job for job, device in devices.items() if device == "2")
     assert cli("executors", "stop", gpu_box, freed, "--timeout", "1").returncode == 0
     out, err = waiting.communicate(timeout=60)

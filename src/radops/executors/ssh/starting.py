@@ -48,7 +48,7 @@ def start_job(
             docker.path, container_name(job_id), labels, image, request.command,
             value, env_from_stdin=bool(request.env), options=request.options,
         )  # fmt: skip
-        if gpus is not None:
+        if gpus is not None and placement is not None:  # (none: no nvidia-smi, docker decides)
             argv = guard_argv(docker.path, gpus, placement, argv)
         argv = scripts.name_guard_argv(docker.path, request.name, argv)
         env = argv_for.env_file(request.env)
