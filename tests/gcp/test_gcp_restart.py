@@ -52,6 +52,8 @@ def test_a_preempted_then_started_spot_vm_brings_its_restart_jobs_back(
     while fake.instances()["vm1"]["status"] != "TERMINATED":
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    listed = gcli("executors", "gcp", "list")
+    assert "--restart unless-stopped or always come back with it" in listed.stderr.decode()
     remote.restart_engine()  # the machine went down with its VM, and boots with it
 
     started = gcli("executors", "gcp", "start", "vm1")

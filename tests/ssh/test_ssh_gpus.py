@@ -120,6 +120,12 @@ def test_four_parallel_runs_get_four_gpus_and_a_fifth_is_refused(
         assert placed[job][0]["uuid"].startswith(f"GPU-5ad0000{device}-")
     table = cli("executors", "jobs", gpu_box).stdout.decode()
     assert "GPUS" in table.splitlines()[0]
+    checked = cli("executors", "check", gpu_box, "--json")
+    assert json.loads(checked.stdout)["gpus_free"] == 0, checked.stderr.decode()
+    top = json.loads(cli("executors", "top", gpu_box, "--json").stdout)
+    assert {g["index"]: g["jobs"] for g in top["gpus"]} == {
+        int(device): [job] for job, device in devices.items()
+    }
 
     before = set(_gpu_jobs(remote))
     fifth = _start(cli, gpu_box, job_context, "--gpus", "1")
