@@ -270,6 +270,10 @@ def test_restart_unless_stopped_is_slurms_requeue_and_the_rest_is_refused(
     slurm_id = listed(slurm_cli)[job]["queue"]["slurm_job_id"]  # type: ignore[index]
     shown = slurm.slurm("scontrol", "show", "job", str(slurm_id)).stdout
     assert "Requeue=1" in shown, shown
+    once = submit(slurm_cli, slurm_jobs, context, "--restart", "no", "--", "true")
+    slurm_id = listed(slurm_cli)[once]["queue"]["slurm_job_id"]  # type: ignore[index]
+    shown = slurm.slurm("scontrol", "show", "job", str(slurm_id)).stdout
+    assert "Requeue=0" in shown, shown  # (this cluster requeues by default: JobRequeue=1)
     refused = slurm_cli("executors", "run", "hpc", str(context), "--restart", "on-failure:3",
                         "--", "true")  # fmt: skip
     assert_one_line_error(refused, "--restart on-failure:3 does not apply to 'hpc'")
