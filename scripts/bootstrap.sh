@@ -153,6 +153,20 @@ apt_mirror() {
     || true  # awk leaves at the first mirror: the pipe's writers may see it closed
 }
 
+# tests: stand-ins for a four-GPU machine's NVIDIA parts (tests/gpu_standin/): the OCI hook
+# whose presence on dockerd's PATH makes dockerd register its `nvidia` device driver, and an
+# nvidia-smi answering radops' queries. Only the rig's engine and sshd get this folder on their
+# PATH (tests/rig.py): the machine's own engine stays one without a GPU runtime.
+GPU_STANDIN="${RADOPS_GPU_STANDIN:-/opt/radops/gpu-standin}"
+install_gpu_standin() {
+  local f
+  for f in "$ROOT"/tests/gpu_standin/*; do
+    cmp -s "$f" "$GPU_STANDIN/$(basename "$f")" && continue
+    log "installing the GPU stand-in $(basename "$f") into $GPU_STANDIN"
+    sudo_ install -D -m 755 "$f" "$GPU_STANDIN/$(basename "$f")"
+  done
+}
+
 if [ "${1:-}" = --venv-only ]; then  # what the fast tier (`scripts/test.sh --fast`) needs
   install_radops
   exit 0
@@ -160,6 +174,7 @@ fi
 install_debian_packages
 install_containerd_store_engine || log "no containerd-store engine: its tests will fail"
 install_radops
+install_gpu_standin
 start_docker
 ensure_base_image
 log "ready: $VENV/bin/radops, Docker $(docker version --format '{{.Server.Version}}')"

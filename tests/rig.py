@@ -76,6 +76,15 @@ class RemoteHost:
         env = {**os.environ, "DOCKER_HOST": self.docker_host}
         return subprocess.run([DOCKER, *args], env=env, capture_output=True, timeout=60)
 
+    def restart_engine(self) -> None:
+        """Stop the rig's dockerd (its containers stop with it, as when a machine goes down) and
+        start it again on the same folders: jobs with a restart policy come back."""
+        engine = self.processes[0]  # remote_host starts the engine first
+        os.killpg(engine.pid, signal.SIGTERM)
+        engine.wait(timeout=90)
+        dockerd = _tool("dockerd", "/usr/sbin/dockerd", "/usr/bin/dockerd")
+        self.processes[0] = start_engine_process(dockerd, self.root / "engine", self.docker_host)
+
     def known_hosts_line(self) -> str:
         key_type, key = self.host_key_pub.read_text().split()[:2]
         return f"[127.0.0.1]:{self.ssh_port} {key_type} {key}\n"
@@ -149,27 +158,48 @@ def ensure_bridge(
     return name
 
 
+GPU_STANDIN = Path(os.environ.get("RADOPS_GPU_STANDIN", "/opt/radops/gpu-standin"))
+# The stand-in for a four-GPU box (scripts/bootstrap.sh installs it from tests/gpu_standin/).
+STANDIN_GPUS = 4
+
+
+def standin_path(base: str | None = None) -> str:
+    """PATH with the GPU stand-ins first: dockerd then registers its `nvidia` device driver and
+    sets NVIDIA_VISIBLE_DEVICES as on a GPU machine; `nvidia-smi` answers for four GPUs."""
+    for name in ("nvidia-container-runtime-hook", "nvidia-smi"):
+        if not os.access(GPU_STANDIN / name, os.X_OK):
+            raise RigError(f"no GPU stand-in {GPU_STANDIN / name}; run scripts/bootstrap.sh")
+    return f"{GPU_STANDIN}:{base or os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+
+
 def _start_engine(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
     dockerd = _tool("dockerd", "/usr/sbin/dockerd", "/usr/bin/dockerd")
     engine = root / "engine"
     engine.mkdir(parents=True, exist_ok=True)
-    sock = engine / "docker.sock"
-    host = f"unix://{sock}"
-    proc = _spawn(
-        [
-            dockerd,
-            "--host", host,
-            "--data-root", str(engine / "data"),
-            "--exec-root", str(engine / "exec"),
-            "--pidfile", str(engine / "docker.pid"),
-            # Not --bridge=none: a dockerd started with it deletes the host's docker0, which
-            # breaks the local engine. The rig's engine gets a bridge of its own instead.
-            f"--bridge={ensure_bridge()}",
-            "--ip-forward=false",
-            "--iptables=false",
-        ],
-        engine / "dockerd.log",
-    )  # fmt: skip
+    host = f"unix://{engine / 'docker.sock'}"
+    return host, start_engine_process(dockerd, engine, host)
+
+
+def engine_argv(dockerd: str, engine: Path, host: str) -> list[str]:
+    return [
+        dockerd,
+        "--host", host,
+        "--data-root", str(engine / "data"),
+        "--exec-root", str(engine / "exec"),
+        "--pidfile", str(engine / "docker.pid"),
+        # Not --bridge=none: a dockerd started with it deletes the host's docker0, which
+        # breaks the local engine. The rig's engine gets a bridge of its own instead.
+        f"--bridge={ensure_bridge()}",
+        "--ip-forward=false",
+        "--iptables=false",
+    ]  # fmt: skip
+
+
+def start_engine_process(dockerd: str, engine: Path, host: str) -> subprocess.Popen[bytes]:
+    """The rig's dockerd (again, after a restart: same folders, same containers), with the GPU
+    stand-ins on its PATH; returns once it answers."""
+    env = {**os.environ, "PATH": standin_path()}
+    proc = _spawn(engine_argv(dockerd, engine, host), engine / "dockerd.log", env)
 
     def answers() -> bool:
         if proc.poll() is not None:
@@ -178,7 +208,7 @@ def _start_engine(root: Path) -> tuple[str, subprocess.Popen[bytes]]:
         return subprocess.run([DOCKER, "version"], env=env, capture_output=True).returncode == 0
 
     wait_for(answers, "the remote Docker engine")
-    return host, proc
+    return proc
 
 
 AUTH_USER = "rig-user"
@@ -233,6 +263,7 @@ def keygen(path: Path, key_type: str = "ed25519") -> Path:
 
 FISH_USER = "radops-rig-fish"  # a user whose login shell is fish (not POSIX)
 OTHER_USER = "radops-rig-other"  # another local user, for what must not trust them
+GPU_USER = "radops-rig-gpu"  # a second user of the remote's engine (docker group): GPU sharing
 
 
 def ensure_user(name: str, shell: str = "/bin/sh", home: str = "/nonexistent") -> int:
@@ -259,6 +290,8 @@ def _ensure_no_docker_user() -> None:
     if fish is None:
         raise RigError("fish is not installed (scripts/bootstrap.sh installs it)")
     ensure_user(FISH_USER, fish, f"/var/tmp/{FISH_USER}")
+    ensure_user(GPU_USER)
+    subprocess.run(["usermod", "-a", "-G", "docker", GPU_USER], check=True, capture_output=True)
 
 
 def _world_readable_keys(public: list[str]) -> Path:
@@ -278,8 +311,11 @@ def _run_sshd(
     docker_host: str,
     docker_config: Path,
     extra_env: str = "",
+    gpus: bool = False,
 ) -> subprocess.Popen[bytes]:
     sshd = _tool("sshd", "/usr/sbin/sshd")
+    if gpus:  # a four-GPU box: the stand-in nvidia-smi first on every session's PATH
+        extra_env = f"PATH={standin_path('/usr/local/bin:/usr/bin:/bin')} {extra_env}"
     keygen(folder / "host_key")
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation folder
     config = folder / "sshd_config"
@@ -319,7 +355,9 @@ def _start_sshd(
     authorized = _world_readable_keys(public)
     _ensure_no_docker_user()
     port = free_port()
-    proc = _run_sshd(folder, [("127.0.0.1", port)], authorized, docker_host, docker_config)
+    proc = _run_sshd(
+        folder, [("127.0.0.1", port)], authorized, docker_host, docker_config, gpus=True
+    )
     return port, folder / "client_key", folder / "host_key.pub", proc
 
 
@@ -351,7 +389,9 @@ def cloud_vms(root: Path, remote: RemoteHost, ips: list[str]) -> Iterator[CloudV
     authorized = _world_readable_keys([])
     assert remote.docker_config is not None
     listen = [(ip, 22) for ip in ips]
-    proc = _run_sshd(folder, listen, authorized, remote.docker_host, remote.docker_config)
+    proc = _run_sshd(
+        folder, listen, authorized, remote.docker_host, remote.docker_config, gpus=True
+    )
     vms = CloudVMs(ips, authorized, folder / "host_key.pub", proc)
     try:
         yield vms

@@ -259,3 +259,25 @@ def test_a_finished_job_keeps_its_state_after_squeue_forgets_it(
     assert (gone["status"], gone["exit_code"]) == ("exited", 7)
     wait = slurm_cli("executors", "logs", "hpc", job, "-f")
     assert wait.returncode == 0
+
+
+def test_restart_unless_stopped_is_slurms_requeue_and_the_rest_is_refused(
+    slurm_cli: SlurmCLI, slurm_jobs: list[str], slurm: slurm_rig.SlurmCluster, hpc: str,
+    context: Path,
+) -> None:  # fmt: skip
+    job = submit(slurm_cli, slurm_jobs, context, "--restart", "unless-stopped", "--", "sleep",
+                 "300")  # fmt: skip
+    slurm_id = listed(slurm_cli)[job]["queue"]["slurm_job_id"]  # type: ignore[index]
+    shown = slurm.slurm("scontrol", "show", "job", str(slurm_id)).stdout
+    assert "Requeue=1" in shown, shown
+    once = submit(slurm_cli, slurm_jobs, context, "--restart", "no", "--", "true")
+    slurm_id = listed(slurm_cli)[once]["queue"]["slurm_job_id"]  # type: ignore[index]
+    shown = slurm.slurm("scontrol", "show", "job", str(slurm_id)).stdout
+    assert "Requeue=0" in shown, shown  # (this cluster requeues by default: JobRequeue=1)
+    refused = slurm_cli("executors", "run", "hpc", str(context), "--restart", "on-failure:3",
+                        "--", "true")  # fmt: skip
+    assert_one_line_error(refused, "--restart on-failure:3 does not apply to 'hpc'")
+    assert "Building" not in refused.stderr
+    waiting = slurm_cli("executors", "run", "hpc", str(context), "--gpus", "1", "--wait",
+                        "--", "true")  # fmt: skip
+    assert_one_line_error(waiting, "--wait does not apply to 'hpc': Slurm queues the job")

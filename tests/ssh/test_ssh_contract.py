@@ -30,6 +30,7 @@ def contract_spec(remote: rig.RemoteHost) -> SSHExecutorSpec:
 
 class TestSSHExecutor(ExecutorContract):
     kind_class = SSHExecutor
+    machine_gpus = rig.STANDIN_GPUS
 
     @pytest.fixture
     def executor(

@@ -41,6 +41,20 @@ def job_env(items: Sequence[str], files: Sequence[str]) -> dict[str, str]:
     return {**env, **parse_env(list(items), environ)}
 
 
+def wait_seconds(text: str, gpus: str | None) -> float:
+    """`--wait` (no limit), `--wait=90`, `--wait=30s`, `10m`, `2h`: seconds to wait for GPUs."""
+    from radops.errors import UsageError
+
+    if not gpus:
+        raise UsageError("--wait waits for free GPUs: it needs --gpus")
+    if text in ("", "forever"):
+        return float("inf")
+    number, unit = (text[:-1], text[-1]) if text[-1:] in "smh" else (text, "s")
+    if not number.isdigit():
+        raise UsageError(f"invalid --wait {text!r}: use a time like 90, 30s, 10m or 2h")
+    return int(number) * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
 def job_request(
     path: Path | str,
     command: str | Sequence[str] | None = None,
@@ -49,6 +63,7 @@ def job_request(
     env: Sequence[str] = (),
     env_files: Sequence[str] = (),
     gpus: str | None = None,
+    wait: str | None = None,
     name: str | None = None,
     transfer: str = "auto",
     build_on: str | None = None,
@@ -69,6 +84,7 @@ def job_request(
     cpus: str | None = None,
     network: str | None = None,
     labels: Sequence[str] = (),
+    restart: str | None = None,
     nodes: int | None = None,
     time: str | None = None,
     partition: str | None = None,
@@ -89,6 +105,7 @@ def job_request(
         dockerfile=dockerfile or "Dockerfile",
         env=job_env(env, env_files),
         gpus=gpus,
+        gpu_wait=None if wait is None else wait_seconds(wait, gpus),
         name=name,
         transfer=transfer,
         build_on=build_on,
@@ -112,6 +129,7 @@ def job_request(
             cpus=cpus,
             network=network,
             labels=list(labels),
+            restart=restart,
         ),
         queue=QueueOptions(
             nodes=nodes, time=time, partition=partition, extra_args=tuple(queue_args)

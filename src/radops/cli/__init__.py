@@ -51,11 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     from radops.cli.render import print_error
     from radops.errors import RadopsError
 
-    args = sys.argv[1:] if argv is None else argv
+    args = _optional_values(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(_tree_for(args))
     code: Any = 0
     try:
-        code = command.main(args=argv, prog_name="radops", standalone_mode=False)
+        code = command.main(args=args, prog_name="radops", standalone_mode=False)
     except RadopsError as e:
         _debug_traceback()
         print_error(e)
@@ -84,6 +84,20 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = 70
     sys.exit(code if isinstance(code, int) else 0)
+
+
+# Options whose value may be left out (`run --wait` or `--wait=2h`), and the value they then
+# take. Typer has no such option, so a bare one gets its value here, before the parser sees it.
+_OPTIONAL_VALUES = {"--wait": "forever"}
+
+
+def _optional_values(args: list[str]) -> list[str]:
+    for i, arg in enumerate(args):
+        if arg == "--":  # the job's own arguments
+            break
+        if arg in _OPTIONAL_VALUES:
+            args = [*args[:i], f"{arg}={_OPTIONAL_VALUES[arg]}", *args[i + 1 :]]
+    return args
 
 
 def _tree_for(args: list[str]) -> typer.Typer:

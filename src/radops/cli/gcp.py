@@ -268,7 +268,8 @@ def _warnings(row: VMRow) -> None:
     if row.cost.preempted_at:
         render.print_line(
             f"note: {row.name}: preempted at {row.cost.preempted_at}; "
-            f"`radops executors gcp start {row.name}` to resume",
+            f"`radops executors gcp start {row.name}` to resume (its jobs run with --restart "
+            "unless-stopped or always come back with it)",
             err=True,
         )
     watcher, autostop = row.cost.watcher or "", row.cost.autostop

@@ -110,6 +110,8 @@ def inspect(
         ("created", job.created_at.isoformat() if job.created_at else ""),
         ("command", render.command_text(job.command)),
         ("image", job.image),
+        *[(f"gpu {g.index}", g.uuid) for g in job.gpus],
+        *([("restarts", str(job.restarts))] if job.restarts is not None else []),
     ]
     fields += [(key, json_module.dumps(value)) for key, value in job.options.items()]
     render.print_fields(fields)

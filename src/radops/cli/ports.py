@@ -91,7 +91,7 @@ def top(executor: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
         render.print_line(f"No GPUs: nvidia-smi does not run on {report.executor}'s machine.")
     else:
         render.print_table(
-            ["GPU", "NAME", "UTIL", "MEMORY", "TEMP"],
+            ["GPU", "NAME", "UTIL", "MEMORY", "TEMP", "JOBS"],
             [
                 [
                     str(g.index),
@@ -99,6 +99,7 @@ def top(executor: str = EXECUTOR_ARG, json_output: bool = JSON_OPT) -> None:
                     "?" if g.utilization is None else f"{g.utilization}%",
                     f"{_mib(g.memory_used_mib)} / {_mib(g.memory_total_mib)}",
                     "?" if g.temperature_c is None else f"{g.temperature_c}C",
+                    ",".join(g.jobs) or "-",
                 ]
                 for g in report.gpus
             ],

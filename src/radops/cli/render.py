@@ -228,13 +228,17 @@ def jobs_table(jobs: Sequence[Job]) -> None:
     now = datetime.now(timezone.utc)
     # A scheduler's jobs: its view too, under its name.
     schedulers = sorted({job.queue.scheduler for job in jobs if job.queue is not None})
+    gpu_column = any(job.gpus for job in jobs)  # jobs placed on GPUs: which ones
+    restarts = any(job.restarts is not None for job in jobs)  # jobs with a restart policy
     rows = [
         (
             job.id,
             *([queue_text(job)] if schedulers else []),
             _clip(job.name or "", 40),
             job.user or "",
+            *([",".join(str(g.index) for g in job.gpus)] if gpu_column else []),
             job.status,
+            *([_restarts_text(job)] if restarts else []),
             "" if job.exit_code is None else str(job.exit_code),
             age(job.created_at, now),
             command_text(job.command, width=60),  # `--json` has it whole
@@ -243,9 +247,15 @@ def jobs_table(jobs: Sequence[Job]) -> None:
         for job in jobs
     ]
     queue_column = ["/".join(schedulers).upper()] if schedulers else []
-    columns = ("JOB ID", *queue_column, "NAME", "USER", "STATUS", "EXIT", "AGE", "COMMAND",
+    columns = ("JOB ID", *queue_column, "NAME", "USER", *(["GPUS"] if gpu_column else []),
+               "STATUS", *(["RESTARTS"] if restarts else []), "EXIT", "AGE", "COMMAND",
                "IMAGE")  # fmt: skip
     print_table(columns, rows)
+
+
+def _restarts_text(job: Job) -> str:
+    """`2 (unless-stopped)`: how often the engine started the job again, and its policy."""
+    return "" if job.restarts is None else f"{job.restarts} ({job.restart_policy})"
 
 
 def queue_text(job: Job) -> str:

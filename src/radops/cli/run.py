@@ -56,7 +56,17 @@ def run(
         None, "-e", "--env", help="KEY=VALUE (or KEY to pass this shell's value). Repeatable."
     ),
     gpus: str | None = typer.Option(
-        None, "--gpus", help="GPUs, as `docker run --gpus`: all, 2, device=0."
+        None,
+        "--gpus",
+        help="GPUs, as `docker run --gpus`: all, 2, device=0. A count takes GPUs no running "
+        "radops job (of any user) holds; device=... runs on the GPUs named, shared or not.",
+    ),
+    wait: str | None = typer.Option(
+        None,
+        "--wait",
+        metavar="[=TIMEOUT]",  # a bare --wait is --wait=forever (cli._OPTIONAL_VALUES)
+        help="With --gpus: if too few GPUs are free, wait here (e.g. --wait=2h) and start the "
+        "job as soon as they are. A wait, not a queue: Ctrl-C leaves nothing behind.",
     ),
     name: str | None = typer.Option(None, "--name", help="A human label for the job."),
     follow: bool = typer.Option(
@@ -181,6 +191,15 @@ def run(
         help="KEY=VALUE label on the job's container. Repeatable.",
         rich_help_panel="Container",
     ),
+    restart: str | None = typer.Option(
+        None,
+        "--restart",
+        help="When the engine starts the job again, as `docker run --restart`: no, "
+        "on-failure[:N], unless-stopped (also after the machine or its engine restarts, e.g. a "
+        "spot VM resumed), always. A job keeps its GPUs across restarts. Slurm: unless-stopped "
+        "is sbatch --requeue.",
+        rich_help_panel="Container",
+    ),
     env_file: list[str] | None = typer.Option(
         None,
         "--env-file",
@@ -236,6 +255,7 @@ def run(
         env=env or (),
         env_files=env_file or (),
         gpus=gpus,
+        wait=wait,
         name=name,
         transfer=transfer,
         build_on=None if build_on is None else check_build_place(build_on),
@@ -256,6 +276,7 @@ def run(
         cpus=cpus,
         network=network,
         labels=label or (),
+        restart=restart,
         nodes=nodes,
         time=time_limit,
         partition=partition,

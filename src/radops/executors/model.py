@@ -33,6 +33,8 @@ LABEL_CREATED_AT = LABEL_PREFIX + "created-at"
 LABEL_NAME = LABEL_PREFIX + "name"
 LABEL_USER = LABEL_PREFIX + "user"  # who started the job: user@host of the radops that ran it
 LABEL_OPTIONS = LABEL_PREFIX + "options"  # the run options given (JSON), absent without any
+LABEL_GPUS = LABEL_PREFIX + "gpus"  # the GPU indexes placement gave the job: `2,3`
+LABEL_GPU_UUIDS = LABEL_PREFIX + "gpu-uuids"  # the same GPUs' UUIDs, in the same order
 CONTAINER_PREFIX = "radops-"
 # Docker's `local` log driver keeps output byte for byte (json-file turns bytes that are not
 # UTF-8 into U+FFFD) and compresses it; the options cap a job's log at 1 GiB on disk.
@@ -73,6 +75,14 @@ def this_user() -> str:
 
 
 @dataclass(frozen=True)
+class Gpu:
+    """One GPU of a machine, as nvidia-smi numbers it."""
+
+    index: int
+    uuid: str
+
+
+@dataclass(frozen=True)
 class QueueOptions:
     """What a job asks of a scheduler (Slurm's `sbatch`), beyond its container: executors
     without a queue refuse a request that sets any of these."""
@@ -98,6 +108,8 @@ class JobRequest:
     dockerfile: str = "Dockerfile"
     env: dict[str, str] = field(default_factory=dict)
     gpus: str | None = None
+    # --wait: seconds to wait for free GPUs (inf: no limit); None: refuse when too few are free
+    gpu_wait: float | None = None
     name: str | None = None
     transfer: str = "auto"  # one of TRANSFERS; executors whose engine is here ignore it
     build: BuildOptions = field(default_factory=BuildOptions)  # --build-arg, --target, ...
@@ -194,6 +206,13 @@ class Job:
     options: dict[str, Any] = field(default_factory=dict)  # RunOptions.to_json() of the run
     user: str | None = None  # user@host that started it (None: a job from before radops kept it)
     queue: QueueInfo | None = None  # a queued job's scheduler view; None without a scheduler
+    gpus: list[Gpu] = field(default_factory=list)  # the GPUs placement gave it
+    restarts: int | None = None  # times the engine restarted it (--restart); None: no policy
+
+    @property
+    def restart_policy(self) -> str | None:
+        policy = self.options.get("restart")
+        return policy if isinstance(policy, str) and policy != "no" else None
 
     def to_json(self) -> dict[str, Any]:
         extra = {} if self.queue is None else {"queue": self.queue.to_json()}
@@ -208,6 +227,8 @@ class Job:
             "image": self.image,
             "options": self.options,
             "user": self.user,
+            "gpus": [asdict(g) for g in self.gpus],
+            "restarts": self.restarts,
             **extra,
         }
 
@@ -221,6 +242,7 @@ class EngineReport:
     os: str
     architecture: str
     gpus: list[str] = field(default_factory=list)
+    gpus_free: int | None = None  # GPUs no radops job or other process uses; None: unknown
 
     @property
     def platform(self) -> str:
@@ -228,6 +250,8 @@ class EngineReport:
 
     def summary(self) -> str:
         gpus = f"{len(self.gpus)} GPU(s): {', '.join(self.gpus)}" if self.gpus else "no GPUs"
+        if self.gpus and self.gpus_free is not None:
+            gpus += f" ({self.gpus_free} free)"
         return f"{self.executor}: Docker {self.server_version} on {self.platform}, {gpus}"
 
     def to_json(self) -> dict[str, Any]:
@@ -237,6 +261,7 @@ class EngineReport:
             "os": self.os,
             "architecture": self.architecture,
             "gpus": self.gpus,
+            "gpus_free": self.gpus_free,
         }
 
 
@@ -250,6 +275,7 @@ class GpuUse:
     memory_used_mib: int | None
     memory_total_mib: int | None
     temperature_c: int | None
+    jobs: tuple[str, ...] = ()  # the radops jobs placed on it (running or restarting)
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class RunOptions:
     cpus: str | None = None
     network: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    restart: str | None = (
+        None  # docker's restart policy: no, on-failure[:N], unless-stopped, always
+    )
 
     def to_json(self) -> dict[str, Any]:
         """The options given (not the defaults), as recorded on the job."""
@@ -97,6 +100,7 @@ class RunOptions:
             ("--shm-size", self.shm_size), ("--ipc", self.ipc), ("--workdir", self.workdir),
             ("--user", self.user), ("--entrypoint", self.entrypoint),
             ("--memory", self.memory), ("--cpus", self.cpus), ("--network", self.network),
+            ("--restart", self.restart),
         ):  # fmt: skip
             if value is not None:
                 argv += [flag, value]
@@ -121,6 +125,7 @@ def parse_run_options(
     cpus: str | None = None,
     network: str | None = None,
     labels: list[str] | None = None,
+    restart: str | None = None,
 ) -> RunOptions:
     """Check every option as `docker run` would, so a bad one fails before anything is built."""
     if workdir is not None and not workdir.startswith("/"):
@@ -147,7 +152,25 @@ def parse_run_options(
         cpus=None if cpus is None else _check_cpus(cpus),
         network=network,
         labels=tuple(_check_label(item) for item in labels or []),
+        restart=None if restart is None else check_restart(restart),
     )
+
+
+_RESTART = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
+
+
+def check_restart(text: str) -> str:
+    """`--restart` as docker takes it: no, on-failure[:MAX_RETRIES], unless-stopped, always."""
+    if not _RESTART.match(text):
+        raise UsageError(f"invalid --restart {text!r}: use no, on-failure[:N], unless-stopped "
+                         "or always")  # fmt: skip
+    return text
+
+
+def restart_policy(text: str) -> dict[str, object]:
+    """A checked `--restart` value as the Engine API's RestartPolicy."""
+    name, _, count = text.partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count or 0)}
 
 
 def size_bytes(text: str) -> int:

@@ -14,6 +14,7 @@ from radops.errors import CloudError, NotFoundError, RadopsError, UsageError
 from radops.gcp import autostop as autostop_setting
 from radops.gcp.compute import Compute
 from radops.gcp.create import READY_TIMEOUT_S, CreateRequest, VMCreation
+from radops.gcp.resume import report_jobs_back
 from radops.gcp.waiting import poll_for
 from radops.gcp.watcher_control import WatcherControl
 from radops.specs import GCPExecutorSpec
@@ -112,11 +113,12 @@ class Provisioner:
             if stored is not None:
                 stored.ssh.hostname = vm.external_ip
         autostop = autostop_setting.from_metadata(vm.metadata)
+        ssh = spec.ssh.model_copy(update={"hostname": vm.external_ip})
+        spec = spec.model_copy(update={"ssh": ssh})
         if autostop is not None:  # a restarted VM starts its idle clock again
-            ssh = spec.ssh.model_copy(update={"hostname": vm.external_ip})
-            spec = spec.model_copy(update={"ssh": ssh})
             WatcherControl(spec).arm_when_reachable(autostop, timeout, progress)
             progress(f"Autostop armed on {name}: {autostop.text()} idle")
+        report_jobs_back(spec, timeout, progress)  # --restart unless-stopped / always
         return vm.external_ip
 
     def set_autostop(

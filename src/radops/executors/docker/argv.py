@@ -8,6 +8,8 @@ from radops.executors.model import (
     LABEL_COMMAND,
     LABEL_CREATED_AT,
     LABEL_EXECUTOR,
+    LABEL_GPU_UUIDS,
+    LABEL_GPUS,
     LABEL_IMAGE,
     LABEL_JOB_ID,
     LABEL_NAME,
@@ -32,6 +34,8 @@ _PS_FORMAT = (
             LABEL_NAME,
             LABEL_OPTIONS,
             LABEL_USER,
+            LABEL_GPUS,
+            LABEL_GPU_UUIDS,
         )
     )
     + "}}"

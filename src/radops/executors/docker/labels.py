@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 from radops.errors import NotFoundError, UsageError
+from radops.executors.docker.gpus import Placement, gpu_labels, job_gpus
 from radops.executors.model import (
     LABEL_COMMAND,
     LABEL_CREATED_AT,
@@ -25,7 +27,9 @@ from radops.executors.model import (
 _EXITED = re.compile(r"^Exited \((-?\d+)\)")
 
 
-def job_labels(job_id: str, executor: str, image: str, request: JobRequest) -> dict[str, str]:
+def job_labels(
+    job_id: str, executor: str, image: str, request: JobRequest, placement: Placement | None = None
+) -> dict[str, str]:
     labels = {
         LABEL_JOB_ID: job_id,
         LABEL_EXECUTOR: executor,
@@ -39,7 +43,7 @@ def job_labels(job_id: str, executor: str, image: str, request: JobRequest) -> d
     options = request.options.to_json()
     if options:
         labels[LABEL_OPTIONS] = json.dumps(options, separators=(",", ":"))
-    return labels
+    return {**labels, **gpu_labels(placement)}
 
 
 def _options(labels: dict[str, str]) -> dict[str, Any]:
@@ -80,6 +84,7 @@ def job_from_labels(
         name=labels.get(LABEL_NAME),
         options=_options(labels),
         user=labels.get(LABEL_USER),
+        gpus=job_gpus(labels),
     )
 
 
@@ -89,7 +94,25 @@ def job_from_inspect(data: dict[str, Any], executor: str) -> Job:
     state = data["State"]
     status = state["Status"]
     exit_code = state["ExitCode"] if status in ("exited", "dead") else None
-    return job_from_labels(labels, executor, status, exit_code)
+    job = job_from_labels(labels, executor, status, exit_code)
+    return with_restarts(job, data.get("RestartCount"))
+
+
+def with_restarts(job: Job, count: object) -> Job:
+    """`job` with the engine's restart count, for a job that has a restart policy."""
+    if job.restart_policy is None or not str(count).isdigit():
+        return job
+    return replace(job, restarts=int(str(count)))
+
+
+# `docker inspect --format` of jobs' restart counts: `JOB_ID COUNT` lines.
+RESTARTS_FORMAT = '{{index .Config.Labels "' + LABEL_JOB_ID + '"}} {{.RestartCount}}'
+
+
+def add_restarts(jobs: list[Job], counts: str) -> list[Job]:
+    """`jobs` with the restart counts of RESTARTS_FORMAT's lines."""
+    found = dict(line.split(" ", 1) for line in counts.splitlines() if " " in line)
+    return [with_restarts(job, found.get(job.id, "").strip()) for job in jobs]
 
 
 def job_from_summary(data: dict[str, Any], executor: str) -> Job:

@@ -36,7 +36,11 @@ def parse_gpus(value: str) -> dict[str, Any]:
         raise UsageError("--gpus needs a value, e.g. all, 2 or device=0,1")
     for item in fields:
         key, sep, val = item.partition("=")
-        if not sep:
+        if not sep and request["DeviceIDs"] and (key.isdigit() or key.startswith("GPU-")):
+            # `device=2,3` unquoted: docker's CSV reads `3` as a field of its own (docker wants
+            # '"device=2,3"'); radops reads it as the user means it.
+            request["DeviceIDs"].append(key)
+        elif not sep:
             _gpu_count(request, key, value)
         elif key == "count":
             _gpu_count(request, val, value)

@@ -3,10 +3,32 @@ docker CLI sends for the same `docker run` flags."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import TYPE_CHECKING, Any
 
-from radops.executors.model import LOG_DRIVER, LOG_OPTIONS, JobRequest
-from radops.executors.run_options import RunOptions, mount_fields, size_bytes
+from radops.errors import RadopsError
+from radops.executors.docker.options import NO_GPU_DRIVER, no_gpu_runtime
+from radops.executors.model import LOG_DRIVER, LOG_OPTIONS, JobRequest, container_name
+from radops.executors.run_options import RunOptions, mount_fields, restart_policy, size_bytes
+
+if TYPE_CHECKING:
+    from radops.images.engine import LocalEngine
+
+
+def create_and_start(engine: LocalEngine, job_id: str, body: dict[str, Any]) -> None:
+    """Create the job's container and start it; a job that did not start leaves nothing."""
+    what = "starting the job"
+    name = container_name(job_id)
+    cid = engine.call("POST", "/containers/create", what, query={"name": name}, body=body)["Id"]
+    try:
+        engine.call("POST", f"/containers/{cid}/start", what)
+    except BaseException as e:  # Ctrl-C too
+        # A job that never started is not a job: leave nothing behind in `jobs`.
+        with contextlib.suppress(RadopsError):
+            engine.call("DELETE", f"/containers/{cid}", what, query={"force": "1"})
+        if NO_GPU_DRIVER in str(e):
+            raise no_gpu_runtime("this machine") from e
+        raise
 
 
 def container_body(
@@ -58,6 +80,8 @@ def engine_fields(options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
         bindings = convert_port_bindings(build_port_bindings(list(options.publish)))
         host["PortBindings"] = bindings
         config["ExposedPorts"] = {port: {} for port in bindings}
+    if options.restart:
+        host["RestartPolicy"] = restart_policy(options.restart)
     if options.workdir:
         config["WorkingDir"] = options.workdir
     if options.user:

@@ -14,6 +14,13 @@ from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, Us
 from radops.executors.base import Executor
 from radops.executors.docker.argv import error_line
 from radops.executors.docker.frames import demux_frames
+from radops.executors.docker.gpus import (
+    device_request,
+    place,
+    sharing_notice,
+    until_free,
+    with_jobs,
+)
 from radops.executors.docker.labels import (
     job_from_inspect,
     job_from_labels,
@@ -22,7 +29,7 @@ from radops.executors.docker.labels import (
     match_job,
     newest_first,
 )
-from radops.executors.docker.options import NO_GPU_DRIVER, no_gpu_runtime, parse_gpus
+from radops.executors.docker.options import parse_gpus
 from radops.executors.docker.prune import (
     exec_flags,
     job_address,
@@ -33,7 +40,8 @@ from radops.executors.docker.prune import (
 )
 from radops.executors.features import ALL_FEATURES, Feature
 from radops.executors.local.builtin import Builtin, LazySpec, SpecType
-from radops.executors.local.create import container_body
+from radops.executors.local.create import container_body, create_and_start
+from radops.executors.local.gpus import local_gpu_names, local_gpu_state, machine_gpu_lock
 from radops.executors.model import (
     CONTAINER_PREFIX,
     JOB_ID,
@@ -84,13 +92,15 @@ class LocalExecutor(LazySpec, Executor):
 
     def check(self) -> EngineReport:
         version = self.engine.version()
-        gpus = _local_gpus()
+        gpus = local_gpu_names()
+        state = local_gpu_state(self.jobs) if gpus else None
         return EngineReport(
             executor=self.name,
             server_version=str(version.get("Version", "?")),
             os=str(version.get("Os", "?")),
             architecture=str(version.get("Arch", "?")),
             gpus=gpus,
+            gpus_free=None if state is None else state.free(),
         )
 
     @classmethod
@@ -118,27 +128,39 @@ class LocalExecutor(LazySpec, Executor):
         plan = self.images.plan(request.context, request.dockerfile, build=request.build)
         image = self.images.ensure(plan, progress)
         job_id = new_job_id()
-        labels = job_labels(job_id, self.name, image, request)
-        body = container_body(request, image, labels, gpus)
-        what = "starting the job"
-        name = container_name(job_id)
-        cid = self.engine.call("POST", "/containers/create", what, query={"name": name}, body=body)
-        cid = cid["Id"]
-        try:
-            self.engine.call("POST", f"/containers/{cid}/start", what)
-        except BaseException as e:  # Ctrl-C too
-            # A job that never started is not a job: leave nothing behind in `jobs`.
-            with contextlib.suppress(RadopsError):
-                self.engine.call("DELETE", f"/containers/{cid}", what, query={"force": "1"})
-            if NO_GPU_DRIVER in str(e):
-                raise no_gpu_runtime("this machine") from e
-            raise
+        if gpus is None:
+            return self._start(job_id, image, request, None, progress)
+        return until_free(
+            lambda: self._start(job_id, image, request, gpus, progress), request.gpu_wait, progress
+        )
+
+    def _start(
+        self,
+        job_id: str,
+        image: str,
+        request: JobRequest,
+        gpus: dict[str, Any] | None,
+        progress: ProgressCallback,
+    ) -> Job:
+        """Create and start the job; with GPUs, chosen and started under the machine's lock."""
+        with machine_gpu_lock() if gpus is not None else contextlib.nullcontext():
+            placement = None
+            if gpus is not None and (state := local_gpu_state(self.jobs)) is not None:
+                placement = place(request.gpus or "", gpus, state, "this machine")
+                if notice := sharing_notice(placement):
+                    (self.notices or progress)(notice)
+            labels = job_labels(job_id, self.name, image, request, placement)
+            devices = device_request(gpus, placement) if gpus is not None else None
+            create_and_start(self.engine, job_id, container_body(request, image, labels, devices))
         progress(f"Started job {job_id}")
         return job_from_labels(labels, self.name, "running")
 
     def jobs(self) -> list[Job]:
         rows = self._containers({"label": [LABEL_JOB_ID]}, "listing jobs")
-        return newest_first([job_from_summary(row, self.name) for row in rows])
+        jobs = [job_from_summary(row, self.name) for row in rows]
+        # The list has no restart counts: asked of each job that may restart.
+        jobs = [self.get(job.id) if job.restart_policy else job for job in jobs]
+        return newest_first(jobs)
 
     def _containers(self, filters: dict[str, list[str]], what: str) -> list[dict[str, Any]]:
         query = {"all": "1", "filters": json.dumps(filters)} if filters else {"all": "1"}
@@ -297,7 +319,9 @@ class LocalExecutor(LazySpec, Executor):
         if shutil.which(GPU_QUERY[0]):
             smi = subprocess.run(GPU_QUERY, capture_output=True, text=True, check=False)
             gpus = parse_gpus(smi.stdout) if smi.returncode == 0 else None
-        running = [container_name(j.id) for j in self.jobs() if j.status == "running"]
+        jobs = self.jobs()
+        gpus = with_jobs(gpus, jobs)
+        running = [container_name(j.id) for j in jobs if j.status == "running"]
         if not running:
             return TopReport(self.name, gpus, [])
         docker = _docker_cli("top")
@@ -371,24 +395,3 @@ def _docker_cli(what: str) -> str:
     if docker is None:
         raise RadopsError(f"{what} needs the docker CLI on PATH")
     return docker
-
-
-def _local_gpus() -> list[str]:
-    """GPU names from nvidia-smi on this machine; none if it is missing or fails."""
-    import shutil
-    import subprocess
-
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]

@@ -87,6 +87,17 @@ class SlurmExecutor(LoginExecutor):
         """Besides the features: each --slurm-arg is one sbatch option, and none of those
         that would move the job's output or change how radops finds the job."""
         super().check_request(request, executor)
+        if request.gpu_wait is not None:
+            raise UsageError(
+                f"--wait does not apply to {executor!r}: Slurm queues the job until its GPUs "
+                "are free"
+            )
+        if request.options.restart not in (None, "no", "unless-stopped"):
+            raise UsageError(
+                f"--restart {request.options.restart} does not apply to {executor!r}: Slurm "
+                "requeues a job when its node fails or it is preempted, never when it fails",
+                "--restart unless-stopped is Slurm's requeue (sbatch --requeue).",
+            )
         for item in request.queue.extra_args:
             if not item.startswith("-") or "\n" in item:
                 raise UsageError(
@@ -194,7 +205,9 @@ class SlurmExecutor(LoginExecutor):
         labels = job_labels(job_id, self.name, image, request)
         folder = f"{self.spec.job_dir}/{job_id}"
         run_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
-        run_args += options.docker_argv()
+        # The container runs once per allocation; Slurm requeues the job (--restart).
+        run_args += replace(options, restart=None).docker_argv()
+        requeue = {"unless-stopped": ("--requeue",), "no": ("--no-requeue",)}
         batch = batch_sh.BatchJob(
             job_id=job_id,
             folder=folder,
@@ -217,7 +230,7 @@ class SlurmExecutor(LoginExecutor):
             memory=_slurm_memory(options.memory) if options.memory else None,
             partition=request.queue.partition or self.spec.partition,
             account=self.spec.account,
-            extra=request.queue.extra_args,
+            extra=(*requeue.get(options.restart or "", ()), *request.queue.extra_args),
         )
         meta = {"labels": labels, "sbatch": sbatch, "runtime": self.spec.runtime, "nodes": nodes}
         stdin = scripts.submit_stdin(env_file(request.env), meta, batch_sh.batch_script(batch))

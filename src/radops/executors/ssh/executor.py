@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING, Any
 from radops.errors import NotFoundError, RadopsError, UsageError
 from radops.executors.base import Ask
 from radops.executors.docker import argv as argv_for
+from radops.executors.docker.gpus import (
+    until_free,
+    with_jobs,
+)
 from radops.executors.docker.labels import (
+    RESTARTS_FORMAT,
+    add_restarts,
     job_from_inspect,
-    job_from_labels,
     job_from_summary,
-    job_labels,
     job_not_found,
     match_job,
     newest_first,
@@ -45,11 +49,12 @@ from radops.executors.model import (
     StopResult,
     Stream,
     container_name,
-    name_taken,
     new_job_id,
 )
 from radops.executors.ssh import attached, scripts
 from radops.executors.ssh.docker import RemoteDocker
+from radops.executors.ssh.gpus import remote_gpu_state
+from radops.executors.ssh.starting import start_job
 from radops.progress import ProgressCallback, no_progress
 from radops.specs import DEFAULT_DOCKER_PATH, SSHExecutorSpec
 
@@ -129,12 +134,14 @@ class SSHExecutor(LoginExecutor):
             raise self.docker.engine_down()
         status, smi, _ = self.conn.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
         gpus = [g.strip() for g in smi.decode(errors="replace").splitlines() if g.strip()]
+        state = remote_gpu_state(self.docker, self.name) if status == 0 and gpus else None
         return EngineReport(
             executor=self.name,
             server_version=str(server.get("Version", "?")),
             os=str(server.get("Os", "?")),
             architecture=str(server.get("Arch", "?")),
             gpus=gpus if status == 0 else [],
+            gpus_free=None if state is None else state.free(),
         )
 
     def run(self, request: JobRequest, progress: ProgressCallback) -> Job:
@@ -142,8 +149,8 @@ class SSHExecutor(LoginExecutor):
 
         if any("\n" in v for v in request.env.values()):
             raise UsageError("--env values sent to an SSH executor cannot contain newlines")
-        if request.gpus:
-            parse_gpus(request.gpus)  # docker gets the value as-is, but a typo costs no build
+        # Parsed before building, so a typo costs no build.
+        gpus = parse_gpus(request.gpus) if request.gpus else None
         build_on = request.build_on or self.spec.build or "local"
         if build_on == "remote":
             if request.transfer != "auto":
@@ -160,41 +167,15 @@ class SSHExecutor(LoginExecutor):
             )
             shipping = self._shipping(request.transfer)
         shipping.check(plan)
-        image = shipping.remote_ref(plan.tag)
         job_id = new_job_id()
-        labels = job_labels(job_id, self.name, image, request)
-        argv = argv_for.run_argv(
-            self.spec.docker_path,
-            container_name(job_id),
-            labels,
-            image,
-            request.command,
-            request.gpus,
-            env_from_stdin=bool(request.env),
-            options=request.options,
-        )
-        argv = scripts.name_guard_argv(self.spec.docker_path, request.name, argv)
-        # Tags are content hashes, so a remote that has the tag has this exact image: try to run
-        # first (one round trip) and ship only when the engine says it lacks the image.
-        env = argv_for.env_file(request.env)
-        if request.build.no_cache:  # a fresh build of the same content: ship it, whatever is there
-            status, err = shipping.deliver(plan, argv, env, progress)
-        else:
-            status, out, err = self.conn.run(shipping.first_try(plan, argv), stdin=env)
-            if status != 0 and b"No such image" in err:
-                shipping.tried(out)
-                status, err = shipping.deliver(plan, argv, env, progress)
-            elif status == 0:
-                progress(f"{self.name} already has {image}; nothing to ship")
-        if status != 0 and request.name and (taken := scripts.name_taken(err)) is not None:
-            raise name_taken(request.name, taken, self.name)  # no container was made
-        if status != 0:
-            # docker leaves a Created container when the start fails: a job that never ran
-            # must not show up in `jobs`.
-            self.docker.run_argv(self.docker.argv("rm", "--force", container_name(job_id)))
-            raise self.docker.error(status, err, "starting the job")
-        progress(f"Started job {job_id} on {self.name}")
-        return job_from_labels(labels, self.name, "running")
+
+        def start(gpus: dict[str, Any] | None) -> Job:
+            return start_job(self.docker, self.notices, job_id, request, gpus, plan, shipping,
+                             progress)  # fmt: skip
+
+        if gpus is None:
+            return start(None)
+        return until_free(lambda: start(gpus), request.gpu_wait, progress)
 
     def _shipping(self, transfer: str) -> Shipping:
         """How an image built here gets there (`--transfer`), with the registry's pull
@@ -210,6 +191,11 @@ class SSHExecutor(LoginExecutor):
     def jobs(self) -> list[Job]:
         out = self.docker(*argv_for.ps_argv("")[1:], what="listing jobs")
         jobs = [job_from_summary(row, self.name) for row in argv_for.parse_ps(out)]
+        if restarting := [container_name(job.id) for job in jobs if job.restart_policy]:
+            # The list has no restart counts: one more round trip, for jobs that may restart.
+            argv = self.docker.argv("inspect", "--format", RESTARTS_FORMAT, *restarting)
+            _, counts, _ = self.conn.run(argv)  # a job removed meanwhile: no count
+            jobs = add_restarts(jobs, counts.decode(errors="replace"))
         return newest_first(jobs)
 
     def _full_id(self, job_id: str) -> str:
@@ -353,6 +339,8 @@ class SSHExecutor(LoginExecutor):
         gpu_part, _, stats = out.partition("radops:stats\n")
         header, _, gpu_lines = gpu_part.partition("\n")
         gpus = parse_gpus(gpu_lines) if header.strip() == "radops:gpus 0" else None
+        if gpus:  # which job is on which GPU
+            gpus = with_jobs(gpus, self.jobs())
         return TopReport(self.name, gpus, parse_stats(stats, CONTAINER_PREFIX))
 
     def remove(self, job_id: str, force: bool = False) -> Job:

@@ -60,6 +60,25 @@ class Shipping(abc.ABC):
         self.images.ensure(plan, progress)
         return self.ship_and_run(plan.tag, run_argv, env, progress)
 
+    def run(
+        self, plan: ImagePlan, run_argv: list[str], env: bytes, fresh: bool,
+        progress: ProgressCallback,
+    ) -> tuple[int, bytes]:  # fmt: skip
+        """Run `run_argv`, shipping the image first if the remote lacks it (always, when
+        `fresh`: --no-cache built the same content again); its exit status and stderr."""
+        # Tags are content hashes, so a remote that has the tag has this exact image: try to run
+        # first (one round trip) and ship only when the engine says it lacks the image.
+        if fresh:
+            return self.deliver(plan, run_argv, env, progress)
+        status, out, err = self.docker.conn.run(self.first_try(plan, run_argv), stdin=env)
+        if status != 0 and b"No such image" in err:
+            self.tried(out)
+            return self.deliver(plan, run_argv, env, progress)
+        if status == 0:
+            ref = self.remote_ref(plan.tag)
+            progress(f"{self.docker.executor} already has {ref}; nothing to ship")
+        return status, err
+
     @abc.abstractmethod
     def ship_and_run(
         self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
