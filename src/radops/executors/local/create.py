@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from radops.executors.model import LOG_DRIVER, LOG_OPTIONS, JobRequest
-from radops.executors.run_options import RunOptions, mount_fields, size_bytes
+from radops.executors.run_options import RunOptions, mount_fields, nano_cpus, size_bytes
 
 
 def container_body(
@@ -50,7 +50,7 @@ def engine_fields(options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
     if options.memory:
         host["Memory"] = size_bytes(options.memory)
     if options.cpus:
-        host["NanoCpus"] = int(float(options.cpus) * 1e9)
+        host["NanoCpus"] = nano_cpus(options.cpus)
     if options.publish:
         from docker.utils.ports import build_port_bindings
         from docker.utils.utils import convert_port_bindings
