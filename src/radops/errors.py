@@ -4,7 +4,8 @@ RadopsError                 exit 1  something went wrong while doing the work
 ├── UsageError              exit 2  bad input: invalid name, missing path, no Dockerfile, ...
 ├── NotFoundError           exit 3  unknown executor or job
 ├── ConfigError             exit 4  the config file cannot be read, parsed or written
-├── EngineUnreachableError  exit 5  no Docker engine answers (local socket, or over SSH)
+├── EngineUnreachableError  exit 5  no Docker engine answers (local socket, or over SSH), no SSH
+│                                   connection, or Compute Engine cannot be reached
 ├── BuildError              exit 6  `docker build` failed
 ├── HostKeyError            exit 7  an SSH host key is unknown (and not trusted) or has changed
 └── CloudError              exit 8  Google Cloud refused: quota, zone capacity, API error
