@@ -334,11 +334,11 @@ class LocalExecutor(Executor):
         for job in plan.jobs:  # not --force: a job started again meanwhile stays
             if self._removed(f"/containers/{container_name(job.id)}", "removing a job"):
                 jobs.append(job.id)
-        images: list[str] = []
+        images: list[Image] = []
         for image in plan.images:
             removed = [self._removed(f"/images/{ref}", "removing an image") for ref in image.refs]
             if all(removed):
-                images.append(image.id)
+                images.append(image)
         after = self._layers_size()
         freed = before - after if before is not None and after is not None else None
         return PruneResult(jobs, images, max(freed, 0) if freed is not None else None)
