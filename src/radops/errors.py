@@ -48,6 +48,21 @@ class BuildError(RadopsError):
 
 class HostKeyError(RadopsError):
     exit_code = 7
+    unknown_key = False  # True: a key never seen (not a changed or refused one), see below
+
+
+def unknown_host_key(
+    message: str, trust_with: str = "rerun with --accept-host-key"
+) -> HostKeyError:
+    """A host key radops has not seen and was not told to trust; the hint says how to trust
+    it, with a command that has --accept-host-key (`run`, `jobs`, ... do not)."""
+    error = HostKeyError(
+        message,
+        f"Check the fingerprint with the machine's owner, then {trust_with} (or add the key to "
+        "~/.ssh/known_hosts).",
+    )
+    error.unknown_key = True
+    return error
 
 
 class CloudError(RadopsError):

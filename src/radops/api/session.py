@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from radops.errors import EngineUnreachableError
+from radops.errors import EngineUnreachableError, HostKeyError, unknown_host_key
 from radops.executors.features import Feature
 
 if TYPE_CHECKING:
@@ -115,9 +115,15 @@ class Session:
 
     @contextlib.contextmanager
     def _explained(self) -> Iterator[None]:
-        """An engine that does not answer, explained by the kind when it can say more."""
+        """An engine that does not answer, explained by the kind when it can say more; an
+        unknown host key, with the command that trusts it (most commands lack the flag)."""
         try:
             yield
+        except HostKeyError as e:
+            if not e.unknown_key:
+                raise
+            trust = f"trust it with `radops executors check {self.name} --accept-host-key`"
+            raise unknown_host_key(e.message, trust) from e
         except EngineUnreachableError as e:
             why = self.executor.explain_unreachable(e)
             if why is None:
