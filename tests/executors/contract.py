@@ -437,6 +437,19 @@ class ExecutorContract:
         assert executor.wait(job.id) == 0
         assert self._tree(executor, job.id, "/data/run.log") == {"run.log": b"logged\n"}
 
+    # forward ---------------------------------------------------------------------------------
+
+    @needs(Feature.FORWARD)
+    def test_a_port_nothing_listens_on_in_the_job_is_connection_refused(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        # As a socket says it on every kind (not "lost the SSH connection": it is fine), so
+        # `forward` can say that nothing listens there.
+        job = started(tools_context, ["sleep", "300"])
+        opener = executor.port_opener(job.id, 9)
+        with pytest.raises(ConnectionRefusedError):
+            opener()
+
     # top -------------------------------------------------------------------------------------
 
     @needs(Feature.TOP)
