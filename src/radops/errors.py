@@ -40,6 +40,18 @@ class ConfigError(RadopsError):
 
 class EngineUnreachableError(RadopsError):
     exit_code = 5
+    lost: str | None = None  # where a connection that worked dropped midway (`lost_connection`)
+
+
+def lost_connection(where: str, hint: str | None = None) -> EngineUnreachableError:
+    """A connection to `where` that worked dropped midway. The default hint is `run`'s; what
+    was under way says more where it can (`cp`: the copy did not finish)."""
+    error = EngineUnreachableError(
+        f"lost the SSH connection to {where}",
+        hint or "The job, if it started, keeps running there; see `radops executors jobs`.",
+    )
+    error.lost = where
+    return error
 
 
 class BuildError(RadopsError):
