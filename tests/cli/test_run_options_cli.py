@@ -26,6 +26,10 @@ from tests.conftest import BASE_IMAGE
         (["--cpus", "inf"], "invalid --cpus 'inf'"),
         (["--cpus", "1e400"], "invalid --cpus '1e400'"),
         (["--cpus", "1e-12"], "invalid --cpus '1e-12'"),
+        # Bytes that are not UTF-8 (a Linux argv can hold any): refused, never turned to U+FFFD.
+        (["-e", "ODD=caf\udce9"], "the value of -e 'ODD' is not UTF-8 text (byte 0xe9 at"),
+        (["--label", "k=caf\udce9"], "--label 'k' is not UTF-8 text (byte 0xe9 at"),
+        (["--", "echo", "caf\udce9"], "argument 2 of the command is not UTF-8 text (byte 0xe9"),
     ],
 )
 def test_a_bad_option_fails_before_anything_is_built(

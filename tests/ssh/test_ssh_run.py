@@ -234,3 +234,15 @@ def test_an_argument_linux_cannot_pass_is_said_so_not_docker_not_found(
     assert lines[-2].startswith("radops: error: the command is too long to run on "), err
     assert "128 KiB" in lines[-2] and lines[-1].startswith("hint: Pass long data in a file"), err
     assert "docker not found" not in err
+
+
+def test_bytes_that_are_not_utf8_are_refused_as_on_local(
+    cli: CLI, box: str, job_context: Path
+) -> None:
+    result = cli("executors", "run", box, str(job_context), "-e", "ODD=caf\udce9", "--", "true")
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert err.splitlines()[0] == (
+        "radops: error: the value of -e 'ODD' is not UTF-8 text (byte 0xe9 at character 4)"
+    ), err
+    assert "Traceback" not in err and "Building" not in err
