@@ -17,7 +17,11 @@ import pytest
 from tests import rig
 from tests.copying import side_by_side as sbs
 from tests.copying.archives import archive, tree
-from tests.copying.job_tricks import check_link_tricks, interrupted_download
+from tests.copying.job_tricks import (
+    check_a_name_that_is_not_utf8,
+    check_link_tricks,
+    interrupted_download,
+)
 from tests.ssh.conftest import CLI
 
 # The rules once each over SSH (the placing code is the local engine's; the stream is not).
@@ -192,3 +196,7 @@ def test_an_interrupted_download_leaves_dest_as_it_was(
         assert code == 5, stderr
         assert lines[0].startswith("radops: error: lost the SSH connection to "), stderr
         assert lines[1] == f"hint: {CP_HINT}", stderr
+
+
+def test_a_file_name_that_is_not_utf8(sides: sbs.Sides, tmp_path: Path) -> None:
+    check_a_name_that_is_not_utf8(sides, tmp_path)
