@@ -425,6 +425,37 @@ class ExecutorContract:
         assert self._tree(executor, job.id, "/in/streamed.txt") == {"streamed.txt": b"abc"}
 
     @needs(Feature.CP)
+    def test_a_missing_folder_in_the_job_is_one_message_on_every_kind(
+        self,
+        executor: Executor,
+        started: Callable[..., Job],
+        tools_context: Path,
+        tmp_path: Path,
+    ) -> None:
+        job = started(tools_context, ["sh", "-c", "mkdir /in && touch /in/file"])
+        executor.wait(job.id)
+        file = tmp_path / "f.txt"
+        file.write_text("f\n")
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.add(file, arcname="f.txt")
+        where = f"in job {job.id} on {executor.name!r}"
+        cases: list[tuple[Callable[[], object], str]] = [
+            (lambda: executor.copy_to(job.id, file, "/nope/dir/f.txt"),
+             f"no folder '/nope/dir' {where}"),
+            (lambda: executor.copy_to(job.id, file, "/nope/"), f"no folder '/nope' {where}"),
+            (lambda: executor.copy_archive_to(job.id, [archive.getvalue()], "/in/nonexist"),
+             f"no folder '/in/nonexist' {where}"),
+            (lambda: executor.copy_archive_to(job.id, [archive.getvalue()], "/in/file"),
+             f"no folder '/in/file' {where}"),
+        ]  # fmt: skip
+        for copy, message in cases:
+            with pytest.raises(NotFoundError) as caught:  # exit 3 on every kind
+                copy()
+            assert caught.value.message == message
+            assert caught.value.exit_code == 3
+
+    @needs(Feature.CP)
     def test_copy_reaches_files_on_a_mounted_volume(
         self,
         executor: Executor,

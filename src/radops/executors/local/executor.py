@@ -226,7 +226,7 @@ class LocalExecutor(Executor):
         """Through the docker CLI, whose `docker cp` rules this promises; local files only."""
         import subprocess
 
-        from radops.executors.docker.archive import local_source
+        from radops.executors.docker.archive import copy_in_refused, local_source
 
         local = local_source(source)  # as typed: `dir/.` is the folder's contents
         data = self._container(job_id)
@@ -235,24 +235,35 @@ class LocalExecutor(Executor):
         # "./" before a relative path: docker reads `a:b` (and `x/a:b`) as CONTAINER:PATH.
         path = local.path if os.path.isabs(local.path) else os.path.join(".", local.path)
         result = subprocess.run(
-            [docker, "cp", "--", path, f"{data['Id']}:{dest}"],
+            [docker, "cp", "--", path, f"{container_name(job.id)}:{dest}"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             check=False,
         )
         if result.returncode != 0:
-            line = error_line(result.stderr.decode(errors="replace"))
-            raise RadopsError(f"copying to {dest!r} in job {job.id}: {line}")
+            text = result.stderr.decode(errors="replace")
+            refused = copy_in_refused(text, job.id, self.name, dest)
+            if refused is not None:
+                raise refused
+            line = error_line(text).replace(data["Id"], container_name(job.id))
+            raise RadopsError(f"copying to {dest!r} in job {job.id} on {self.name!r}: {line}")
 
     def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
+        from radops.executors.docker.archive import copy_in_refused
+
         data = self._container(job_id)
         job = job_from_inspect(data, self.name)
         what = f"copying into {dest} in job {job.id}"
         path, query = f"/containers/{data['Id']}/archive", {"path": dest}
         try:
             reply = self.engine.open("PUT", path, what, query=query, upload=archive)
-        except NotFoundError as e:
-            raise NotFoundError(f"no folder {dest!r} in job {job.id}") from e
+        except NotFoundError as e:  # the Engine API's 404: DEST missing, or not a folder
+            raise copy_in_refused("no such directory", job.id, self.name, dest) or e from e
+        except RadopsError as e:  # 400: not a folder (a stopped job's container says so)
+            refused = copy_in_refused(e.message, job.id, self.name, dest)
+            if refused is None:
+                raise
+            raise refused from e
         with reading(what):
             reply.read()
         reply.close()
