@@ -246,7 +246,7 @@ class FakeExecutor(Executor):
             self.engine.jobs.pop(job.id, None)
         for image in plan.images:
             self.engine.images.remove(image.id)
-        return PruneResult([j.id for j in plan.jobs], [i.id for i in plan.images],
+        return PruneResult([j.id for j in plan.jobs], list(plan.images),
                            sum(i.size for i in plan.images))  # fmt: skip
 
     def close(self) -> None:

@@ -457,7 +457,10 @@ def test_prune_asks_unless_yes_and_reports_what_it_freed(
 
     result = invoke("executors", "prune", NAME, "--images", "--yes", "--json")
     assert json.loads(result.stdout) == {
-        "jobs": [young.id], "images": ["radops/old:0123456789ab"], "space_freed": 1_000_000,
+        "jobs": [young.id], "space_freed": 1_000_000, "images": [
+            {"id": "radops/old:0123456789ab", "refs": ["radops/old:0123456789ab"],
+             "size": 1_000_000},
+        ],
     }  # fmt: skip
     assert engine.images == ["radops/fake:0123456789ab"]  # the running job's image stays
     nothing = invoke("executors", "prune", NAME, "--yes")

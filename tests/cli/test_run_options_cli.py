@@ -21,6 +21,15 @@ from tests.conftest import BASE_IMAGE
         (["-p", "99999:80"], "invalid --publish '99999:80'"),
         (["--env-file", "/nonexistent/job.env"], "cannot read --env-file '/nonexistent/job.env'"),
         (["--label", "dev.radops.job-id=x"], "invalid --label 'dev.radops.job-id=x'"),
+        (["--mount", "type=tmpfs,target=/t,tmpfs-size=abc"], "invalid --mount"),
+        (["--mount", "type=tmpfs,target=/t,tmpfs-size=-5"], "invalid --mount"),
+        (["--cpus", "inf"], "invalid --cpus 'inf'"),
+        (["--cpus", "1e400"], "invalid --cpus '1e400'"),
+        (["--cpus", "1e-12"], "invalid --cpus '1e-12'"),
+        # Bytes that are not UTF-8 (a Linux argv can hold any): refused, never turned to U+FFFD.
+        (["-e", "ODD=caf\udce9"], "the value of -e 'ODD' is not UTF-8 text (byte 0xe9 at"),
+        (["--label", "k=caf\udce9"], "--label 'k' is not UTF-8 text (byte 0xe9 at"),
+        (["--", "echo", "caf\udce9"], "argument 2 of the command is not UTF-8 text (byte 0xe9"),
     ],
 )
 def test_a_bad_option_fails_before_anything_is_built(

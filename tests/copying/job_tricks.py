@@ -110,3 +110,23 @@ def interrupted_download(
     assert _digest(dest) == before
     assert list(dest.parent.glob(".radops-cp-*")) == []
     return proc.returncode, stderr.decode()
+
+
+def check_a_name_that_is_not_utf8(sides: Sides, base: Path) -> None:
+    """A file whose name is not UTF-8 (a byte 0xfe), made by the job: copying it alone, docker
+    sends an empty archive on every kind, and radops says why in one line (not a
+    UnicodeEncodeError, not "nothing to copy"); its folder copies with the name's bytes kept."""
+    job_exec(sides, 'mkdir -p /odd && printf data > "/odd/$(printf "file\\376.txt")"')
+    name = os.fsdecode(b"file\xfe.txt")
+    alone = sides.radops(["executors", "cp", sides.executor, f"{sides.job}:/odd/{name}", str(base)])
+    assert alone.returncode == 2 and one_line_error(alone), alone.stderr
+    lines = alone.stderr.decode().splitlines()
+    assert (
+        lines[0] == r"radops: error: docker cannot copy '/odd/file\udcfe.txt' alone: "
+        "its name is not UTF-8 text"
+    ), lines
+    assert lines[1].startswith("hint: Copy the folder that holds it instead (JOB:/odd)"), lines
+    folder = sides.radops(["executors", "cp", sides.executor, f"{sides.job}:/odd", str(base)])
+    assert folder.returncode == 0, folder.stderr
+    assert (base / "odd" / name).read_bytes() == b"data"
+    assert os.listdir(os.fsencode(base / "odd")) == [b"file\xfe.txt"]

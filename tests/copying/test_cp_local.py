@@ -17,7 +17,11 @@ import pytest
 from radops.copying.names import parts_under, root_of
 from tests.cli_process import radops
 from tests.copying import side_by_side as sbs
-from tests.copying.job_tricks import check_link_tricks, interrupted_download
+from tests.copying.job_tricks import (
+    check_a_name_that_is_not_utf8,
+    check_link_tricks,
+    interrupted_download,
+)
 from tests.rig import DOCKER
 
 
@@ -86,3 +90,7 @@ def test_the_root_radops_expects_is_the_one_docker_sends(sides: sbs.Sides) -> No
         with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r|") as tar:
             first = tar.next()
         assert first is not None and parts_under(first.name, root_of(src)) == [], (src, first)
+
+
+def test_a_file_name_that_is_not_utf8(sides: sbs.Sides, tmp_path: Path) -> None:
+    check_a_name_that_is_not_utf8(sides, tmp_path)

@@ -428,6 +428,37 @@ class ExecutorContract:
         assert self._tree(executor, job.id, "/in/streamed.txt") == {"streamed.txt": b"abc"}
 
     @needs(Feature.CP)
+    def test_a_missing_folder_in_the_job_is_one_message_on_every_kind(
+        self,
+        executor: Executor,
+        started: Callable[..., Job],
+        tools_context: Path,
+        tmp_path: Path,
+    ) -> None:
+        job = started(tools_context, ["sh", "-c", "mkdir /in && touch /in/file"])
+        executor.wait(job.id)
+        file = tmp_path / "f.txt"
+        file.write_text("f\n")
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.add(file, arcname="f.txt")
+        where = f"in job {job.id} on {executor.name!r}"
+        cases: list[tuple[Callable[[], object], str]] = [
+            (lambda: executor.copy_to(job.id, file, "/nope/dir/f.txt"),
+             f"no folder '/nope/dir' {where}"),
+            (lambda: executor.copy_to(job.id, file, "/nope/"), f"no folder '/nope' {where}"),
+            (lambda: executor.copy_archive_to(job.id, [archive.getvalue()], "/in/nonexist"),
+             f"no folder '/in/nonexist' {where}"),
+            (lambda: executor.copy_archive_to(job.id, [archive.getvalue()], "/in/file"),
+             f"no folder '/in/file' {where}"),
+        ]  # fmt: skip
+        for copy, message in cases:
+            with pytest.raises(NotFoundError) as caught:  # exit 3 on every kind
+                copy()
+            assert caught.value.message == message
+            assert caught.value.exit_code == 3
+
+    @needs(Feature.CP)
     def test_copy_reaches_files_on_a_mounted_volume(
         self,
         executor: Executor,
@@ -439,6 +470,19 @@ class ExecutorContract:
         job = started(tools_context, ["sh", "-c", "echo logged > /data/run.log"], options=options)
         assert executor.wait(job.id) == 0
         assert self._tree(executor, job.id, "/data/run.log") == {"run.log": b"logged\n"}
+
+    # forward ---------------------------------------------------------------------------------
+
+    @needs(Feature.FORWARD)
+    def test_a_port_nothing_listens_on_in_the_job_is_connection_refused(
+        self, executor: Executor, started: Callable[..., Job], tools_context: Path
+    ) -> None:
+        # As a socket says it on every kind (not "lost the SSH connection": it is fine), so
+        # `forward` can say that nothing listens there.
+        job = started(tools_context, ["sleep", "300"])
+        opener = executor.port_opener(job.id, 9)
+        with pytest.raises(ConnectionRefusedError):
+            opener()
 
     # top -------------------------------------------------------------------------------------
 
@@ -532,7 +576,9 @@ class ExecutorContract:
         mine = PrunePlan([j for j in plan.jobs if j.id in (ended.id, running.id)], ours)
         result = executor.prune(mine)
         assert sorted(result.jobs) == sorted([ended.id, running.id])
-        assert result.images == [ours[0].id]
+        assert result.images == ours
+        # --json names what went by its tags, not only its id
+        assert ended.image in result.to_json()["images"][0]["refs"]
         assert result.space_freed is not None and result.space_freed >= 0
         again = executor.prune(mine)
         assert (again.jobs, again.images) == ([], [])

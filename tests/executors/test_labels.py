@@ -220,3 +220,20 @@ def test_prune_takes_the_names_radops_holds_images_by_and_nothing_else() -> None
     found = unused_radops_images(images, {"sha256:7"})
     assert [image.id for image in found] == ["sha256:1", "sha256:2", "sha256:3", "sha256:8"]
     assert found[-1].refs == ["radops/train:old-0123456789ab"]  # only radops' name goes
+
+
+def test_a_long_recorded_value_goes_in_pieces_under_the_argument_limit() -> None:
+    from radops.executors.docker.labels import LABEL_PIECE, job_from_labels, job_labels
+    from radops.executors.model import JobRequest
+    from radops.executors.run_options import parse_run_options
+
+    command = ["sh", *("é" * 30_000 for _ in range(10))]  # JSON escapes each é as \u00e9
+    options = parse_run_options(labels=["one=" + "a" * 70_000, "two=" + "b" * 70_000])
+    request = JobRequest(context=Path("/x"), command=command, options=options)
+    labels = job_labels("0123456789ab", "box", "radops/x:1", request)
+    assert max(len(f"{k}={v}".encode()) for k, v in labels.items()) < 128 * 1024
+    assert len([k for k in labels if k.startswith("dev.radops.command")]) > 1
+    assert all(len(v) <= LABEL_PIECE for v in labels.values())
+    job = job_from_labels(labels, "box", "running")
+    assert job.command == command
+    assert job.options["labels"] == {"one": "a" * 70_000, "two": "b" * 70_000}

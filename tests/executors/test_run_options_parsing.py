@@ -64,6 +64,12 @@ def test_good_values_pass_through_as_docker_flags() -> None:
         ({"memory": "8x"}, "invalid --memory '8x'"),
         ({"cpus": "-1"}, "invalid --cpus '-1'"),
         ({"cpus": "nan"}, "invalid --cpus 'nan'"),
+        ({"cpus": "inf"}, "invalid --cpus 'inf'"),
+        ({"cpus": "1e400"}, "invalid --cpus '1e400'"),
+        ({"cpus": "1e-12"}, "invalid --cpus '1e-12'"),
+        ({"mounts": ["type=tmpfs,target=/t,tmpfs-size=abc"]}, "tmpfs-size must be a size"),
+        ({"mounts": ["type=tmpfs,target=/t,tmpfs-size=-5"]}, "tmpfs-size must be a size"),
+        ({"mounts": ["type=tmpfs,target=/t,tmpfs-mode=999"]}, "tmpfs-mode must be octal"),
         ({"ipc": "shared"}, "invalid --ipc 'shared'"),
         ({"publish": ["70000:80"]}, "invalid --publish '70000:80'"),
         ({"publish": ["a:b"]}, "invalid --publish 'a:b'"),
@@ -79,6 +85,14 @@ def test_a_bad_value_is_a_one_line_usage_error(kwargs: dict[str, object], messag
     with pytest.raises(UsageError) as caught:
         parse_run_options(**kwargs)  # type: ignore[arg-type]
     assert message in caught.value.message and "\n" not in caught.value.message
+
+
+def test_cpus_become_the_nano_cpus_docker_sends() -> None:
+    from radops.executors.run_options import nano_cpus
+
+    assert nano_cpus("1.5") == 1_500_000_000
+    assert nano_cpus("0.000000001") == 1
+    assert nano_cpus(" 4 ") == 4_000_000_000
 
 
 def test_sizes_read_as_docker_reads_them() -> None:

@@ -206,3 +206,20 @@ def test_connect_print_shows_a_working_ssh_command(cli: CLI, remote: rig.RemoteH
         env=cli.env, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert ran.stdout == "connected\n", ran.stderr
+
+
+def test_the_unknown_key_hint_of_a_command_without_the_flag_names_one_with_it(
+    cli: CLI, box: str, job_context: Path
+) -> None:
+    (cli.home / ".ssh" / "known_hosts").write_text("")  # as after `ssh-keygen -R`
+    hint = f"hint: Check the fingerprint with the machine's owner, then trust it with `radops executors check {box} --accept-host-key`"  # noqa: E501
+    for args in (("jobs", box), ("run", box, str(job_context), "true")):
+        result = cli("executors", *args)
+        err = result.stderr.decode()
+        assert result.returncode == 7, err
+        assert err.splitlines()[0].startswith("radops: error: unknown host key for"), err
+        assert err.splitlines()[1].startswith(hint), err
+    # The hint's command exists and does what it says.
+    trusting = cli("executors", "check", box, "--accept-host-key")
+    assert trusting.returncode == 0, trusting.stderr.decode()
+    assert cli("executors", "jobs", box).returncode == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -16,7 +17,11 @@ import pytest
 from tests import rig
 from tests.copying import side_by_side as sbs
 from tests.copying.archives import archive, tree
-from tests.copying.job_tricks import check_link_tricks, interrupted_download
+from tests.copying.job_tricks import (
+    check_a_name_that_is_not_utf8,
+    check_link_tricks,
+    interrupted_download,
+)
 from tests.ssh.conftest import CLI
 
 # The rules once each over SSH (the placing code is the local engine's; the stream is not).
@@ -139,6 +144,36 @@ def _kill(remote: rig.RemoteHost, which: Callable[[str, str], bool]) -> Callable
     return cut
 
 
+CP_HINT = "The copy did not finish; run the same cp again once the machine answers (`radops executors check box`)."  # noqa: E501
+
+
+@pytest.mark.parametrize("persist", ["0", "1"])
+def test_a_connection_killed_during_an_upload_is_lost_the_ssh_connection(
+    cli: CLI, sides: sbs.Sides, remote: rig.RemoteHost, tmp_path: Path, persist: str
+) -> None:
+    # Directly, and through a shared connection: one line, exit 5, a hint for cp (not run's).
+    cli.env["RADOPS_SSH_PERSIST"] = persist
+    if persist == "1":  # a shared connection serves the cp
+        assert cli("executors", "jobs", sides.executor).returncode == 0
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        for _ in range(300):
+            f.write(os.urandom(1 << 20))
+    proc = cli.popen("executors", "cp", sides.executor, str(big), f"{sides.job}:/job/")
+    deadline = time.monotonic() + 60
+    while not any(comm == "docker" for _, comm, _ in _children(_rig_sshd(remote))):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the remote docker cp never started"
+        time.sleep(0.01)
+    time.sleep(0.3)  # midway
+    _kill(remote, lambda comm, line: comm.startswith("sshd"))(proc)
+    _, stderr = proc.communicate(timeout=60)
+    lines = stderr.decode().splitlines()
+    assert proc.returncode == 5, stderr
+    assert lines[0].startswith("radops: error: lost the SSH connection to "), stderr
+    assert lines[1:] == [f"hint: {CP_HINT}"], stderr
+
+
 @pytest.mark.parametrize("cut", ["ctrl-c", "sshd killed", "remote docker killed"])
 def test_an_interrupted_download_leaves_dest_as_it_was(
     cli: CLI, sides: sbs.Sides, remote: rig.RemoteHost, tmp_path: Path, cut: str
@@ -158,4 +193,10 @@ def test_an_interrupted_download_leaves_dest_as_it_was(
         assert code not in (0, 130) and lines[0].startswith("radops: error: "), stderr
         assert len(lines) <= 2, stderr
     if cut == "sshd killed":
+        assert code == 5, stderr
         assert lines[0].startswith("radops: error: lost the SSH connection to "), stderr
+        assert lines[1] == f"hint: {CP_HINT}", stderr
+
+
+def test_a_file_name_that_is_not_utf8(sides: sbs.Sides, tmp_path: Path) -> None:
+    check_a_name_that_is_not_utf8(sides, tmp_path)

@@ -89,6 +89,30 @@ def test_exec_in_an_ended_job_is_refused(cli: CLI, box: str, job_context: Path) 
         cli("executors", "rm", box, job, "--force")
 
 
+def test_forward_to_a_port_nothing_listens_on_says_so_and_goes_on(
+    cli: CLI, box: str, running_job: str
+) -> None:
+    proc = cli.popen("executors", "forward", box, running_job, "9:0")
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        url = proc.stdout.readline().decode().split()[0]
+        with pytest.raises(OSError):  # the connection here is closed at once
+            urllib.request.urlopen(url, timeout=10).read()
+        assert proc.stderr.readline() == b"Forwarding; Ctrl-C to stop.\n"
+        line = proc.stderr.readline().decode()
+        assert line == (
+            "cannot reach port 9 of the job: nothing listens on port 9 in the job "
+            "(a server there must listen on 0.0.0.0, not 127.0.0.1)\n"
+        ), line
+        assert proc.poll() is None  # forwarding goes on
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_forward_reaches_a_server_in_the_job_until_ctrl_c(
     cli: CLI, box: str, running_job: str
 ) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from tests import rig
 from tests.ssh.conftest import CLI
+from tests.ssh.test_ssh_run import check_long_command
 
 NOWHERE = "unix:///nonexistent/docker.sock"  # no local engine for radops to lean on
 
@@ -331,3 +332,9 @@ def test_prune_images_removes_what_a_killed_build_left_and_nothing_of_the_users(
     for kept in (users, "busybox:1.36", mine):
         assert remote.docker("image", "inspect", kept).returncode == 0, kept
     remote.docker("rmi", users, mine)
+
+
+def test_long_arguments_and_labels_with_a_remote_build(
+    no_local_engine: CLI, box: str, tmp_path: Path
+) -> None:
+    check_long_command(no_local_engine, box, _context(tmp_path, "FROM busybox:1.36\n"), "remote")

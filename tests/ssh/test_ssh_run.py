@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -188,3 +190,65 @@ def test_logs_with_a_wrong_docker_path_say_so(cli: CLI, trusted: None) -> None:
     assert result.stderr.decode().startswith(
         "radops: error: docker not found at /opt/nowhere/docker"
     )
+
+
+def test_long_arguments_and_labels_run_and_are_recorded_whole(
+    cli: CLI, box: str, job_context: Path
+) -> None:
+    check_long_command(cli, box, job_context, "local")
+
+
+def check_long_command(cli: CLI, box: str, job_context: Path, build: str) -> None:
+    """`run` with a long command and long labels, built `build`: the job gets every argument,
+    and `jobs` shows the command and labels whole."""
+    # Linux refuses a program an argument over 128 KiB: the recorded command (ten 20,000-char
+    # arguments, 200 kB of JSON) and options (two 70,000-char labels) must not be one each.
+    args = [f"{n}" * 20_000 for n in range(10)]
+    command = ["sh", "-c", 'for a in "$@"; do echo "${#a} ${a%"${a#?}"}"; done', "sh"]
+    labels = ["one=" + "a" * 70_000, "two=" + "b" * 70_000]
+    result = cli(
+        "executors", "run", box, str(job_context), "--build", build, "--json",
+        *(x for label in labels for x in ("--label", label)), "--", *command, *args,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    job = json.loads(result.stdout)
+    out = _logs(cli, box, job["job_id"], "--follow")
+    assert out == b"".join(f"{len(a)} {a[0]}\n".encode() for a in args)
+    listed = cli("executors", "jobs", box, "--json")
+    assert listed.returncode == 0, listed.stderr.decode()
+    mine = next(j for j in json.loads(listed.stdout) if j["job_id"] == job["job_id"])
+    assert mine["command"] == [*command, *args]
+    assert mine["options"]["labels"] == {"one": "a" * 70_000, "two": "b" * 70_000}
+    cli("executors", "rm", box, job["job_id"])
+
+
+def test_an_argument_linux_cannot_pass_is_said_so_not_docker_not_found(
+    cli: CLI, box: str, job_context: Path
+) -> None:
+    # An argument no shell here could pass either: given to radops' main() in its process.
+    code = (
+        "import sys; from radops.cli import main; "
+        "main(['executors', 'run', sys.argv[1], sys.argv[2], '--', 'echo', 'x' * 140_000])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, box, str(job_context)], env=cli.env, capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    lines = err.splitlines()
+    assert lines[-2].startswith("radops: error: the command is too long to run on "), err
+    assert "128 KiB" in lines[-2] and lines[-1].startswith("hint: Pass long data in a file"), err
+    assert "docker not found" not in err
+
+
+def test_bytes_that_are_not_utf8_are_refused_as_on_local(
+    cli: CLI, box: str, job_context: Path
+) -> None:
+    result = cli("executors", "run", box, str(job_context), "-e", "ODD=caf\udce9", "--", "true")
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert err.splitlines()[0] == (
+        "radops: error: the value of -e 'ODD' is not UTF-8 text (byte 0xe9 at character 4)"
+    ), err
+    assert "Traceback" not in err and "Building" not in err

@@ -55,7 +55,14 @@ class PortForward:
                 return
             try:
                 remote = opener()
-            except Exception as e:  # OSError here; paramiko's ChannelException over SSH
+            except ConnectionRefusedError:  # every kind: a socket's, or sshd's "Connect failed"
+                self.on_error(
+                    f"cannot reach port {port} of the job: nothing listens on port {port} in "
+                    "the job (a server there must listen on 0.0.0.0, not 127.0.0.1)"
+                )
+                client.close()
+                continue
+            except Exception as e:  # another OSError; the SSH connection lost (a RadopsError)
                 message = e.message if isinstance(e, RadopsError) else str(e) or type(e).__name__
                 self.on_error(f"cannot reach port {port} of the job: {message}")
                 client.close()

@@ -99,7 +99,7 @@ def job_request(
     from radops.images.context import BuildOptions
 
     environ = dict(os.environ)
-    return JobRequest(
+    request = JobRequest(
         context=Path(path),
         command=split_command(command),
         dockerfile=dockerfile or "Dockerfile",
@@ -135,3 +135,27 @@ def job_request(
             nodes=nodes, time=time, partition=partition, extra_args=tuple(queue_args)
         ),
     )
+    _check_text(request)
+    return request
+
+
+def _check_text(request: JobRequest) -> None:
+    """Arguments, environment and labels reach a job as UTF-8 text on every kind (the Engine
+    API's JSON cannot carry other bytes: it would turn them into U+FFFD), so bytes that are
+    not UTF-8 (a Linux argv can hold any) are refused here, the same way for every kind."""
+    values = [(f"argument {n} of the command", a) for n, a in enumerate(request.command, 1)]
+    for key, value in request.env.items():
+        values += [(f"the name of -e {key!r}", key), (f"the value of -e {key!r}", value)]
+    values += [(f"--label {key!r}", f"{key}={value}") for key, value in request.options.labels]
+    values += [("--entrypoint", request.options.entrypoint or ""), ("--name", request.name or "")]
+    for what, text in values:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            code = ord(text[e.start])  # a byte as Python keeps it (surrogateescape), or not
+            bad = f"byte {code - 0xDC00:#04x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+            raise UsageError(
+                f"{what} is not UTF-8 text ({bad} at character {e.start + 1})",
+                "Arguments, environment values and labels reach the job as UTF-8 text on every "
+                "executor; pass other bytes in a file.",
+            ) from None

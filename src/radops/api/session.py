@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from radops.errors import EngineUnreachableError
+from radops.errors import EngineUnreachableError, HostKeyError, lost_connection, unknown_host_key
 from radops.executors.features import Feature
 from radops.names import LOCAL_EXECUTOR_NAME
 from radops.progress import ProgressCallback, no_progress
@@ -106,6 +106,12 @@ def open_session(
     return Session(open_executor(spec, context), store)
 
 
+CP_LOST_HINT = (
+    "The copy did not finish; run the same cp again once the machine answers "
+    "(`radops executors check {name}`)."
+)
+
+
 class Session:
     """What radops does with one executor; see radops.executors.base for each call's
     guarantees. A job is named by its id, its --name, or a unique prefix of its id."""
@@ -127,15 +133,27 @@ class Session:
         self.executor.require(feature, self.name, asked)
 
     @contextlib.contextmanager
-    def _explained(self) -> Iterator[None]:
-        """An engine that does not answer, explained by the kind when it can say more."""
+    def _explained(self, lost_hint: str | None = None) -> Iterator[None]:
+        """An engine that does not answer, explained by the kind when it can say more; a
+        connection lost midway, with `lost_hint` (what it means for what was under way); an
+        unknown host key, with the command that trusts it (most commands lack the flag)."""
+        hint = lost_hint.format(name=self.name) if lost_hint else None
         try:
             yield
+        except EOFError as e:  # paramiko's, where no layer below made it ours (else: "aborted")
+            raise lost_connection(self.name, hint) from e
+        except HostKeyError as e:
+            if not e.unknown_key:
+                raise
+            trust = f"trust it with `radops executors check {self.name} --accept-host-key`"
+            raise unknown_host_key(e.message, trust) from e
         except EngineUnreachableError as e:
             why = self.executor.explain_unreachable(e)
-            if why is None:
-                raise
-            raise why from e
+            if why is not None:
+                raise why from e
+            if e.lost is not None and hint is not None:
+                raise lost_connection(e.lost, hint) from e
+            raise
 
     def connect(self) -> None:
         """Connect now (else on first use): a host-key question comes before any progress."""
@@ -220,7 +238,7 @@ class Session:
     def copy_from(self, job: str, path: str) -> Iterator[bytes]:
         """`path` in the job as a tar stream (`docker cp JOB:PATH -`)."""
         self.require(Feature.CP)
-        with self._explained():
+        with self._explained(CP_LOST_HINT):
             yield from self.executor.copy_from(job, path)
 
     def copy_to(
@@ -228,12 +246,12 @@ class Session:
     ) -> None:
         """The local `source` at `dest` in the job, the bytes sent reported to `progress`."""
         self.require(Feature.CP)
-        with self._explained():
+        with self._explained(CP_LOST_HINT):
             self.executor.copy_to(job, source, dest, progress)
 
     def copy_archive_to(self, job: str, archive: Iterable[bytes], dest: str) -> None:
         self.require(Feature.CP)
-        with self._explained():
+        with self._explained(CP_LOST_HINT):
             self.executor.copy_archive_to(job, archive, dest)
 
     def exec(

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         print_error(e)
         code = e.exit_code
     except typer.Abort:
+        _debug_traceback()
         print_error("aborted")
         code = 1
     except typer.TyperException as e:  # usage errors: bad option, missing argument, ...

@@ -35,7 +35,8 @@ def ask(value: str | None, prompt: str, flag: str, default: str | None = None) -
 
 def confirm(question: str, refusal: str, yes: bool) -> None:
     """Go on if `yes` (`--yes`) or the user says yes on a terminal. Without a terminal, refuse
-    with `refusal` (a usage error: scripts pass --yes); a "no" exits 1."""
+    with `refusal` (a usage error: scripts pass --yes). A "no" exits 0, as docker's prompts
+    do: nothing failed, the user chose; nothing was changed."""
     if yes:
         return
     if not sys.stdin.isatty():
@@ -43,7 +44,7 @@ def confirm(question: str, refusal: str, yes: bool) -> None:
     from radops.cli.render import visible
 
     if not typer.confirm(visible(question), default=False, err=True):
-        raise typer.Exit(1)
+        raise typer.Exit(0)
 
 
 def confirm_host_key(host: str, key_type: str, fingerprint: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import posixpath
 import shutil
 import tarfile
 import tempfile
@@ -55,12 +56,27 @@ def download(chunks: Iterator[bytes], source: str, dest: str) -> None:
                 close()
 
 
+def nothing_to_copy(source: str) -> UsageError:
+    """An empty archive for SOURCE. Docker sends one for a file whose name is not UTF-8 (its
+    archive names it by a U+FFFD copy of the name and finds nothing), on every kind: say so."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        parent = posixpath.dirname(source.rstrip("/")) or "/"
+        return UsageError(
+            f"docker cannot copy {source!r} alone: its name is not UTF-8 text",
+            f"Copy the folder that holds it instead (JOB:{parent}): docker copies such names "
+            "inside a folder.",
+        )
+    return UsageError(f"nothing to copy at {source!r}")
+
+
 def _download(reader: _ChunkReader, source: str, dest: str) -> None:
     root = root_of(source)
     with tarfile.open(fileobj=io.BufferedReader(reader, 1 << 20), mode="r|") as tar:
         first = tar.next()
         if first is None:
-            raise UsageError(f"nothing to copy at {source!r}")
+            raise nothing_to_copy(source)
         if parts_under(first.name, root):
             raise refused(first.name, f"the archive does not start with {root!r}")
         if root in CONTENTS_ROOTS and not first.isdir():

@@ -357,14 +357,19 @@ class PrunePlan:
 
 @dataclass(frozen=True)
 class PruneResult:
-    """What `prune` removed, and the disk space the engine freed (bytes; None: unknown)."""
+    """What `prune` removed (job ids; images with their names), and the disk space the engine
+    freed (bytes; None: unknown)."""
 
     jobs: list[str]
-    images: list[str]
+    images: list[Image]
     space_freed: int | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"jobs": self.jobs, "images": self.images, "space_freed": self.space_freed}
+        return {
+            "jobs": self.jobs,
+            "images": [{"id": i.id, "refs": i.refs, "size": i.size} for i in self.images],
+            "space_freed": self.space_freed,
+        }
 
 
 class _SettingsField:

@@ -8,6 +8,7 @@ be relative to wherever that machine's docker runs.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -190,13 +191,24 @@ def _check_size(text: str, flag: str) -> str:
     return text.strip()
 
 
+def nano_cpus(text: str) -> int:
+    """`--cpus` as the Engine API's NanoCpus (billionths of a CPU), as docker reads it."""
+    value = float(text)
+    if not math.isfinite(value):  # inf, 1e400 (inf too), nan: no count of CPUs
+        raise ValueError(text)
+    return round(value * 1e9)
+
+
 def _check_cpus(text: str) -> str:
     try:
-        value = float(text)
+        nanos = nano_cpus(text)
     except ValueError:
-        value = -1.0
-    if not value > 0 or value != value:  # also NaN
-        raise UsageError(f"invalid --cpus {text!r}: give a number of CPUs such as 4 or 1.5")
+        nanos = -1
+    if nanos <= 0:  # 1e-12 rounds to 0, which the engine reads as "no limit"
+        raise UsageError(
+            f"invalid --cpus {text!r}: give a number of CPUs such as 4 or 1.5",
+            "The smallest limit is 0.000000001 CPU.",
+        )
     return text.strip()
 
 
@@ -260,7 +272,29 @@ def check_mount(spec: str) -> str:
         wrong = [key for key in found if key.startswith(prefix) and kind != only]
         if wrong:  # as the docker CLI refuses them (docker-py too)
             raise UsageError(f"invalid --mount {spec!r}: {wrong[0]} applies to type={only} only")
+    _check_tmpfs_fields(spec, found)
     return spec
+
+
+def _check_tmpfs_fields(spec: str, found: dict[str, str]) -> None:
+    """tmpfs-size is a size (512m, 1048576), tmpfs-mode octal permission bits, as docker reads
+    them: checked here so that every kind refuses a bad one the same way, before anything runs."""
+    if "tmpfs-size" in found:
+        try:
+            size_bytes(found["tmpfs-size"])  # 0 is docker's default size, as docker reads it
+        except ValueError:
+            raise UsageError(
+                f"invalid --mount {spec!r}: tmpfs-size must be a size such as 64m or 1048576"
+            ) from None
+    if "tmpfs-mode" in found:
+        try:
+            mode = int(found["tmpfs-mode"], 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o7777:
+            raise UsageError(
+                f"invalid --mount {spec!r}: tmpfs-mode must be octal permission bits such as 1777"
+            )
 
 
 def check_publish(spec: str) -> str:

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from radops.errors import CloudError, ConfigError, NotFoundError, RadopsError
+from radops.errors import (
+    CloudError,
+    ConfigError,
+    EngineUnreachableError,
+    NotFoundError,
+    RadopsError,
+)
 from radops.gcp.settings import GCPTarget
 
 MANAGED_LABEL = "radops-managed"
@@ -79,6 +86,7 @@ def _last(url: str) -> str:
 @contextlib.contextmanager
 def google_errors(what: str) -> Iterator[None]:
     """Turn google.api_core and google.auth errors into RadopsErrors that say what failed."""
+    import requests
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as auth_exc
 
@@ -100,8 +108,23 @@ def google_errors(what: str) -> Iterator[None]:
         raise CloudError(f"permission denied while {what}: {e.message}") from e
     except gexc.GoogleAPICallError as e:
         raise CloudError(f"Google Cloud error while {what}: {e.message}") from e
+    except auth_exc.TransportError as e:  # refreshing the credentials: Google's sign-in is away
+        raise _unreachable(e) from e
     except auth_exc.GoogleAuthError as e:
         raise ConfigError(f"Google Cloud credentials failed: {e}") from e
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+        raise _unreachable(e) from e
+
+
+def _unreachable(error: Exception) -> RadopsError:
+    """No answer from Compute Engine (offline, DNS, a closed endpoint): the reason the socket
+    gave ("Connection refused", "Name or service not known"), not the transport's layers."""
+    found = re.findall(r"\[Errno -?\d+\] ([^'\")]+)", str(error))
+    reason = found[-1].strip() if found else "no answer"
+    return EngineUnreachableError(
+        f"cannot reach Compute Engine: {reason}",
+        "Check this machine's network connection (and gcp_api_endpoint, if set).",
+    )
 
 
 def _operation_error(op: Any, what: str) -> RadopsError:

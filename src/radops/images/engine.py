@@ -173,7 +173,7 @@ class LocalEngine:
         `what` was being done and the engine's message; no engine is engine_unreachable.
         `timeout`: seconds without an answer before the engine counts as stuck (None: a
         call that waits for a job, as `wait` and `stop` do)."""
-        url = path + (f"?{urlencode(query)}" if query else "")
+        url = path + (f"?{_query(query)}" if query else "")
         data = json.dumps(body).encode() if body is not None else None
         socket_path = engine_socket_path()
         if socket_path is None:
@@ -220,7 +220,7 @@ class LocalEngine:
         """One Engine API call whose reply is read as it arrives (no timeout: a followed log
         may be silent for hours); `upload` is a request body sent as it is made (a tar). Its
         failures are `call`'s."""
-        url = path + (f"?{urlencode(query)}" if query else "")
+        url = path + (f"?{_query(query)}" if query else "")
         socket_path = engine_socket_path()
         if socket_path is None:
             return self._open_docker_py(method, url, upload, what)
@@ -297,3 +297,9 @@ def _unchunked(socket_path: str, method: str, url: str) -> http.client.HTTPRespo
     finally:
         sock.close()  # the response holds its own file object on the socket
     return response
+
+
+def _query(query: dict[str, str]) -> str:
+    """A URL query; a path's bytes that are not UTF-8 (kept as surrogates) go as they are
+    (%FE), as the docker CLI sends them, not as an encoding error."""
+    return urlencode(query, encoding="utf-8", errors="surrogateescape")

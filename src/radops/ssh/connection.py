@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -177,7 +178,12 @@ class DirectConnection:
         try:
             for hop, nxt in zip(hops, [*hops[1:], target], strict=False):
                 chain.append(self._connect_one(hop, sock, self.policy.for_hops()))
-                sock = _tunnel(chain[-1].get_transport(), hop, nxt.hostname, nxt.port)
+                try:
+                    sock = _tunnel(chain[-1].get_transport(), hop, nxt.hostname, nxt.port)
+                except ConnectionRefusedError as e:
+                    raise EngineUnreachableError(
+                        f"cannot connect to {nxt.display} through {hop.display}: connection refused"
+                    ) from e
             chain.append(self._connect_one(target, sock, self.policy))
         except BaseException:
             for client in reversed(chain):
@@ -265,10 +271,24 @@ class DirectConnection:
 
 
 def _tunnel(transport: paramiko.Transport | None, via: SSHTarget, host: str, port: int) -> Any:
-    """A direct-tcpip channel through `via`'s connection to host:port, as seen from `via`."""
+    """A direct-tcpip channel through `via`'s connection to host:port, as seen from `via`.
+    sshd's "Connect failed" (nothing listens there) is ConnectionRefusedError, as a socket
+    connecting there directly would say: the SSH connection itself is fine."""
+    load_paramiko()
+    import paramiko
+
+    failed: paramiko.ChannelException | None = None
     with ssh_errors(via):
         assert transport is not None
-        return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0))
+        try:
+            return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0))
+        except paramiko.ChannelException as e:
+            if e.code != paramiko.common.OPEN_FAILED_CONNECT_FAILED:
+                raise
+            failed = e
+    raise ConnectionRefusedError(
+        errno.ECONNREFUSED, f"nothing listens on {host}:{port}"
+    ) from failed
 
 
 def _quiet_paramiko() -> None:

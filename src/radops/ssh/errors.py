@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from radops.errors import EngineUnreachableError, HostKeyError, RadopsError
+from radops.errors import lost_connection as connection_lost
 from radops.ssh.config import load_paramiko
 
 if TYPE_CHECKING:
     from radops.ssh.config import SSHTarget
-
-LOST_HINT = "The job, if it started, keeps running there; see `radops executors jobs`."
 
 
 def reason(e: BaseException) -> str:
@@ -31,11 +30,10 @@ def reason(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def lost_connection(target: SSHTarget, e: BaseException | None = None) -> EngineUnreachableError:
-    """The connection dropped (or a command's channel closed without an exit status)."""
-    if e is None:
-        return EngineUnreachableError(f"lost the SSH connection to {target.display}", LOST_HINT)
-    return EngineUnreachableError(f"lost the SSH connection to {target.display}: {reason(e)}")
+def lost_connection(target: SSHTarget) -> EngineUnreachableError:
+    """The connection dropped (or a command's channel closed without an exit status). How it
+    dropped (paramiko's EOFError, "Socket is closed") says nothing more: RADOPS_DEBUG shows it."""
+    return connection_lost(target.display)
 
 
 def ssh_error(e: BaseException, target: SSHTarget, *, connecting: bool) -> RadopsError | None:
@@ -56,7 +54,7 @@ def ssh_error(e: BaseException, target: SSHTarget, *, connecting: bool) -> Radop
     if not isinstance(e, OSError | paramiko.SSHException | EOFError):
         return None
     if not connecting:
-        return lost_connection(target, e)
+        return lost_connection(target)
     if isinstance(e, paramiko.AuthenticationException):
         return RadopsError(
             f"SSH authentication failed for {target.display}",

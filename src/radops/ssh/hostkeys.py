@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from radops.errors import ConfigError, HostKeyError
+from radops.errors import ConfigError, HostKeyError, unknown_host_key
 from radops.ssh.config import known_host_name, load_paramiko
 
 if TYPE_CHECKING:
@@ -111,11 +111,7 @@ class HostKeyPolicy:
                 self.confirm is not None and self.confirm(hostname, key.get_name(), fp)
             )
         if not trusted:
-            raise HostKeyError(
-                f"unknown host key for {hostname} ({key.get_name()} {fp})",
-                "Check the fingerprint with the machine's owner, then rerun with "
-                "--accept-host-key (or add the key to ~/.ssh/known_hosts).",
-            )
+            raise unknown_host_key(f"unknown host key for {hostname} ({key.get_name()} {fp})")
         with edit_known_hosts(self.known_hosts) as keys:
             keys.add(hostname, key.get_name(), key)
 

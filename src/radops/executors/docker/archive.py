@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from radops.errors import UsageError
+from radops.errors import NotFoundError, UsageError
 from radops.images.archive import stream_tar
 
 
@@ -61,3 +62,22 @@ def pack(source: LocalSource) -> Iterator[bytes]:
     where a trailing / or /. says so, as docker cp does) whose one top-level entry is its
     name, as chunks. Unreadable files fail with a UsageError naming them."""
     return stream_tar(lambda tar: tar.add(source.path, arcname=source.name, recursive=True))
+
+
+def copy_in_refused(text: str, job_id: str, executor: str, dest: str) -> NotFoundError | None:
+    """`docker cp` (or the Engine API) refusing DEST in a job because a folder is missing, said
+    the same way by every kind (exit 3, no container id): "Could not find the file /a in
+    container ID" or "No such container:path: NAME:/a" (DEST's parent /a is missing), "no
+    such directory" (DEST/ is missing), and, for an archive from stdin, "must be a directory"
+    (the CLI) or the Engine API's "extraction point is not a directory" (DEST is missing or not
+    a folder)."""
+    missing = re.search(r"Could not find the file (.+?) in container", text) or re.search(
+        r"No such container:path: [^:\s]+:(.+)", text
+    )
+    if missing:
+        folder = missing[1]
+    elif any(s in text for s in ("no such directory", "must be a directory", "not a directory")):
+        folder = dest.rstrip("/") or "/"
+    else:
+        return None
+    return NotFoundError(f"no folder {folder!r} in job {job_id} on {executor!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from radops.executors.docker.labels import label_pieces
 from radops.executors.model import (
     LABEL_COMMAND,
     LABEL_CREATED_AT,
@@ -28,11 +29,11 @@ _PS_FORMAT = (
         for label in (
             LABEL_JOB_ID,
             LABEL_EXECUTOR,
-            LABEL_COMMAND,
+            *label_pieces(LABEL_COMMAND),
             LABEL_IMAGE,
             LABEL_CREATED_AT,
             LABEL_NAME,
-            LABEL_OPTIONS,
+            *label_pieces(LABEL_OPTIONS),
             LABEL_USER,
             LABEL_GPUS,
             LABEL_GPU_UUIDS,

@@ -26,6 +26,42 @@ from radops.executors.model import (
 
 _EXITED = re.compile(r"^Exited \((-?\d+)\)")
 
+# Characters of a recorded value per label. Over SSH each label is one argument of the docker
+# CLI (`--label KEY=VALUE`), and Linux refuses to start a program with an argument over 128 KiB
+# (MAX_ARG_STRLEN): a longer value (ten 20,000-character arguments, in the command's JSON) goes
+# in pieces, KEY then KEY.1, KEY.2, ... The values are JSON with non-ASCII escaped: a character
+# is a byte.
+LABEL_PIECE = 64 * 1024
+LABEL_PIECES = 32  # at most, so a listing (`docker ps --format`) can name each: 2 MiB of JSON
+
+
+def label_pieces(key: str) -> list[str]:
+    """The labels a long value recorded under `key` may take: KEY, KEY.1, ..."""
+    return [key, *(f"{key}.{n}" for n in range(1, LABEL_PIECES))]
+
+
+def _record(labels: dict[str, str], key: str, value: str) -> None:
+    """`value` under `key`, in pieces of LABEL_PIECE characters if it is longer."""
+    pieces = [value[start : start + LABEL_PIECE] for start in range(0, len(value), LABEL_PIECE)]
+    if len(pieces) > LABEL_PIECES:
+        raise UsageError(
+            f"the job's command and options are too long to record ({len(value):,} characters "
+            f"of JSON; at most {LABEL_PIECE * LABEL_PIECES:,})",
+            "Pass long data in a file: put it in the build folder, or `executors cp` it.",
+        )
+    for key_n, piece in zip(label_pieces(key), pieces or [""], strict=False):
+        labels[key_n] = piece
+
+
+def _recorded(labels: dict[str, str], key: str, default: str) -> str:
+    """What `_record` wrote under `key`, its pieces joined."""
+    if key not in labels:
+        return default
+    pieces = [labels[key]]
+    while (piece := labels.get(f"{key}.{len(pieces)}")) is not None:
+        pieces.append(piece)
+    return "".join(pieces)
+
 
 def job_labels(
     job_id: str, executor: str, image: str, request: JobRequest, placement: Placement | None = None
@@ -33,22 +69,22 @@ def job_labels(
     labels = {
         LABEL_JOB_ID: job_id,
         LABEL_EXECUTOR: executor,
-        LABEL_COMMAND: json.dumps(request.command),
         LABEL_IMAGE: image,
         LABEL_CREATED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds"),
         LABEL_USER: this_user(),
     }
+    _record(labels, LABEL_COMMAND, json.dumps(request.command))
     if request.name:
         labels[LABEL_NAME] = request.name
     options = request.options.to_json()
     if options:
-        labels[LABEL_OPTIONS] = json.dumps(options, separators=(",", ":"))
+        _record(labels, LABEL_OPTIONS, json.dumps(options, separators=(",", ":")))
     return {**labels, **gpu_labels(placement)}
 
 
 def _options(labels: dict[str, str]) -> dict[str, Any]:
     try:
-        value = json.loads(labels.get(LABEL_OPTIONS, "{}"))
+        value = json.loads(_recorded(labels, LABEL_OPTIONS, "{}"))
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
@@ -56,7 +92,7 @@ def _options(labels: dict[str, str]) -> dict[str, Any]:
 
 def _command(labels: dict[str, str]) -> list[str]:
     try:
-        value = json.loads(labels.get(LABEL_COMMAND, "[]"))
+        value = json.loads(_recorded(labels, LABEL_COMMAND, "[]"))
     except ValueError:
         return []
     return [str(a) for a in value] if isinstance(value, list) else []

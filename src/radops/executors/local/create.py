@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 from radops.errors import RadopsError
 from radops.executors.docker.options import NO_GPU_DRIVER, no_gpu_runtime
 from radops.executors.model import LOG_DRIVER, LOG_OPTIONS, JobRequest, container_name
-from radops.executors.run_options import RunOptions, mount_fields, restart_policy, size_bytes
+from radops.executors.run_options import (
+    RunOptions,
+    mount_fields,
+    nano_cpus,
+    restart_policy,
+    size_bytes,
+)
 
 if TYPE_CHECKING:
     from radops.images.engine import LocalEngine
@@ -72,7 +78,7 @@ def engine_fields(options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
     if options.memory:
         host["Memory"] = size_bytes(options.memory)
     if options.cpus:
-        host["NanoCpus"] = int(float(options.cpus) * 1e9)
+        host["NanoCpus"] = nano_cpus(options.cpus)
     if options.publish:
         from docker.utils.ports import build_port_bindings
         from docker.utils.utils import convert_port_bindings

@@ -251,7 +251,7 @@ class LocalExecutor(LazySpec, Executor):
     ) -> None:
         """Through the docker CLI, whose `docker cp` rules this promises; local files only.
         Progress: the bytes the CLI has read (it sends them as it reads them)."""
-        from radops.executors.docker.archive import content_size, local_source
+        from radops.executors.docker.archive import content_size, copy_in_refused, local_source
         from radops.executors.local.cli import run_metered
         from radops.progress import BRIEF_S, transfer_meter
 
@@ -264,20 +264,33 @@ class LocalExecutor(LazySpec, Executor):
         label = f"Copying {local.path} to job {job.id}"
         size = content_size(local)
         meter = transfer_meter(progress, label, size, estimate=True, brief=BRIEF_S)
-        result = run_metered([docker, "cp", "--", path, f"{data['Id']}:{dest}"], meter, size)
+        result = run_metered(
+            [docker, "cp", "--", path, f"{container_name(job.id)}:{dest}"], meter, size
+        )
         if result.returncode != 0:
-            line = error_line(result.stderr.decode(errors="replace"))
-            raise RadopsError(f"copying to {dest!r} in job {job.id}: {line}")
+            text = result.stderr.decode(errors="replace")
+            refused = copy_in_refused(text, job.id, self.name, dest)
+            if refused is not None:
+                raise refused
+            line = error_line(text).replace(data["Id"], container_name(job.id))
+            raise RadopsError(f"copying to {dest!r} in job {job.id} on {self.name!r}: {line}")
 
     def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
+        from radops.executors.docker.archive import copy_in_refused
+
         data = self._container(job_id)
         job = job_from_inspect(data, self.name)
         what = f"copying into {dest} in job {job.id}"
         path, query = f"/containers/{data['Id']}/archive", {"path": dest}
         try:
             reply = self.engine.open("PUT", path, what, query=query, upload=archive)
-        except NotFoundError as e:
-            raise NotFoundError(f"no folder {dest!r} in job {job.id}") from e
+        except NotFoundError as e:  # the Engine API's 404: DEST missing, or not a folder
+            raise copy_in_refused("no such directory", job.id, self.name, dest) or e from e
+        except RadopsError as e:  # 400: not a folder (a stopped job's container says so)
+            refused = copy_in_refused(e.message, job.id, self.name, dest)
+            if refused is None:
+                raise
+            raise refused from e
         with reading(what):
             reply.read()
         reply.close()
@@ -361,11 +374,11 @@ class LocalExecutor(LazySpec, Executor):
         for job in plan.jobs:  # not --force: a job started again meanwhile stays
             if self._removed(f"/containers/{container_name(job.id)}", "removing a job"):
                 jobs.append(job.id)
-        images: list[str] = []
+        images: list[Image] = []
         for image in plan.images:
             removed = [self._removed(f"/images/{ref}", "removing an image") for ref in image.refs]
             if all(removed):
-                images.append(image.id)
+                images.append(image)
         after = self._layers_size()
         freed = before - after if before is not None and after is not None else None
         return PruneResult(jobs, images, max(freed, 0) if freed is not None else None)

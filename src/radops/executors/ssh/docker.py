@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from radops.errors import EngineUnreachableError, NotFoundError, RadopsError
+from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, UsageError
 from radops.executors.docker.argv import error_line
 from radops.executors.docker.labels import job_not_found
 from radops.executors.docker.options import NO_GPU_DRIVER, no_gpu_runtime
@@ -51,14 +51,9 @@ class RemoteDocker:
         if NO_BASE64 in text:
             return RadopsError(f"{host}: {NO_BASE64.removeprefix('radops: ')}")
         if status in (126, 127) and "Error response from daemon" not in text:
-            # The remote shell could not find or run docker (docker itself also exits 126/127
-            # when the job's command cannot be run, but then the daemon says so).
-            return RadopsError(
-                f"docker not found at {self.path} on {host}",
-                "Give the right path (`which docker` on the machine): `add ... --docker-path "
-                f"PATH`, or for a saved executor `radops executors set {self.executor} "
-                "--docker-path PATH`.",
-            )
+            # The remote shell could not run docker (docker itself also exits 126/127 when the
+            # job's command cannot be run, but then the daemon says so): the shell says why.
+            return self.exec_failure(status, text)
         if "permission denied" in text.lower() and "docker" in text.lower() and ".sock" in text:
             return RadopsError(
                 f"permission denied on the Docker socket on {host} for {self.conn.target.username}",
@@ -72,6 +67,26 @@ class RemoteDocker:
         if "No such container" in text or "No such object" in text:
             return NotFoundError(f"{what}: {line}")
         return RadopsError(f"{what} on {self.executor}: {line}")
+
+    def exec_failure(self, status: int, text: str) -> RadopsError:
+        """The remote shell could not start docker: not there, not runnable, or (execve's
+        E2BIG) an argument over Linux's 128 KiB, or all of them over its total."""
+        host = self.conn.target.display
+        if "argument list too long" in text.lower():
+            return UsageError(
+                f"the command is too long to run on {host}: Linux refuses an argument over "
+                "128 KiB, or arguments and environment over its total (about 2 MB there)",
+                "Pass long data in a file: put it in the build folder, or `executors cp` it.",
+            )
+        if status == 127 and (not text or "not found" in text or "No such file" in text):
+            return RadopsError(
+                f"docker not found at {self.path} on {host}",
+                "Give the right path (`which docker` on the machine): `add ... --docker-path "
+                f"PATH`, or for a saved executor `radops executors set {self.executor} "
+                "--docker-path PATH`.",
+            )
+        line = error_line(text) or f"exit status {status}"
+        return RadopsError(f"cannot run {self.path} on {host}: {line}")
 
     def copy_error(self, job_id: str, status: int, stderr: bytes, path: str) -> RadopsError:
         """What a failed `docker cp` to or from job `job_id` means."""

@@ -285,14 +285,22 @@ class SSHExecutor(LoginExecutor):
         meter = transfer_meter(progress, label, content_size(local), estimate=True, brief=BRIEF_S)
         status, output = self.conn.run_with_input(argv, metered(pack(local), meter))
         if status != 0:
-            raise self.docker.copy_error(job_id, status, output, dest)
+            raise self._copy_in_error(job_id, status, output, dest)
 
     def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:
         job_id = self._full_id(job_id)
         argv = self.docker.argv("cp", "-", f"{container_name(job_id)}:{dest}")
         status, output = self.conn.run_with_input(argv, archive)
         if status != 0:
-            raise self.docker.copy_error(job_id, status, output, dest)
+            raise self._copy_in_error(job_id, status, output, dest)
+
+    def _copy_in_error(self, job_id: str, status: int, output: bytes, dest: str) -> RadopsError:
+        """As every kind says it (a missing folder), else as the docker CLI's failure."""
+        from radops.executors.docker.archive import copy_in_refused
+
+        text = output.decode(errors="replace")
+        refused = copy_in_refused(text, job_id, self.name, dest)
+        return refused or self.docker.copy_error(job_id, status, output, dest)
 
     def exec(
         self, job_id: str, command: list[str], interactive: bool = False, tty: bool = False

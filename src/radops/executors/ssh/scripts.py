@@ -317,6 +317,6 @@ def pruned(out: bytes, plan: PrunePlan) -> PruneResult:
     before, after = sizes.get("radops:before"), sizes.get("radops:after")
     return PruneResult(
         [job.id for job in plan.jobs if container_name(job.id) in removed_names],
-        [image.id for image in plan.images if set(image.refs) <= removed_refs],
+        [image for image in plan.images if set(image.refs) <= removed_refs],
         max(before - after, 0) if before is not None and after is not None else None,
     )

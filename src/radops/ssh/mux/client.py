@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from radops.errors import EngineUnreachableError
-from radops.ssh.errors import LOST_HINT
+from radops.errors import EngineUnreachableError, lost_connection
 from radops.ssh.mux import protocol
 from radops.ssh.mux.sockets import connect
 
@@ -101,16 +100,14 @@ class MuxCommand:
                     protocol.send_chunked(self.sock, protocol.STDIN, chunk)
                 protocol.send(self.sock, protocol.STDIN_END)
             except OSError as e:
-                raise EngineUnreachableError(
-                    f"lost the SSH connection to {self.display}: {e}"
-                ) from e
+                raise lost_connection(self.display) from e
             while (frame := protocol.read_frame(self.reader)) is not None:
                 kind, payload = frame
                 if kind == protocol.EXIT:
                     yield "exit", payload
                     return
                 yield ("stderr" if kind == protocol.STDERR else "stdout"), payload
-            raise EngineUnreachableError(f"lost the SSH connection to {self.display}", LOST_HINT)
+            raise lost_connection(self.display)
         finally:
             self._close()
 
