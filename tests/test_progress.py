@@ -224,3 +224,17 @@ def test_a_brief_transfer_leaves_no_summary(clock: Clock) -> None:
     slow.update(3_000_000)
     slow.finish()
     assert lines == ["Copying b: 3 MB in 3s (1 MB/s)"]  # the first MB at that rate too
+
+
+def test_a_narrow_line_shortens_the_label_not_the_figures() -> None:
+    from radops.progress import TransferState
+
+    state = TransferState(
+        "Copying /a/very/long/path/" + "x" * 100 + "/big.bin to job 7c4c8b7e", 400
+    )
+    state.update(100)
+    text = state.text(60)
+    assert len(text) <= 60, text
+    assert text.endswith(": 100 B of 400 B (25%)"), text
+    assert text.startswith("Copying /a/") and "..." in text and "job 7c4c8b7e:" in text, text
+    assert state.text() == state.label + ": 100 B of 400 B (25%)"

@@ -63,6 +63,14 @@ def duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def shortened(text: str, width: int | None) -> str:
+    """`text` in at most `width` characters (at least 12), its middle replaced by `...`."""
+    if width is None or len(text) <= width:
+        return text
+    keep = max(width, 12) - 3
+    return text[: keep - keep // 2] + "..." + text[len(text) - keep // 2 :]
+
+
 class TransferState:
     """Bytes, rate and time left of one transfer, for whoever draws it. `estimate`: the total
     is a guess (shown as `about`), never shown once the bytes pass it."""
@@ -111,8 +119,9 @@ class TransferState:
             return None
         return (total - self.done) / self.rate
 
-    def text(self) -> str:
-        """`LABEL: 120 MB of 1.6 GB (7%), 85 MB/s, 17s left`."""
+    def text(self, width: int | None = None) -> str:
+        """`LABEL: 120 MB of 1.6 GB (7%), 85 MB/s, 17s left`; in at most `width` characters
+        the label is shortened in its middle, so the figures stay whole."""
         parts = [human_bytes(self.done)]
         total = self.known_total
         if total is not None:
@@ -123,7 +132,9 @@ class TransferState:
         left = self.left()
         if left is not None:
             parts.append(f"{duration(left)} left")
-        return f"{self.label}: " + ", ".join(parts)
+        figures = ", ".join(parts)
+        room = None if width is None else width - len(figures) - 2
+        return f"{shortened(self.label, room)}: {figures}"
 
     def summary(self) -> str:
         """`LABEL: 1.6 GB in 19s (84 MB/s)`: the time those bytes took at that rate (a local

@@ -30,7 +30,12 @@ def test_a_large_cp_shows_progress_both_ways(
     up = Terminal([*argv, str(big), f"{job}:/big.bin"], env, size=(24, 160))
     assert up.wait(timeout=300) == 0, up.text
     check_sane(up.text, SIZE)
-    assert re.search(rf"Copying {re.escape(str(big))} to job {job}: 400 MB( in \d+s)?", up.text)
+    # Its summary stays, unless the copy took under a second (then the status line was all).
+    summaries = re.findall(rf"Copying {re.escape(str(big))} to job {job}: ([^\r\n]*)", up.text)
+    summaries = [s for s in summaries if " of " not in s]  # the status line's figures
+    assert all(re.fullmatch(r"400 MB( in \d+s \([\d.]+ [kMG]B/s\))?", s) for s in summaries)
+    assert (job_file := radops("executors", "exec", "local", job, "--", "wc", "-c", "/big.bin"))
+    assert job_file.stdout.split()[0] == str(SIZE), job_file.stdout
 
     back = tmp_path / "back.bin"
     down = Terminal([*argv, f"{job}:/big.bin", str(back)], env, size=(24, 160))

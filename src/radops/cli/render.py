@@ -196,7 +196,7 @@ class _StatusMeter:
             filled = int(fraction * 20)
             bar = "━" * filled + "╺" + "━" * (19 - filled) if filled < 20 else "━" * 20
             bar = f"[green]{bar[: filled + 1]}[/green][dim]{bar[filled + 1 :]}[/dim] "
-        text = escape(self.state.text()[: self.console.width - 28])
+        text = escape(self.state.text(self.console.width - 28)[: self.console.width - 28])
         self.status.update(bar + text)
 
     def finish(self, ok: bool = True) -> None:
