@@ -49,8 +49,10 @@ def _docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str
 
 def _apt_mirror() -> str:
     """The Debian mirror apt is configured with (deb822 or one-line sources)."""
-    sources = [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]
-    for path in sources:
+    folder = Path("/etc/apt/sources.list.d")
+    # Only the files apt reads (a `.disabled` one is not), Debian's own archive first.
+    sources = [Path("/etc/apt/sources.list"), *folder.glob("*.list"), *folder.glob("*.sources")]
+    for path in sorted(sources, key=lambda p: "debian" not in p.name):
         text = path.read_text(errors="replace") if path.is_file() else ""
         for match in re.finditer(r"(?:^URIs:\s*|^deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text, re.M):
             if "security" not in match[1]:

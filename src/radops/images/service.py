@@ -180,9 +180,18 @@ class LocalImages:
         except (APIError, DockerException) as e:
             raise RadopsError(f"cannot export {tag} from the local engine: {e}") from e
 
-    def push(self, tag: str, ref: str, progress: ProgressCallback) -> None:
-        """Push `tag` to a registry as `ref`."""
-        registry.push(self.engine.api, tag, ref, progress)
+    def push(
+        self, tag: str, ref: str, progress: ProgressCallback, auth: dict[str, str] | None = None
+    ) -> None:
+        """Push `tag` to a registry as `ref` (with `auth`, else this machine's login there)."""
+        registry.push(self.engine.api, tag, ref, progress, auth)
+
+    def untag(self, ref: str) -> None:
+        """Remove the tag `ref` (the image stays under its other tags)."""
+        from docker.errors import APIError, DockerException
+
+        with contextlib.suppress(APIError, DockerException):
+            self.engine.api.remove_image(ref, noprune=True)
 
     def close(self) -> None:
         self.engine.close()

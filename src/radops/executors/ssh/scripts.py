@@ -46,14 +46,23 @@ PULL_RUN_SCRIPT = "d=$1 ref=$2; shift 2; " + _PULL + _THEN_EXEC
 # killed mid-pull included: the script runs on without it, and a write to its closed output ends
 # it through the trap too). No `docker login`: it could hand the token to a credential helper
 # (a keyring) on the machine, where it would outlive the folder.
-AUTH_PULL_RUN_SCRIPT = (
-    "d=$1 ref=$2; shift 2; IFS= read -r cfg; "
+_AUTH_PULL = (
+    "IFS= read -r cfg; "
     "dir=$(mktemp -d -t radops-docker.XXXXXXXX) || "
     '{ printf "radops:error 1\\ncannot make a temporary folder\\n"; exit 0; }; '
     "trap 'rm -rf \"$dir\"' EXIT; trap 'rm -rf \"$dir\"; exit 129' HUP INT TERM PIPE; "
     '(umask 077 && printf "%s\\n" "$cfg" >"$dir/config.json"); cfg=; '
     '{ err=$("$d" --config "$dir" pull "$ref" 2>&1 </dev/null >&3 3>&-); } 3>&2; '
-    'status=$?; rm -rf "$dir"; trap - EXIT HUP INT TERM PIPE; ' + _EXEC_IF_OK
+    'status=$?; rm -rf "$dir"; trap - EXIT HUP INT TERM PIPE; '
+)
+AUTH_PULL_RUN_SCRIPT = "d=$1 ref=$2; shift 2; " + _AUTH_PULL + _EXEC_IF_OK
+# run after shipping through radops' own registry (radops.executors.ssh.tunnel): as
+# AUTH_PULL_RUN_SCRIPT, then the image takes the name the run uses (its tag here) and loses the
+# tunnel's, whose port is gone once the command ends.
+AUTH_PULL_TAG_RUN_SCRIPT = (
+    "d=$1 ref=$2 tag=$3; shift 3; " + _AUTH_PULL + 'if [ "$status" -eq 0 ]; then '
+    'err=$("$d" tag "$ref" "$tag" 2>&1); status=$?; "$d" rmi "$ref" >/dev/null 2>&1; fi; '
+    + _EXEC_IF_OK
 )
 
 
@@ -100,6 +109,12 @@ def auth_pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
     """`sh -c AUTH_PULL_RUN_SCRIPT`: pull `ref` with the docker config on stdin's first line,
     forget it, then `run`. The credential is never an argument."""
     return ["sh", "-c", AUTH_PULL_RUN_SCRIPT, "radops-run", docker, ref, *run]
+
+
+def auth_pull_tag_run_argv(docker: str, ref: str, tag: str, run: list[str]) -> list[str]:
+    """`sh -c AUTH_PULL_TAG_RUN_SCRIPT`: pull `ref` with the docker config on stdin's first
+    line, name it `tag`, then `run`."""
+    return ["sh", "-c", AUTH_PULL_TAG_RUN_SCRIPT, "radops-run", docker, ref, tag, *run]
 
 
 # stop: look the container up, stop it if it runs; the header's rest is one line, `true` if it

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import abc
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from radops.errors import RadopsError, UsageError
+from radops.errors import RadopsError
 from radops.executors.docker.argv import error_line
 from radops.executors.header import Header
 from radops.executors.ssh import layers, scripts
@@ -229,34 +230,55 @@ class Registry(Shipping):
             progress(f"Pulling {ref} on {self.docker.executor} (logged in to {server} as {user})")
             script = scripts.auth_pull_then_run_argv(self.docker.path, ref, run_argv)
             env = self.credential.docker_config() + b"\n" + env  # the script reads it first
-        status, out, err = self._run_pulling(script, env, ref, progress)
-        header = Header.find(out)
-        if header is None or header.ok:
-            return status, err  # docker run's (or sh's own failure)
-        text = header.rest.decode(errors="replace")
-        if self.credential is None and _AUTH_FAILURE.search(text):
-            raise RadopsError(
-                f"{server} refused the pull on {self.docker.executor}: {error_line(text)}",
-                PULL_HINT,
-            )
-        raise self.docker.error(header.status, header.rest, f"pulling {ref}")
+        return pull_and_run(self.docker, script, env, ref, progress, self.credential is None)
 
-    def _run_pulling(
-        self, script: list[str], env: bytes, ref: str, progress: ProgressCallback
-    ) -> tuple[int, bytes, bytes]:
-        """Run a pull-then-run script: (exit status, stdout, stderr without the pull's progress
-        lines, which become progress: layers done of layers)."""
-        pull = _PullProgress(ref, self.docker.executor, progress)
-        out, err, partial, status = b"", b"", b"", 0
-        for stream, data in self.docker.conn.execute(script, [env]):
-            if stream == "stdout":
-                out += data
-            elif stream == "stderr":
-                *lines, partial = (partial + data).split(b"\n")
-                err += b"".join(line + b"\n" for line in lines if not pull.feed(line))
-            else:
-                status = int(data)
-        return status, out, err + partial
+
+def pull_and_run(
+    docker: RemoteDocker,
+    script: list[str],
+    env: bytes,
+    ref: str,
+    progress: ProgressCallback,
+    own_login: bool = True,
+    on_layer: Callable[[str, str], None] | None = None,
+) -> tuple[int, bytes]:
+    """Run a pull-then-run script; return the run's exit status and stderr, or raise the
+    pull's failure (`own_login`: the remote pulled with its own credentials, if any;
+    `on_layer`: told each layer event of the pull)."""
+    status, out, err = _run_pulling(docker, script, env, ref, progress, on_layer)
+    header = Header.find(out)
+    if header is None or header.ok:
+        return status, err  # docker run's (or sh's own failure)
+    text = header.rest.decode(errors="replace")
+    if own_login and _AUTH_FAILURE.search(text):
+        raise RadopsError(
+            f"{registry_server(ref)} refused the pull on {docker.executor}: {error_line(text)}",
+            PULL_HINT,
+        )
+    raise docker.error(header.status, header.rest, f"pulling {ref}")
+
+
+def _run_pulling(
+    docker: RemoteDocker,
+    script: list[str],
+    env: bytes,
+    ref: str,
+    progress: ProgressCallback,
+    on_layer: Callable[[str, str], None] | None,
+) -> tuple[int, bytes, bytes]:
+    """Run a pull-then-run script: (exit status, stdout, stderr without the pull's progress
+    lines, which become progress: layers done of layers)."""
+    pull = _PullProgress(ref, docker.executor, progress, on_layer)
+    out, err, partial, status = b"", b"", b"", 0
+    for stream, data in docker.conn.execute(script, [env]):
+        if stream == "stdout":
+            out += data
+        elif stream == "stderr":
+            *lines, partial = (partial + data).split(b"\n")
+            err += b"".join(line + b"\n" for line in lines if not pull.feed(line))
+        else:
+            status = int(data)
+    return status, out, err + partial
 
 
 class _PullProgress:
@@ -265,8 +287,15 @@ class _PullProgress:
     _LAYER = re.compile(r"^([0-9a-f]{12}): (.+)$")
     _DONE = ("Pull complete", "Already exists")
 
-    def __init__(self, ref: str, where: str, progress: ProgressCallback) -> None:
+    def __init__(
+        self,
+        ref: str,
+        where: str,
+        progress: ProgressCallback,
+        on_layer: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.ref, self.where, self.progress = ref, where, progress
+        self.on_layer = on_layer  # (short digest, state) of each layer event
         self.layers: dict[str, str] = {}
         self.shown = (-1, -1)
 
@@ -276,6 +305,8 @@ class _PullProgress:
         layer = self._LAYER.match(line)
         if layer:
             self.layers[layer[1]] = layer[2]
+            if self.on_layer is not None:
+                self.on_layer(layer[1], layer[2])
             done = sum(1 for state in self.layers.values() if state in self._DONE)
             if (done, len(self.layers)) != self.shown:
                 self.shown = (done, len(self.layers))
@@ -289,23 +320,3 @@ class _PullProgress:
             or line.startswith(("Digest: ", "Status: "))
             or (": Pulling from " in line)
         )
-
-
-def choose_shipping(
-    transfer: str,
-    registry: str | None,
-    images: LocalImages,
-    docker: RemoteDocker,
-    credential: PullCredential | None = None,
-) -> Shipping:
-    """The strategy for `--transfer` (auto: the registry if one is configured, else SSH)."""
-    if transfer == "auto":
-        transfer = "registry" if registry else "ssh"
-    if transfer == "ssh":
-        return SSHStream(images, docker)
-    if not registry:
-        raise UsageError(
-            "no registry configured for --transfer registry",
-            "Set one: `radops config set registry ghcr.io/OWNER` (or RADOPS_REGISTRY).",
-        )
-    return Registry(images, docker, registry, credential)
