@@ -30,6 +30,14 @@ def _listening() -> set[str]:
     return {line.split()[3] for line in out.splitlines() if line.strip()}
 
 
+def _tunnel_ports(err: str) -> set[str]:
+    """The addresses the run used: its registry here (`Pushing 127.0.0.1:P/...`) and sshd's
+    listener there (the pull's `... of 127.0.0.1:P/radops/ship:...`)."""
+    found = set(re.findall(r"(127\.0\.0\.1:\d+)/radops/ship:", err))
+    assert len(found) == 2, err  # both were used, on two ports
+    return found
+
+
 def _registries() -> list[str]:
     """Running registry processes that serve a radops shipping registry config."""
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
@@ -53,9 +61,9 @@ def test_no_registry_and_no_flags_ship_through_the_tunnel_and_leave_nothing_runn
     no_registry: CLI, box: str, job_context: Path, remote: rig.RemoteHost
 ) -> None:
     cli = no_registry
-    before = _listening()
     job, err = _submit(cli, box, job_context)
     assert "Path: tunnel" in err, err
+    assert not _tunnel_ports(err) & _listening()  # no registry here, no forward there
     # The transfer's summary: bytes through the tunnel, and the time it took.
     assert re.search(r"Sending \S+ to box \(tunnel\): [\d.]+ [kMG]?B in \d+s", err), err
     image = job["image"]
@@ -65,7 +73,6 @@ def test_no_registry_and_no_flags_ship_through_the_tunnel_and_leave_nothing_runn
     assert "radops/ship" not in tags  # the tunnel's name is gone with its port
     assert _logs(cli, box, job["job_id"]) == b"<hi>\n"
     assert _registries() == []
-    assert _listening() <= before  # no registry here, no forward there
     # Storage kept for the next change, private to the user.
     storage = cli.home / ".cache" / "radops" / "ship-registry"
     assert (storage.stat().st_mode & 0o777) == 0o700
@@ -79,7 +86,7 @@ def test_no_registry_and_no_flags_ship_through_the_tunnel_and_leave_nothing_runn
     assert len(pushed) == 1, err
     assert _logs(cli, box, job["job_id"]) == b"<hi>\n"
     assert _registries() == []
-    assert _listening() <= before
+    assert not _tunnel_ports(err) & _listening()
 
 
 def test_without_a_registry_program_the_stream_ships_and_says_why(
@@ -117,7 +124,6 @@ def test_runs_at_once_each_ship_through_their_own_registry(
     no_registry: CLI, box: str, tmp_path: Path, remote: rig.RemoteHost
 ) -> None:
     cli = no_registry
-    before = _listening()
     folders = []
     for i in range(3):
         folder = tmp_path / f"at-once-{i}-{uuid.uuid4().hex[:6]}"
@@ -128,11 +134,33 @@ def test_runs_at_once_each_ship_through_their_own_registry(
     procs = [
         cli.popen("executors", "run", box, str(f), "sh /job/args.sh hi", "--json") for f in folders
     ]
+    used: list[set[str]] = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err.decode()
         assert b"Path: tunnel" in err, err.decode()
+        used.append(_tunnel_ports(err.decode()))
         job = json.loads(out)
         assert _logs(cli, box, job["job_id"]) == b"<hi>\n"
     assert _registries() == []
-    assert _listening() <= before
+    assert not set().union(*used) & _listening()
+
+
+@pytest.mark.parametrize("flags", [(), ("--transfer", "ssh")])
+def test_runs_of_one_folder_at_once_ship_the_image_once(
+    no_registry: CLI, box: str, job_context: Path, remote: rig.RemoteHost, flags: tuple[str, ...]
+) -> None:
+    cli = no_registry
+    argv = ("executors", "run", box, str(job_context), "sh /job/args.sh hi", "--json", *flags)
+    procs = [cli.popen(*argv) for _ in range(4)]
+    shipped = 0
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        text = err.decode()
+        assert proc.returncode == 0, text
+        shipped += len(re.findall(r"^(Path: |Sending \S+ to box)", text, re.M)) and 1
+        if "Path: " not in text and "Sending" not in text:  # it found the image there
+            assert "another radops shipped it" in text or "nothing to ship" in text, text
+        job = json.loads(out)
+        assert _logs(cli, box, job["job_id"]) == b"<hi>\n"
+    assert shipped == 1

@@ -182,8 +182,7 @@ class SSHExecutor(LoginExecutor):
         else:
             status, out, err = self.conn.run(shipping.first_try(plan, argv), stdin=env)
             if status != 0 and b"No such image" in err:
-                shipping.tried(out)
-                status, err = shipping.deliver(plan, argv, env, progress)
+                status, err = shipping.deliver_once(plan, argv, env, out, progress)
             elif status == 0:
                 progress(f"{self.name} already has {image}; nothing to ship")
         if status != 0 and request.name and (taken := scripts.name_taken(err)) is not None:

@@ -61,6 +61,32 @@ class Shipping(abc.ABC):
         self.images.ensure(plan, progress)
         return self.ship_and_run(plan.tag, run_argv, env, progress)
 
+    def deliver_once(
+        self,
+        plan: ImagePlan,
+        run_argv: list[str],
+        env: bytes,
+        tried_out: bytes,
+        progress: ProgressCallback,
+    ) -> tuple[int, bytes]:
+        """`deliver`, after a first try that found no image (its stdout `tried_out`), by one
+        radops at a time per executor and image: runs of one folder at once ship it once; the
+        others wait for that, then start their job from what it shipped."""
+        from radops.images.locks import waiting_lock
+
+        image, where = self.remote_ref(plan.tag), self.docker.executor
+        doing = f"shipping {image} to {where}"
+        with waiting_lock("ship-locks", f"{where}\n{image}", doing, progress) as waited:
+            if waited:
+                status, _, err = self.docker.conn.run(run_argv, stdin=env)
+                if not (status != 0 and b"No such image" in err):
+                    if status == 0:
+                        progress(f"{where} already has {image} (another radops shipped it)")
+                    return status, err
+            else:
+                self.tried(tried_out)
+            return self.deliver(plan, run_argv, env, progress)
+
     @abc.abstractmethod
     def ship_and_run(
         self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
