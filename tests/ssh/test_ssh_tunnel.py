@@ -31,11 +31,12 @@ def _listening() -> set[str]:
 
 
 def _tunnel_ports(err: str) -> set[str]:
-    """The addresses the run used: its registry here (`Pushing 127.0.0.1:P/...`) and sshd's
-    listener there (the pull's `... of 127.0.0.1:P/radops/ship:...`)."""
-    found = set(re.findall(r"(127\.0\.0\.1:\d+)/radops/ship:", err))
-    assert len(found) == 2, err  # both were used, on two ports
-    return found
+    """The addresses the run used: its registry here and sshd's listener there."""
+    found = re.search(
+        r"^Path: tunnel \(radops' registry on (\S+) here, .* from (\S+) there", err, re.M
+    )
+    assert found, err
+    return {found[1], found[2]}
 
 
 def _registries() -> list[str]:
@@ -95,7 +96,7 @@ def test_without_a_registry_program_the_stream_ships_and_says_why(
     no_registry.env["RADOPS_SHIP_REGISTRY_BIN"] = ""
     job, err = _submit(no_registry, box, job_context)
     assert "Path: SSH stream to box (no registry program here" in err, err
-    assert re.search(r"Sending \S+ to box: [\d.]+ [kMG]?B in \d+s", err), err
+    assert re.search(r"Sending \S+ to box[^:\n]*: [\d.]+ [kMG]?B in \d+s", err), err
     assert remote.docker("image", "inspect", job["image"]).returncode == 0
     assert _logs(no_registry, box, job["job_id"]) == b"<hi>\n"
 

@@ -178,7 +178,10 @@ class Tunnel(SSHStream):
                 forward = stack.enter_context(remote_forward(direct, registry.port))
             except Exception as e:  # refused by sshd (AllowTcpForwarding no), or no connection
                 raise _NoTunnel(f"{where} refused a port forward: {e}") from e
-            progress(f"Path: tunnel (radops' registry here, pulled by {where} through SSH)")
+            progress(
+                f"Path: tunnel (radops' registry on {registry.address} here, pulled by {where} "
+                f"from 127.0.0.1:{forward.port} there through SSH)"
+            )
             ref = f"127.0.0.1:{forward.port}/{shipregistry.REPOSITORY}:{tag}"
             sizes = shipregistry.layer_sizes(registry, tag)
             pulling = _Pulling({digest[7:19]: size for digest, size in sizes.items()})
