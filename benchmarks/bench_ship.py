@@ -16,6 +16,9 @@ order.
   tunnel's first pull (the remote downloads the base once, having loaded it by stream);
 - `--transfer ssh` against that same script (goal <= 0.2x);
 - `--build remote` against that same script (goal <= 0.5x);
+- `--build remote` with a 420 MB context (42 files of 10 MB that a first `COPY data/ /data/`
+  takes, then `COPY train.py`) against the same with a 10 kB context (goal <= 1.5x): only
+  what changed travels, the executor keeping the folder's last context;
 - the registry path against `docker build -q -t REF CTX && docker push REF && ssh host 'docker
   pull REF && docker run -d REF true'` (goal <= 1.0x).
 
@@ -42,6 +45,7 @@ from _timing import Result, Row, Run, Stats, ratio_row, run_once
 BASE = "radops-bench/torch:bookworm"
 SSH_GOAL = 0.2
 TUNNEL_GOAL = 0.1
+CONTEXT_GOAL = 1.5
 TUNNEL_WARM_UP = 3  # stream; stream + fill; the tunnel's first pull
 REMOTE_BUILD_GOAL = 0.5
 REGISTRY_GOAL = 1.0
@@ -190,6 +194,21 @@ def run(quick: bool) -> Result:
             f"{ssh} 'docker pull -q {registry}/{ref} && docker run -d {registry}/{ref} true'"
         ),
     )
+    big_context = _context(tmp, prefix, "big-context")
+    small_context = _context(tmp, prefix, "small-context")
+    for folder, files, size in ((big_context, 42, 10 << 20), (small_context, 1, 10_000)):
+        (folder / "data").mkdir()
+        for i in range(files):
+            (folder / "data" / f"part{i:02d}.bin").write_bytes(os.urandom(size))
+        (folder / "Dockerfile").write_text(
+            f"FROM {BASE}\nCOPY data/ /data/\nCOPY train.py /app/train.py\n"
+        )
+    contexts = [
+        Side(f"radops --build remote ({name})", folder,
+             remote.radops("executors", "run", executor, str(folder), "true", "--build", "remote"),
+             env)
+        for name, folder in (("420 MB", big_context), ("10 kB", small_context))
+    ]  # fmt: skip
     no_registry = {k: v for k, v in env.items() if k != "RADOPS_REGISTRY"}
     tunnel = radops_side("default", side_env=no_registry)
     sides = [
@@ -199,6 +218,7 @@ def run(quick: bool) -> Result:
         radops_side("registry", "--transfer", "registry"),
         save_load,
         push_pull,
+        *contexts,
     ]
     rounds = 2 if quick else 3
     try:
@@ -233,7 +253,14 @@ def run(quick: bool) -> Result:
         ):  # fmt: skip
             row: Row = ratio_row(label, side.stats, base.stats, goal, base_name)
             result.rows.append(row)
+        result.rows.append(
+            ratio_row(
+                "one-line change, --build remote, 420 MB context", contexts[0].stats,
+                contexts[1].stats, CONTEXT_GOAL, "the same, 10 kB context",
+            )
+        )  # fmt: skip
         sent = {side.name: sorted(side.sent)[len(side.sent) // 2] for side in sides[:3]}
+        sent.update({side.name: sorted(side.sent)[len(side.sent) // 2] for side in contexts})
         export = Stats(tuple(run_once(["docker", "save", BASE]) for _ in range(1 if quick else 2)))
         result.notes.append(
             f"- {rounds} rounds after one warm-up round (which ships the base layer once); every "

@@ -150,6 +150,15 @@ class LocalRegistry:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the thread that started it ends."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -243,6 +252,7 @@ def start() -> LocalRegistry:
             stderr=subprocess.STDOUT,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             start_new_session=True,  # a Ctrl-C at the terminal is radops' to handle
+            preexec_fn=_die_with_parent,  # radops killed outright: the registry ends too
         )
         log.close()
         registry = LocalRegistry(port, username, password, process, folder)
