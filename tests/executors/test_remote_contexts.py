@@ -41,8 +41,10 @@ def test_what_the_remote_says_is_checked_before_use() -> None:
     assert contexts.parse_state(b"") is None
     assert contexts.parse_state(b"../../etc\n{}") is None  # never a path of the remote's choosing
     assert contexts.parse_state(b"0123456789abcdef01234567\n[1]") is None
-    assert contexts.staged_folder(b"radops:ok\n/root/.cache/radops/contexts/k/tmp.AbC123\n") == (
-        "/root/.cache/radops/contexts/k/tmp.AbC123"
-    )
-    assert contexts.staged_folder(b"radops:ok\n/etc; rm -rf /\n") is None
+    temp = "/root/.cache/radops/contexts/k/tmp.AbC123"
+    for tree in (f"{temp}/files", "/root/.cache/radops/contexts/k/work"):
+        answer = f"radops:ok\n{temp}\n{tree}\n".encode()
+        assert contexts.staged_folder(answer) == (temp, tree)
+    assert contexts.staged_folder(f"radops:ok\n{temp}\n/etc\n".encode()) is None
+    assert contexts.staged_folder(b"radops:ok\n/etc; rm -rf /\n/etc\n") is None
     assert contexts.staged_folder(b"tar: error\n") is None

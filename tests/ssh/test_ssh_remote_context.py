@@ -87,5 +87,5 @@ def test_without_the_kept_context_the_whole_context_travels_again(
         _run(cli, box, folder, "true")
     [mine] = [p for p in CONTEXTS.iterdir() if p.is_dir()]
     assert len(list(mine.glob("*.manifest"))) == 3
-    assert not list(mine.glob("tmp.*"))
+    assert not list(mine.glob("tmp.*")) and not (mine / "work.lock").exists()
     shutil.rmtree(mine)

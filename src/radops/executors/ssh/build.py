@@ -100,8 +100,8 @@ class RemoteBuild(Shipping):
         chunks = stream_tar(lambda tar: contexts.fill(tar, root, delta))
         argv = ["sh", "-c", contexts.STAGE_SCRIPT, "radops-context", key, state[0] if state else ""]
         status, output = self.docker.conn.run_with_input(argv, metered(chunks, meter))
-        folder = contexts.staged_folder(output) if status == 0 else None
-        if folder is None:
+        staged = contexts.staged_folder(output) if status == 0 else None
+        if staged is None:
             progress(f"Could not keep the build context on {where}: sending it whole")
             return None
         if state is not None:
@@ -109,7 +109,7 @@ class RemoteBuild(Shipping):
             progress(
                 f"Left out {human_bytes(max(total - size, 0))} of the context that {where} has"
             )
-        return _Staged(key, folder, new.name)
+        return _Staged(key, staged[0], staged[1], new.name)
 
     def _keep(self, staged: _Staged | None, keep: bool) -> None:
         """Keep the staged tree as the folder's newest context there, or drop it."""
@@ -118,7 +118,8 @@ class RemoteBuild(Shipping):
         from radops.executors.ssh import contexts
 
         name = staged.name if keep else "-"
-        argv = ["sh", "-c", contexts.KEEP_SCRIPT, "radops-context", staged.key, staged.folder, name]
+        argv = ["sh", "-c", contexts.KEEP_SCRIPT, "radops-context", staged.key, staged.folder]
+        argv += [staged.tree, name]
         self.docker.conn.run(argv)
 
     def _build(
@@ -133,7 +134,7 @@ class RemoteBuild(Shipping):
         where = self.docker.executor
         progress(f"Building {plan.tag} on {where}")
         # A folder context's --file is read from the current folder, not the context.
-        tree = f"{staged.folder}/files" if staged is not None else "-"
+        tree = staged.tree if staged is not None else "-"
         dockerfile = plan.dockerfile if staged is None else f"{tree}/{plan.dockerfile}"
         options = ["--file", dockerfile, *options_argv(plan.build)]
         stdin = None
@@ -174,10 +175,12 @@ class RemoteBuild(Shipping):
 
 @dataclass(frozen=True)
 class _Staged:
-    """A context tree made there for this build: the folder's key, the tree, its name."""
+    """A context tree made there for this build: the folder's key, its temporary folder, the
+    tree to build from, the tree's name once kept."""
 
     key: str
     folder: str
+    tree: str
     name: str
 
 

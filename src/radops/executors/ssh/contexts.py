@@ -49,14 +49,22 @@ STAGE_SCRIPT = (
     'exit 1; }; else mkdir "$t/files"; fi; '
     'tar -xf - -C "$t" || { rm -rf "$t"; exit 1; }; '
     'if [ -s "$t/ctl/remove" ]; then (cd "$t/files" && xargs -0 rm -rf -- <../ctl/remove) '
-    '|| { rm -rf "$t"; exit 1; }; fi; printf "radops:ok\\n%s\\n" "$t"'
+    '|| { rm -rf "$t"; exit 1; }; fi; tree="$t/files"; '
+    # The build reads a folder of a fixed name when it can (one build of the folder at a time:
+    # the lock is a folder), so BuildKit's context sync, keyed by the path, sends it only the
+    # files that changed since the last build from there.
+    'find "$dir" -maxdepth 1 -name "work.lock" -mmin +1440 -exec rm -rf {} "$dir/work" \\; '
+    '2>/dev/null; if mkdir "$dir/work.lock" 2>/dev/null; then rm -rf "$dir/work"; '
+    'mv "$t/files" "$dir/work" && tree="$dir/work" || rmdir "$dir/work.lock"; fi; '
+    'printf "radops:ok\\n%s\\n%s\\n" "$t" "$tree"'
 )
 # After the build: keep tree $2 as context $3 (or drop it: `-`), and only the KEEP newest.
 KEEP_SCRIPT = (
-    'dir="$HOME/.cache/radops/contexts/$1" t=$2 new=$3; '
-    'if [ "$new" != - ] && [ ! -d "$dir/$new" ]; then mv "$t/files" "$dir/$new" && '
+    'dir="$HOME/.cache/radops/contexts/$1" t=$2 tree=$3 new=$4; '
+    'if [ "$new" != - ] && [ ! -d "$dir/$new" ]; then mv "$tree" "$dir/$new" && '
     'mv "$t/ctl/manifest" "$dir/$new.manifest"; fi; rm -rf "$t"; '
     '[ "$new" = - ] || touch "$dir/$new.manifest" 2>/dev/null; '
+    'if [ "$tree" = "$dir/work" ]; then rm -rf "$dir/work"; rmdir "$dir/work.lock"; fi; '
     f'ls -t "$dir" | grep "^[0-9a-f]*\\.manifest$" | tail -n +{KEEP + 1} | '
     'while read -r m; do rm -rf "$dir/${m%.manifest}" "$dir/$m"; done; exit 0'
 )
@@ -115,12 +123,16 @@ def parse_state(out: bytes) -> tuple[str, Manifest] | None:
     return text, Manifest(data)
 
 
-def staged_folder(out: bytes) -> str | None:
-    """STAGE_SCRIPT's answer: the new tree's folder there (checked), or None if it failed."""
+def staged_folder(out: bytes) -> tuple[str, str] | None:
+    """STAGE_SCRIPT's answer: its temporary folder and the tree to build from (checked: the
+    tree is in that folder or the fixed `work` beside it), or None if it failed."""
     lines = out.decode(errors="replace").splitlines()
-    if len(lines) >= 2 and lines[-2] == "radops:ok" and _TEMP.match(lines[-1]):
-        return lines[-1]
-    return None
+    if len(lines) < 3 or lines[-3] != "radops:ok" or not _TEMP.match(lines[-2]):
+        return None
+    temp, tree = lines[-2], lines[-1]
+    if tree not in (f"{temp}/files", f"{temp.rpartition('/')[0]}/work"):
+        return None
+    return temp, tree
 
 
 @dataclass
