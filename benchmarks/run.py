@@ -28,21 +28,26 @@ ROOT = Path(__file__).resolve().parent.parent
 # Modules bench_<name>.py, in the order they run and print. The remote ones share one test rig
 # (_remote.py: a second Docker engine behind a loopback sshd, and a registry), started on first
 # use and stopped when the suite ends.
-BENCHMARKS = ("startup", "logs", "build", "remote_submit", "ship", "remote_logs", "scale")
+BENCHMARKS = ("startup", "fixed", "logs", "build", "remote_submit", "ship", "remote_logs", "scale")
 
 WHY_FAST = """\
 ## Why radops is fast
 
 - **Lazy imports, and only the imports needed.** At start-up the command tree (`radops.cli`)
-  imports Typer (with click, rich and pydantic, which Typer itself loads) and a few small
-  radops modules. docker (with requests and urllib3), paramiko and google-cloud-compute are
-  imported inside the functions that need them, so `--help`, `executors list` or a usage
-  error never pay for them; the start-up benchmark checks this with `-X importtime` on every
-  run. docker-py's optional ssh:// transport (paramiko) is refused unless DOCKER_HOST is
-  ssh://, paramiko loads without invoke unless `~/.ssh/config` has a `Match exec`, and
-  pydantic's plugin scan is skipped for radops' own models. A local `run` of an image the
-  engine has makes its three Engine API calls (image check, container create, start) with
-  the standard library's http.client over the engine's unix socket: no docker-py at all.
+  imports Typer (with its vendored click) and a few small radops modules. Typer converts each
+  parameter's value with a pydantic adapter; radops has it build one only for a value that is
+  not already what the parameter takes (`radops/cli/coercion.py`), and a command on the
+  built-in `local` executor parses no config file and makes no pydantic spec, so a local
+  `jobs`, `logs`, `stop` or unchanged `run` loads no pydantic at all
+  (`tests/cli/test_command_imports.py` checks it). docker (with requests and urllib3),
+  paramiko and google-cloud-compute are imported inside the functions that need them, so
+  `--help`, `executors list` or a usage error never pay for them; the start-up benchmark
+  checks this with `-X importtime` on every run. docker-py's optional ssh:// transport
+  (paramiko) is refused unless DOCKER_HOST is ssh://, paramiko loads without invoke unless
+  `~/.ssh/config` has a `Match exec`, and pydantic's plugin scan is skipped for radops' own
+  models. A local `run` of an image the engine has makes its three Engine API calls (image
+  check, container create, start) with the standard library's http.client over the engine's
+  unix socket: no docker-py at all.
 - **Only the command being run is built.** Typer turns the command tree into click commands
   on every run; radops hands it only the branch the arguments name (the whole tree for
   `--help`, a typo's suggestions and completion).
@@ -192,6 +197,9 @@ def render(results: list[Result], quick: bool, started: datetime, seconds: float
         "  against `python -m bare_app ...`, where `bare_app.py` is a Typer app that",
         "  `benchmarks/_bare_app.py` writes from radops' command tree at the start of the run: the",
         "  same commands, parameters, help texts and epilogs, no logic and no import from radops.",
+        "- Fixed cost: `logs`, `jobs`, `stop` and an unchanged `run` on `local` against the",
+        "  docker CLI (`/usr/bin/docker`) doing the same work; the goal is a difference of",
+        "  medians (see `benchmarks/bench_fixed.py`).",
         "- Logs: a local job runs `awk` printing 300,000 63-byte lines and exits; then",
         "  `python -m radops executors logs local JOB > file` against",
         "  `docker logs radops-JOB > file`. Peak memory is the child's own max RSS (`wait4`).",

@@ -24,8 +24,8 @@ from pydantic import (
 )
 
 from radops.errors import UsageError
+from radops.names import LOCAL_EXECUTOR_NAME
 
-LOCAL_EXECUTOR_NAME = "local"
 DEFAULT_DOCKER_PATH = "/usr/bin/docker"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 

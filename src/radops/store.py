@@ -5,19 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from radops.config import SCHEMA_VERSION, ConfigFile
 from radops.errors import ConfigError, NotFoundError, UsageError
-from radops.specs import (
-    LOCAL_EXECUTOR_NAME,
-    AnyExecutorSpec,
-    LocalExecutorSpec,
-    validate_executor_name,
-)
+from radops.names import LOCAL_EXECUTOR_NAME
+
+# The config's models are pydantic's (~40 ms to import): loaded by the methods that read or
+# write the file, so a command on the built-in `local` executor, which has no settings, does
+# not pay for them.
+if TYPE_CHECKING:
+    from radops.config import ConfigFile
+    from radops.specs import AnyExecutorSpec
 
 CONFIG_FILE_NAME = "config.json"
 LOCK_TIMEOUT_S = 30
@@ -58,6 +58,8 @@ class ExecutorStore:
 
     def load(self) -> ConfigFile:
         """The config as it is on disk; an empty one if there is no file yet."""
+        from radops.config import ConfigFile
+
         self.check_owner()
         try:
             text = self.path.read_text(encoding="utf-8")
@@ -69,6 +71,8 @@ class ExecutorStore:
 
     def _parse(self, text: str) -> ConfigFile:
         from pydantic import ValidationError
+
+        from radops.config import SCHEMA_VERSION, ConfigFile
 
         hint = "Fix the file or move it away; radops will not overwrite it."
         try:
@@ -124,6 +128,8 @@ class ExecutorStore:
             raise ConfigError(f"cannot create config folder {self.directory}: {e.strerror}") from e
 
     def _write(self, config: ConfigFile) -> None:
+        import tempfile
+
         data = config.model_dump_json(indent=2, exclude_none=True) + "\n"
         # mkstemp creates the file 0600; os.replace makes the new file appear whole or not at all.
         try:
@@ -156,6 +162,8 @@ class ExecutorStore:
 
     def spec_in(self, config: ConfigFile, name: str) -> AnyExecutorSpec:
         """The executor called `name` in `config` (as `load` returned it)."""
+        from radops.specs import LocalExecutorSpec
+
         if name == LOCAL_EXECUTOR_NAME:
             return LocalExecutorSpec()
         spec = config.executors.get(name)
@@ -167,6 +175,8 @@ class ExecutorStore:
 
     def list(self) -> list[AnyExecutorSpec]:
         """`local` first, then every registered executor by name."""
+        from radops.specs import LocalExecutorSpec
+
         executors = self.load().executors
         return [LocalExecutorSpec(), *(executors[n] for n in sorted(executors))]
 
@@ -175,6 +185,8 @@ class ExecutorStore:
         self._check_new(name, self.load().executors)
 
     def _check_new(self, name: str, executors: dict[str, Any]) -> None:
+        from radops.specs import validate_executor_name
+
         validate_executor_name(name)
         if name == LOCAL_EXECUTOR_NAME:
             raise UsageError("'local' is built in: it cannot be added, replaced or removed")
@@ -186,6 +198,8 @@ class ExecutorStore:
 
     def add(self, spec: AnyExecutorSpec, replace: bool = False) -> None:
         """Register `spec`; an existing name is an error unless `replace`."""
+        from radops.specs import LocalExecutorSpec
+
         if isinstance(spec, LocalExecutorSpec):
             raise UsageError("'local' is built in: it cannot be added, replaced or removed")
         with self.edit() as config:

@@ -36,7 +36,7 @@ from radops.executors.model import (
     TopReport,
     new_job_id,
 )
-from radops.progress import ProgressCallback
+from radops.progress import ProgressCallback, no_progress
 from radops.specs import AnyExecutorSpec, SSHExecutorSpec
 
 STOPPED_EXIT_CODE = 137  # SIGKILL, as docker reports a stopped container
@@ -199,7 +199,9 @@ class FakeExecutor(Executor):
             tar.addfile(info, io.BytesIO(content))
         yield archive.getvalue()
 
-    def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
+    def copy_to(
+        self, job_id: str, source: str | Path, dest: str, progress: ProgressCallback = no_progress
+    ) -> None:
         self._call("copy_to", job_id, source, dest)
         self._job(job_id)
 

@@ -35,7 +35,7 @@ REGISTERED = [
 ]
 EXECUTOR_COMMANDS = [c.name for c in REGISTERED if c.name]
 CONFIG_COMMANDS = ["show", "set", "unset"]
-HEAVY_MODULES = ("docker", "paramiko", "google")
+HEAVY_MODULES = ("docker", "paramiko", "google", "pydantic")
 
 
 def test_version() -> None:

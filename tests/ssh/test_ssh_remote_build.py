@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -76,6 +77,9 @@ def test_remote_build_sends_the_context_not_an_image(
     err = first.stderr.decode()
     assert f"Building radops/{folder.name}:" in err and "Sending the build context to box" in err
     assert "RUN --mount=type=cache" in err, err  # BuildKit's own output, streamed back
+    # Its summary: the archive's length, as the total said (tar records included) - the size
+    # of the context archive, 10,240 bytes for these few small files.
+    assert re.search(r"^Sending the build context to box: 10\.2 kB( in \d+s.*)?$", err, re.M), err
     job = json.loads(first.stdout)
     assert remote.docker("image", "inspect", job["image"]).returncode == 0
     assert not _local_has(job["image"])

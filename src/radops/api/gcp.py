@@ -119,7 +119,7 @@ def _check_owns_vm(name: str) -> None:
     """Refuse, before calling Google, a registered executor that has no VM of radops'."""
     from radops.api.kinds import executor_class
     from radops.executors.features import Feature
-    from radops.specs import LOCAL_EXECUTOR_NAME
+    from radops.names import LOCAL_EXECUTOR_NAME
     from radops.store import ExecutorStore
 
     spec = None if name == LOCAL_EXECUTOR_NAME else ExecutorStore().load().executors.get(name)

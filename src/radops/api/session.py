@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from radops.errors import EngineUnreachableError
 from radops.executors.features import Feature
+from radops.names import LOCAL_EXECUTOR_NAME
+from radops.progress import ProgressCallback, no_progress
 
 if TYPE_CHECKING:
     from radops.config import ConfigFile
@@ -83,10 +85,21 @@ def open_session(
 ) -> Session:
     """The registered executor `name`, ready to use (it connects on first use). `notices`
     gets what the user should know beside results (a queued job's wait, a skipped folder)."""
-    from radops.api.kinds import open_executor
+    from radops.api.kinds import executor_class, open_executor
     from radops.store import ExecutorStore
 
     store = store or ExecutorStore()
+    if name == LOCAL_EXECUTOR_NAME:
+        # The built-in executor has no entry and reads no setting: the config file is not
+        # parsed (its models are pydantic's, ~40 ms of every local command), only its folder's
+        # owner checked, as for every command.
+        from radops.executors.model import ConnectOptions, ExecutorContext
+
+        store.check_owner()
+        context = ExecutorContext(
+            connect=connect or ConnectOptions(), known_hosts=store.known_hosts, notices=notices
+        )
+        return Session(executor_class(LOCAL_EXECUTOR_NAME)(None, context), store)
     config = store.load()
     spec = store.spec_in(config, name)
     context = context_for(spec, config, store.known_hosts, connect, notices)
@@ -210,10 +223,13 @@ class Session:
         with self._explained():
             yield from self.executor.copy_from(job, path)
 
-    def copy_to(self, job: str, source: str | Path, dest: str) -> None:
+    def copy_to(
+        self, job: str, source: str | Path, dest: str, progress: ProgressCallback = no_progress
+    ) -> None:
+        """The local `source` at `dest` in the job, the bytes sent reported to `progress`."""
         self.require(Feature.CP)
         with self._explained():
-            self.executor.copy_to(job, source, dest)
+            self.executor.copy_to(job, source, dest, progress)
 
     def copy_archive_to(self, job: str, archive: Iterable[bytes], dest: str) -> None:
         self.require(Feature.CP)

@@ -10,11 +10,12 @@ from typing import Any
 import typer
 
 from radops import __version__
+from radops.cli import coercion, help_style
 from radops.cli import config as config_cli
 from radops.cli import executors as executors_cli
-from radops.cli import help_style
 
 help_style.apply()
+coercion.apply()
 
 app = typer.Typer(
     name="radops",

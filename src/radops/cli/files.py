@@ -39,6 +39,8 @@ def cp(
     is copied whole, into DEST if DEST is a folder, else as DEST; `SRC/.` copies a folder's
     contents. `-` is a tar archive on stdout (from a job) or stdin (to a job's folder). Paths
     on the job's mounted volumes work too. Everything streams: memory stays flat for GBs.
+    Progress (bytes, rate, time left when the size is known) goes to stderr: a status line on a
+    terminal, else a line every 5 s and a summary.
 
     From a job, links come as links, and nothing is written outside DEST or through a link:
     the copy is written beside DEST and moved into place once complete, so an error or Ctrl-C
@@ -51,18 +53,20 @@ def cp(
             "e.g. radops executors cp gpu1 3f2a:/workspace/out ./out",
         )
     from radops.api import files
+    from radops.cli.render import progress_reporter
 
-    with open_named(executor) as session:
+    with open_named(executor) as session, progress_reporter(False) as progress:
         if from_job and dest == "-":
-            _to_stdout(session.copy_from(from_job["job"], from_job["path"] or "/"))
+            _to_stdout(files.archive_from(session, from_job["job"], from_job["path"], progress))
         elif from_job:
-            files.download(session, from_job["job"], from_job["path"], dest)
+            files.download(session, from_job["job"], from_job["path"], dest, progress)
         elif source == "-":
             assert to_job is not None
-            files.upload_archive(session, _stdin_chunks(), to_job["job"], to_job["path"])
+            chunks = _stdin_chunks()
+            files.upload_archive(session, chunks, to_job["job"], to_job["path"], progress)
         else:
             assert to_job is not None
-            files.upload(session, source, to_job["job"], to_job["path"])
+            files.upload(session, source, to_job["job"], to_job["path"], progress)
 
 
 def _to_stdout(chunks: Iterator[bytes]) -> None:

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from radops.progress import SAME, Same
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -154,8 +156,10 @@ def progress_reporter(quiet: bool) -> Iterator[ProgressCallback]:
                     console.print(f"[dim]{escape(line)}[/dim]")
                 status.update(escape(line[: console.width - 4]))
 
-            def transfer(self, label: str, total: int | None) -> TransferMeter:
-                return _StatusMeter(console, self._status(), label, total)
+            def transfer(
+                self, label: str, total: int | None, estimate: bool = False
+            ) -> TransferMeter:
+                return _StatusMeter(console, self._status(), label, total, estimate)
 
         yield Reporter()
 
@@ -164,16 +168,19 @@ class _StatusMeter:
     """A transfer on the terminal's status line: a bar (when the size is known), bytes, rate
     and time left, redrawn at most ten times a second; its summary stays when it ends."""
 
-    def __init__(self, console: Any, status: Any, label: str, total: int | None) -> None:
+    def __init__(
+        self, console: Any, status: Any, label: str, total: int | None, estimate: bool
+    ) -> None:
         from radops.progress import TransferState
 
         self.console = console
         self.status = status
-        self.state = TransferState(visible(label), total)
+        self.state = TransferState(visible(label), total, estimate)
         self.drawn = 0.0
         self.finished = False
+        self._draw()  # from the start: a transfer that waits for its first byte shows it
 
-    def update(self, done: int, total: int | None = None) -> None:
+    def update(self, done: int, total: int | Same | None = SAME) -> None:
         self.state.update(done, total)
         now = time.monotonic()
         if now - self.drawn >= 0.1:
@@ -192,12 +199,13 @@ class _StatusMeter:
         text = escape(self.state.text()[: self.console.width - 28])
         self.status.update(bar + text)
 
-    def finish(self) -> None:
+    def finish(self, ok: bool = True) -> None:
         from rich.markup import escape
 
         if not self.finished:
             self.finished = True
-            self.console.print(f"[dim]{escape(self.state.summary())}[/dim]")
+            if ok:
+                self.console.print(f"[dim]{escape(self.state.summary())}[/dim]")
 
 
 def command_text(argv: Sequence[str], width: int | None = None) -> str:

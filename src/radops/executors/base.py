@@ -28,7 +28,7 @@ from radops.executors.model import (
     Stream,
     check_new_name,
 )
-from radops.progress import ProgressCallback
+from radops.progress import ProgressCallback, no_progress
 
 if TYPE_CHECKING:
     from radops.executors.model import TopReport
@@ -188,10 +188,12 @@ class Executor(abc.ABC):
         stream, as `docker cp JOB:PATH -` writes it: one top-level entry, PATH's base name."""
         raise self.refusal(Feature.CP, Feature.CP.value, self.name)
 
-    def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
+    def copy_to(
+        self, job_id: str, source: str | Path, dest: str, progress: ProgressCallback = no_progress
+    ) -> None:
         """Copy the local file or folder `source` (as typed: `SRC/.` is a folder's contents) to
         `dest` in the job's container, with `docker cp`'s rules (into `dest` if it is a folder
-        there, else as `dest`)."""
+        there, else as `dest`); the bytes sent so far reported through `progress`."""
         raise self.refusal(Feature.CP, Feature.CP.value, self.name)
 
     def copy_archive_to(self, job_id: str, archive: Iterable[bytes], dest: str) -> None:

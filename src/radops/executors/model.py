@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from radops.errors import UsageError
 from radops.executors.run_options import RunOptions
@@ -53,6 +52,8 @@ NAME_MAX = 200  # characters of a job's --name (a label value; tables show at mo
 
 def new_job_id() -> str:
     """12 lowercase hex digits: short to type, 48 random bits so collisions do not happen."""
+    import secrets  # only `run` makes ids: hmac and hashlib stay off `jobs`, `logs`, `stop`
+
     return secrets.token_hex(6)
 
 
@@ -340,10 +341,29 @@ class PruneResult:
         return {"jobs": self.jobs, "images": self.images, "space_freed": self.space_freed}
 
 
-def _settings() -> Settings:
-    from radops.config import Settings
+class _SettingsField:
+    """ExecutorContext.settings: the settings given, else the defaults, made on first use, so
+    a context for the built-in `local` (which reads none) does not load pydantic's models."""
 
-    return Settings()
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.private = "_" + name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> None: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> Settings: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> Settings | None:
+        if obj is None:
+            return None  # the dataclass default: none given
+        value: Settings | None = obj.__dict__.get(self.private)
+        if value is None:
+            from radops.config import Settings
+
+            value = obj.__dict__[self.private] = Settings()
+        return value
+
+    def __set__(self, obj: object, value: Settings | None) -> None:
+        obj.__dict__[self.private] = value
 
 
 def _config_dir() -> Path:
@@ -359,7 +379,7 @@ class ExecutorContext:
 
     connect: ConnectOptions = field(default_factory=ConnectOptions)
     # The shared settings (file < environment), for what a kind resolves only when it needs it.
-    settings: Settings = field(default_factory=lambda: _settings())
+    settings: _SettingsField = _SettingsField()
     # radops' own known-hosts file, trusted beside ~/.ssh/known_hosts (where new keys go).
     known_hosts: Path = field(default_factory=lambda: _config_dir() / "known_hosts")
     registry: str | None = None  # where this executor's images go: its own, else the setting

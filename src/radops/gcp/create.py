@@ -28,7 +28,8 @@ from radops.gcp.host_keys import GUEST_ATTRIBUTES_KEY, HOST_KEYS_WAIT_S, HostKey
 from radops.gcp.keys import ssh_key_pair, with_ssh_key
 from radops.gcp.waiting import poll_for
 from radops.gcp.watcher_control import AutostopRefused, WatcherControl
-from radops.specs import LOCAL_EXECUTOR_NAME, GCPExecutorSpec, SSHHost, validate_executor_name
+from radops.names import LOCAL_EXECUTOR_NAME
+from radops.specs import GCPExecutorSpec, SSHHost, validate_executor_name
 from radops.ssh.hostkeys import forget_host
 
 if TYPE_CHECKING:

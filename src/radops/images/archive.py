@@ -101,4 +101,4 @@ def archive_size(snapshot: Snapshot, names: list[str]) -> int:
             st = os.lstat(root / rel)
             content = st.st_size if stat.S_ISREG(st.st_mode) else 0
             size += 512 + (content + 511) // 512 * 512  # its header, its padded content
-    return size
+    return -(-size // tarfile.RECORDSIZE) * tarfile.RECORDSIZE  # tarfile pads the last record

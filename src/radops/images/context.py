@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -149,6 +148,8 @@ def _hash(
 
     A build for another platform than the engine's own (`platform`) hashes differently.
     """
+    import hashlib  # here, not at the top: `jobs`, `logs` and `stop` load this module too
+
     h = hashlib.sha256()
     if platform:
         h.update(b"platform\0" + platform.encode() + b"\0")
@@ -197,6 +198,8 @@ def _read(path: Path) -> bytes:
 
 
 def _file_digest(path: Path) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     try:
         with path.open("rb") as f:

@@ -115,9 +115,12 @@ def push(
     repository, _, tag = remote_ref.rpartition(":")
     server = registry_server(remote_ref)
     progress(f"Pushing {remote_ref}")
-    # Per layer: bytes sent so far and its size, from the engine's progress events.
+    # Per layer: bytes sent so far and its size, from the engine's progress events; the
+    # layers still to send whose size is not known yet (then so is the total not).
     layers: dict[str, tuple[int, int]] = {}
+    unsized: set[str] = set()
     meter = transfer_meter(progress, f"Pushing {remote_ref}", None)
+    pushed = False
     try:
         api.tag(local_tag, repository, tag)
         auth = auth or registry_credentials(server)
@@ -128,18 +131,26 @@ def push(
                 raise RadopsError(f"push to {server} failed: {detail}", PUSH_HINT)
             layer, status = str(event.get("id", "")), event.get("status")
             detail = event.get("progressDetail") or {}
-            if status == "Pushing" and detail.get("total"):
+            if status in ("Preparing", "Waiting") and layer not in layers:
+                unsized.add(layer)
+            elif status == "Layer already exists":
+                unsized.discard(layer)
+            elif status == "Pushing" and detail.get("total"):
+                unsized.discard(layer)
                 layers[layer] = (int(detail.get("current") or 0), int(detail["total"]))
-            elif status == "Pushed" and layer in layers:
-                layers[layer] = (layers[layer][1], layers[layer][1])
+            elif status == "Pushed":
+                unsized.discard(layer)
+                if layer in layers:
+                    layers[layer] = (layers[layer][1], layers[layer][1])
             if layer in layers and status in ("Pushing", "Pushed"):
                 done, total = (sum(sizes) for sizes in zip(*layers.values(), strict=True))
-                meter.update(done, total)
+                meter.update(done, None if unsized else total)
             if status == "Pushed":
                 size = f" ({human_bytes(layers[layer][1])})" if layer in layers else ""
                 progress(f"Pushed layer {layer}{size}")
+        pushed = True
     except (APIError, DockerException) as e:
         raise RadopsError(f"push to {server} failed: {e}", PUSH_HINT) from e
     finally:
         if layers:
-            meter.finish()
+            meter.finish(ok=pushed)

@@ -10,7 +10,6 @@ start by `RACY_NS` are remembered; younger ones are read every time until they s
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,6 +22,8 @@ _VERSION = 1
 
 
 def _cache_file(context: Path) -> Path:
+    import hashlib
+
     import platformdirs
 
     folder = Path(platformdirs.user_cache_dir("radops", appauthor=False)) / "context-hashes"

@@ -28,8 +28,11 @@ class SSHTarget:
 
     @property
     def display(self) -> str:
-        port = "" if self.port == 22 else f":{self.port}"
-        return f"{self.username}@{self.hostname}{port}"
+        """`user@host`, `user@host:port`; an IPv6 address with a port is `user@[::1]:2222`."""
+        if self.port == 22:
+            return f"{self.username}@{self.hostname}"
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        return f"{self.username}@{host}:{self.port}"
 
     @property
     def known_host_name(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,27 @@ def local_source(source: str | Path) -> LocalSource:
         raise UsageError(f"not a folder here: {path!r}")
     name = os.path.basename(os.path.normpath(os.path.abspath(path))) or "root"
     return LocalSource(path, name, contents)
+
+
+def content_size(source: LocalSource) -> int | None:
+    """About how many bytes a copy of `source` reads: its regular files' sizes (None for a
+    link that is copied as a link, or a tree that cannot be read through)."""
+    path = source.path
+    if os.path.islink(path.rstrip("/") or "/") and not (source.contents or path.endswith("/")):
+        return None
+    if not os.path.isdir(path):
+        try:
+            return os.path.getsize(path)
+        except OSError:  # unreadable or gone: the copy says so
+            return None
+    size = 0
+    for folder, _, files in os.walk(path):  # an unreadable folder: the copy says so
+        for name in files:
+            full = os.path.join(folder, name)
+            with contextlib.suppress(OSError):  # gone meanwhile: the copy says so
+                if not os.path.islink(full):
+                    size += os.path.getsize(full)
+    return size
 
 
 def pack(source: LocalSource) -> Iterator[bytes]:

@@ -32,6 +32,7 @@ from radops.executors.docker.prune import (
     unused_radops_images,
 )
 from radops.executors.features import ALL_FEATURES, Feature
+from radops.executors.local.builtin import Builtin, LazySpec, SpecType
 from radops.executors.local.create import container_body
 from radops.executors.model import (
     CONTAINER_PREFIX,
@@ -52,28 +53,29 @@ from radops.executors.model import (
 )
 from radops.images.engine import LocalEngine, reading
 from radops.images.service import LocalImages
-from radops.progress import ProgressCallback
-from radops.specs import LocalExecutorSpec
+from radops.progress import ProgressCallback, no_progress
 
 if TYPE_CHECKING:
     from radops.executors.model import TopReport
     from radops.specs import LocalExecutorSpec
 
 
-class LocalExecutor(Executor):
+class LocalExecutor(LazySpec, Executor):
     """Jobs on the local engine, one Engine API call per step through `LocalEngine` (its
     own client on a unix socket: no docker-py); `cp` to a job, `exec` and `top`'s stats
     through the docker CLI, whose rules and terminal handling they promise."""
 
     kind = "local"
     title = "the local executor"
-    spec_type = LocalExecutorSpec
+    spec_type = SpecType()
     features = ALL_FEATURES - {
         Feature.TRANSFER, Feature.REMOTE_BUILD, Feature.QUEUE, Feature.CONNECT
     }  # fmt: skip
 
-    def __init__(self, spec: LocalExecutorSpec, context: ExecutorContext | None = None) -> None:
-        super().__init__(spec, context)
+    def __init__(
+        self, spec: LocalExecutorSpec | None = None, context: ExecutorContext | None = None
+    ) -> None:
+        super().__init__(spec if spec is not None else Builtin(), context)
         self.engine = LocalEngine()
         self.images = LocalImages(self.engine)
 
@@ -222,11 +224,14 @@ class LocalExecutor(Executor):
         finally:
             reply.close()
 
-    def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
-        """Through the docker CLI, whose `docker cp` rules this promises; local files only."""
-        import subprocess
-
-        from radops.executors.docker.archive import local_source
+    def copy_to(
+        self, job_id: str, source: str | Path, dest: str, progress: ProgressCallback = no_progress
+    ) -> None:
+        """Through the docker CLI, whose `docker cp` rules this promises; local files only.
+        Progress: the bytes the CLI has read (it sends them as it reads them)."""
+        from radops.executors.docker.archive import content_size, local_source
+        from radops.executors.local.cli import run_metered
+        from radops.progress import BRIEF_S, transfer_meter
 
         local = local_source(source)  # as typed: `dir/.` is the folder's contents
         data = self._container(job_id)
@@ -234,12 +239,10 @@ class LocalExecutor(Executor):
         docker = _docker_cli("copying to a job")
         # "./" before a relative path: docker reads `a:b` (and `x/a:b`) as CONTAINER:PATH.
         path = local.path if os.path.isabs(local.path) else os.path.join(".", local.path)
-        result = subprocess.run(
-            [docker, "cp", "--", path, f"{data['Id']}:{dest}"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            check=False,
-        )
+        label = f"Copying {local.path} to job {job.id}"
+        size = content_size(local)
+        meter = transfer_meter(progress, label, size, estimate=True, brief=BRIEF_S)
+        result = run_metered([docker, "cp", "--", path, f"{data['Id']}:{dest}"], meter, size)
         if result.returncode != 0:
             line = error_line(result.stderr.decode(errors="replace"))
             raise RadopsError(f"copying to {dest!r} in job {job.id}: {line}")

@@ -96,7 +96,7 @@ class RemoteBuild(Shipping):
         if state is not None:
             label += f" ({len(delta.changed)} of {len(names)} entries changed)"
         progress(label)
-        meter = transfer_meter(progress, label, size)
+        meter = transfer_meter(progress, label, size, estimate=True)
         chunks = stream_tar(lambda tar: contexts.fill(tar, root, delta))
         argv = ["sh", "-c", contexts.STAGE_SCRIPT, "radops-context", key, state[0] if state else ""]
         status, output = self.docker.conn.run_with_input(argv, metered(chunks, meter))
@@ -140,7 +140,8 @@ class RemoteBuild(Shipping):
         stdin = None
         if staged is None:
             chunks, size = context_archive(plan.snapshot)
-            meter = transfer_meter(progress, f"Sending the build context to {where}", size or None)
+            label = f"Sending the build context to {where}"
+            meter = transfer_meter(progress, label, size or None, estimate=True)
             stdin = metered(chunks, meter)
             argv = scripts.remote_build_argv(self.docker.path, building, options)
         else:

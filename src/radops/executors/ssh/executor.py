@@ -50,7 +50,7 @@ from radops.executors.model import (
 )
 from radops.executors.ssh import attached, scripts
 from radops.executors.ssh.docker import RemoteDocker
-from radops.progress import ProgressCallback
+from radops.progress import ProgressCallback, no_progress
 from radops.specs import DEFAULT_DOCKER_PATH, SSHExecutorSpec
 
 if TYPE_CHECKING:
@@ -283,15 +283,20 @@ class SSHExecutor(LoginExecutor):
             elif data != b"0":
                 raise self.docker.copy_error(job_id, int(data), b"".join(errors), path)
 
-    def copy_to(self, job_id: str, source: str | Path, dest: str) -> None:
-        from radops.executors.docker.archive import local_source, pack
+    def copy_to(
+        self, job_id: str, source: str | Path, dest: str, progress: ProgressCallback = no_progress
+    ) -> None:
+        from radops.executors.docker.archive import content_size, local_source, pack
+        from radops.progress import BRIEF_S, metered, transfer_meter
 
         local = local_source(source)
         job_id = self._full_id(job_id)
         argv = scripts.copy_to_argv(
             self.spec.docker_path, container_name(job_id), local.name, dest, local.contents
         )
-        status, output = self.conn.run_with_input(argv, pack(local))
+        label = f"Copying {local.path} to job {job_id[:12]}"
+        meter = transfer_meter(progress, label, content_size(local), estimate=True, brief=BRIEF_S)
+        status, output = self.conn.run_with_input(argv, metered(pack(local), meter))
         if status != 0:
             raise self.docker.copy_error(job_id, status, output, dest)
 

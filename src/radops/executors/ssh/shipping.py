@@ -189,7 +189,8 @@ class SSHStream(Shipping):
             label = f"Sending {local_tag} to {where}"
             chunks = self.images.export(local_tag)
         progress(label)
-        meter = transfer_meter(progress, label, total)
+        # The archive's metadata and the tar headers come on top: a lower bound, shown as `about`.
+        meter = transfer_meter(progress, label, total, estimate=True)
         load = self.docker.argv("load", "--quiet")
         status, output = self.docker.conn.run_with_input(load, metered(chunks, meter))
         if status != 0:
@@ -304,6 +305,7 @@ def _run_pulling(
             err += b"".join(line + b"\n" for line in lines if not pull.feed(line))
         else:
             status = int(data)
+    pull.progress.flush()
     return status, out, err + partial
 
 
@@ -320,7 +322,12 @@ class _PullProgress:
         progress: ProgressCallback,
         on_layer: Callable[[str, str], None] | None = None,
     ) -> None:
-        self.ref, self.where, self.progress = ref, where, progress
+        from radops.progress import Passing
+
+        # Events come many a second: plain output gets one line every few seconds (and the
+        # last one, `finish`).
+        self.ref, self.where = ref, where
+        self.progress = Passing(progress)
         self.on_layer = on_layer  # (short digest, state) of each layer event
         self.layers: dict[str, str] = {}
         self.shown = (-1, -1)
