@@ -50,7 +50,7 @@ TUNNEL_WARM_UP = 3  # stream; stream + fill; the tunnel's first pull
 REMOTE_BUILD_GOAL = 0.5
 REGISTRY_GOAL = 1.0
 TRAIN_PY = "import torch\nprint(torch.ones(2, 2).sum().item())\n"
-_SENT = re.compile(r"^(Sending|Pushing) (.+?): ([\d.]+) (B|kB|MB|GB) in ", re.M)
+_SENT = re.compile(r"^(Sending|Pushing) (.+?): ([\d.]+) (B|kB|MB|GB)(?: in |$)", re.M)
 _UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
 
 

@@ -65,8 +65,8 @@ def test_no_registry_and_no_flags_ship_through_the_tunnel_and_leave_nothing_runn
     job, err = _submit(cli, box, job_context)
     assert "Path: tunnel" in err, err
     assert not _tunnel_ports(err) & _listening()  # no registry here, no forward there
-    # The transfer's summary: bytes through the tunnel, and the time it took.
-    assert re.search(r"Sending \S+ to box \(tunnel\): [\d.]+ [kMG]?B in \d+s", err), err
+    # The transfer's summary: bytes through the tunnel.
+    assert re.search(r"Sending \S+ to box \(tunnel\): [\d.]+ [kMG]?B", err), err
     image = job["image"]
     assert image.startswith(f"radops/{job_context.name}:")  # the same name as the stream's
     assert remote.docker("image", "inspect", image).returncode == 0
@@ -96,7 +96,7 @@ def test_without_a_registry_program_the_stream_ships_and_says_why(
     no_registry.env["RADOPS_SHIP_REGISTRY_BIN"] = ""
     job, err = _submit(no_registry, box, job_context)
     assert "Path: SSH stream to box (no registry program here" in err, err
-    assert re.search(r"Sending \S+ to box[^:\n]*: [\d.]+ [kMG]?B in \d+s", err), err
+    assert re.search(r"Sending \S+ to box[^:\n]*: [\d.]+ [kMG]?B", err), err
     assert remote.docker("image", "inspect", job["image"]).returncode == 0
     assert _logs(no_registry, box, job["job_id"]) == b"<hi>\n"
 
