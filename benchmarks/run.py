@@ -73,7 +73,12 @@ WHY_FAST = """\
 - **Skip what the remote has.** `--transfer ssh` streams the local `docker save` through a
   filter that drops the layers the remote has (by name in the OCI layout; in the classic
   layout by the folders' parent chain, else by hashing), so a code change sends kilobytes;
-  `--build remote` sends only the build context.
+  `--build remote` sends only what changed in the build context (the executor keeps the
+  folder's last contexts, compared by the content hashes radops computes for the tag).
+- **Export nothing twice.** With no registry configured, radops pushes into a registry of its
+  own on this machine's loopback, whose storage outlives the command: the engine remembers
+  which layers it pushed there, so after a code change it exports and compresses only the new
+  layer, and the remote pulls only the blobs it lacks through an SSH remote forward.
 - **Streaming logs.** `logs` reads Docker's multiplexed log stream straight from the engine
   (on a unix socket over HTTP/1.0, so the stream is not cut into one HTTP chunk per line),
   in reads of up to 64 KiB, splits the 8-byte frame headers itself, joins consecutive payloads

@@ -200,7 +200,7 @@ def test_run_with_an_unknown_transfer_is_a_usage_error(
 ) -> None:
     result = invoke("executors", "run", NAME, str(context), "true", "--transfer", "carrier-pigeon")
     assert_one_error(
-        result, 2, "invalid --transfer 'carrier-pigeon': use auto, registry or ssh", None
+        result, 2, "invalid --transfer 'carrier-pigeon': use auto, registry, tunnel or ssh", None
     )
     assert engine.opened == 0 and engine.jobs == {}
 

@@ -75,8 +75,11 @@ def run(
     transfer: str = typer.Option(
         "auto",
         "--transfer",
-        help="How an SSH executor gets the image: registry, ssh (docker save | load over the "
-        "SSH connection) or auto (registry if one is configured, else ssh).",
+        help="How an SSH executor gets the image: registry (push, then pull there), tunnel "
+        "(push into radops' own registry on this machine's loopback, pulled there through the SSH "
+        "connection: after a code change only the new layer moves), ssh (docker save | load over "
+        "the SSH connection) or auto (registry if one is configured, else tunnel, which uses ssh "
+        "where it cannot run or would be slower; it says which ran).",
     ),
     build_on: str | None = typer.Option(
         None,

@@ -44,7 +44,7 @@ LOG_OPTIONS = {"max-size": "64m", "max-file": "16"}
 Stream = Literal["stdout", "stderr"]
 # How an SSH executor gets an image to its engine: `auto` is the registry if one is configured,
 # else a `docker save` stream over the SSH connection.
-TRANSFERS = ("auto", "registry", "ssh")
+TRANSFERS = ("auto", "registry", "tunnel", "ssh")
 BUILD_PLACES = ("local", "remote")
 # A job id's shape: what new_job_id makes. A --name of this shape is refused (it would read
 # as an id), so a whole id can be looked up without listing jobs.

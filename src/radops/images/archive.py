@@ -48,7 +48,7 @@ def stream_tar(fill: Callable[[tarfile.TarFile], None]) -> Iterator[bytes]:
         raise error
 
 
-def _as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+def as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
     """Owned by root, as the docker CLI sends a build context; whole-second times (a fraction
     would give every file a PAX header)."""
     info.uid = info.gid = 0
@@ -72,20 +72,33 @@ def context_archive(snapshot: Snapshot) -> tuple[Iterator[bytes], int]:
     its size (long names' extended headers aside), for progress. The Dockerfile must be inside
     the context."""
     root = snapshot.context
+    names = context_names(snapshot)
+    size = archive_size(snapshot, names)
+
+    def fill(tar: tarfile.TarFile) -> None:
+        for rel in _plain_name_first(names):
+            tar.add(str(root / rel), arcname=rel, recursive=False, filter=as_root)
+
+    return stream_tar(fill), size
+
+
+def context_names(snapshot: Snapshot) -> list[str]:
+    """What a build context holds: the snapshot's files (ignore rules applied), and the
+    Dockerfile and the context's .dockerignore whether ignored or not."""
     names = list(snapshot.files)
     for always in (snapshot.dockerfile, ".dockerignore"):
-        if always not in snapshot.files and (root / always).is_file():
+        if always not in snapshot.files and (snapshot.context / always).is_file():
             names.append(always)
+    return names
+
+
+def archive_size(snapshot: Snapshot, names: list[str]) -> int:
+    """About the size of a tar of `names` (long names' extended headers aside)."""
+    root = snapshot.context
     size = 2 * 512  # the end blocks
     for rel in names:
         with contextlib.suppress(OSError):  # gone: the tar says so, with the name
             st = os.lstat(root / rel)
             content = st.st_size if stat.S_ISREG(st.st_mode) else 0
             size += 512 + (content + 511) // 512 * 512  # its header, its padded content
-    size = -(-size // tarfile.RECORDSIZE) * tarfile.RECORDSIZE  # tarfile pads the last record
-
-    def fill(tar: tarfile.TarFile) -> None:
-        for rel in _plain_name_first(names):
-            tar.add(str(root / rel), arcname=rel, recursive=False, filter=_as_root)
-
-    return stream_tar(fill), size
+    return -(-size // tarfile.RECORDSIZE) * tarfile.RECORDSIZE  # tarfile pads the last record

@@ -99,8 +99,15 @@ def pull_credential(settings: Settings, server: str) -> PullCredential | None:
     return PullCredential(server, username, token)
 
 
-def push(api: Any, local_tag: str, remote_ref: str, progress: ProgressCallback) -> None:
-    """Tag `local_tag` as `remote_ref` and push it; docker-py reports push errors in the stream."""
+def push(
+    api: Any,
+    local_tag: str,
+    remote_ref: str,
+    progress: ProgressCallback,
+    auth: dict[str, str] | None = None,
+) -> None:
+    """Tag `local_tag` as `remote_ref` and push it (with `auth`, else this machine's credentials
+    for its registry); docker-py reports push errors in the stream."""
     from docker.errors import APIError, DockerException
 
     from radops.progress import human_bytes, transfer_meter
@@ -116,9 +123,8 @@ def push(api: Any, local_tag: str, remote_ref: str, progress: ProgressCallback) 
     pushed = False
     try:
         api.tag(local_tag, repository, tag)
-        events = api.push(
-            repository, tag=tag, stream=True, decode=True, auth_config=registry_credentials(server)
-        )
+        auth = auth or registry_credentials(server)
+        events = api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
         for event in events:
             if "error" in event:
                 detail = event.get("errorDetail", {}).get("message") or event["error"]

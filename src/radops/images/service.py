@@ -180,41 +180,27 @@ class LocalImages:
         except (APIError, DockerException) as e:
             raise RadopsError(f"cannot export {tag} from the local engine: {e}") from e
 
-    def push(self, tag: str, ref: str, progress: ProgressCallback) -> None:
-        """Push `tag` to a registry as `ref`."""
-        registry.push(self.engine.api, tag, ref, progress)
+    def push(
+        self, tag: str, ref: str, progress: ProgressCallback, auth: dict[str, str] | None = None
+    ) -> None:
+        """Push `tag` to a registry as `ref` (with `auth`, else this machine's login there)."""
+        registry.push(self.engine.api, tag, ref, progress, auth)
+
+    def untag(self, ref: str) -> None:
+        """Remove the tag `ref` (the image stays under its other tags)."""
+        from docker.errors import APIError, DockerException
+
+        with contextlib.suppress(APIError, DockerException):
+            self.engine.api.remove_image(ref, noprune=True)
 
     def close(self) -> None:
         self.engine.close()
 
 
-BUILD_LOCK_WAIT_S = 3600  # a build may take long; a waiting run says what it waits for
-
-
 @contextlib.contextmanager
 def _build_lock(tag: str, progress: ProgressCallback) -> Iterator[None]:
     """Hold the lock for building `tag` on this machine (a file in radops' cache folder)."""
-    import hashlib
+    from radops.images.locks import waiting_lock
 
-    import platformdirs
-    from filelock import FileLock, Timeout
-
-    folder = Path(platformdirs.user_cache_dir("radops", appauthor=False)) / "build-locks"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    name = hashlib.sha256(tag.encode()).hexdigest()[:24] + ".lock"
-    lock = FileLock(str(folder / name), mode=0o600)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        progress(f"Waiting for another radops that is building {tag}")
-        try:
-            lock.acquire(timeout=BUILD_LOCK_WAIT_S)
-        except Timeout as e:
-            raise RadopsError(
-                f"another radops was still building {tag} after {BUILD_LOCK_WAIT_S}s",
-                "Check for a stuck radops or docker build (`ps`); the lock goes with it.",
-            ) from e
-    try:
+    with waiting_lock("build-locks", tag, f"building {tag}", progress):
         yield
-    finally:
-        lock.release()

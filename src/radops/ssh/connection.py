@@ -15,7 +15,7 @@ import os
 import select
 import shlex
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from radops.errors import EngineUnreachableError
@@ -245,6 +245,20 @@ class DirectConnection:
         """A TCP stream to `host:port` as seen from the remote machine (port forwarding)."""
         channel: paramiko.Channel = _tunnel(self._transport(), self.target, host, port)
         return channel
+
+    def listen_remote(self, handler: Callable[[paramiko.Channel], None]) -> int:
+        """Have sshd listen on the remote machine's loopback, on a port it picks (returned);
+        each connection made to it there reaches `handler` as a channel (radops.ssh.reverse)."""
+        with ssh_errors(self.target):
+            port: int = self._transport().request_port_forward(
+                "127.0.0.1", 0, lambda channel, _origin, _server: handler(channel)
+            )
+        return port
+
+    def stop_listening(self, port: int) -> None:
+        """Close the remote listener of `listen_remote`."""
+        if self.is_active():
+            self._transport().cancel_port_forward("127.0.0.1", port)
 
     def host_key(self) -> paramiko.PKey:
         """The host key this connection verified."""

@@ -180,7 +180,7 @@ class SSHExecutor(LoginExecutor):
     def _shipping(self, transfer: str) -> Shipping:
         """How an image built here gets there (`--transfer`), with the registry's pull
         credential when one is set."""
-        from radops.executors.ssh.shipping import choose_shipping
+        from radops.executors.ssh.tunnel import choose_shipping
         from radops.images.registry import pull_credential, registry_server
 
         registry = self.context.registry

@@ -46,14 +46,23 @@ PULL_RUN_SCRIPT = "d=$1 ref=$2; shift 2; " + _PULL + _THEN_EXEC
 # killed mid-pull included: the script runs on without it, and a write to its closed output ends
 # it through the trap too). No `docker login`: it could hand the token to a credential helper
 # (a keyring) on the machine, where it would outlive the folder.
-AUTH_PULL_RUN_SCRIPT = (
-    "d=$1 ref=$2; shift 2; IFS= read -r cfg; "
+_AUTH_PULL = (
+    "IFS= read -r cfg; "
     "dir=$(mktemp -d -t radops-docker.XXXXXXXX) || "
     '{ printf "radops:error 1\\ncannot make a temporary folder\\n"; exit 0; }; '
     "trap 'rm -rf \"$dir\"' EXIT; trap 'rm -rf \"$dir\"; exit 129' HUP INT TERM PIPE; "
     '(umask 077 && printf "%s\\n" "$cfg" >"$dir/config.json"); cfg=; '
     '{ err=$("$d" --config "$dir" pull "$ref" 2>&1 </dev/null >&3 3>&-); } 3>&2; '
-    'status=$?; rm -rf "$dir"; trap - EXIT HUP INT TERM PIPE; ' + _EXEC_IF_OK
+    'status=$?; rm -rf "$dir"; trap - EXIT HUP INT TERM PIPE; '
+)
+AUTH_PULL_RUN_SCRIPT = "d=$1 ref=$2; shift 2; " + _AUTH_PULL + _EXEC_IF_OK
+# run after shipping through radops' own registry (radops.executors.ssh.tunnel): as
+# AUTH_PULL_RUN_SCRIPT, then the image takes the name the run uses (its tag here) and loses the
+# tunnel's, whose port is gone once the command ends.
+AUTH_PULL_TAG_RUN_SCRIPT = (
+    "d=$1 ref=$2 tag=$3; shift 3; " + _AUTH_PULL + 'if [ "$status" -eq 0 ]; then '
+    'err=$("$d" tag "$ref" "$tag" 2>&1); status=$?; "$d" rmi "$ref" >/dev/null 2>&1; fi; '
+    + _EXEC_IF_OK
 )
 
 
@@ -100,6 +109,12 @@ def auth_pull_then_run_argv(docker: str, ref: str, run: list[str]) -> list[str]:
     """`sh -c AUTH_PULL_RUN_SCRIPT`: pull `ref` with the docker config on stdin's first line,
     forget it, then `run`. The credential is never an argument."""
     return ["sh", "-c", AUTH_PULL_RUN_SCRIPT, "radops-run", docker, ref, *run]
+
+
+def auth_pull_tag_run_argv(docker: str, ref: str, tag: str, run: list[str]) -> list[str]:
+    """`sh -c AUTH_PULL_TAG_RUN_SCRIPT`: pull `ref` with the docker config on stdin's first
+    line, name it `tag`, then `run`."""
+    return ["sh", "-c", AUTH_PULL_TAG_RUN_SCRIPT, "radops-run", docker, ref, tag, *run]
 
 
 # stop: look the container up, stop it if it runs; the header's rest is one line, `true` if it
@@ -184,8 +199,9 @@ def run_or_layers_argv(
     ]  # fmt: skip
 
 
-# build on the executor: stdin is the build context (a tar), the arguments after the docker
-# path and the image's name while it builds (`radops/x:build-NONCE`, see RADOPS_HELD_IMAGE) are
+# build on the executor: the context is stdin (a tar; `-`) or a folder there (radops'
+# context cache, radops.executors.ssh.contexts), the argument after the docker path and the
+# image's name while it builds (`radops/x:build-NONCE`, see RADOPS_HELD_IMAGE); the rest are
 # `docker build` options. BuildKit where the docker CLI there has it (the buildx plugin, or a
 # client before 23.0 with DOCKER_BUILDKIT=1), else the classic builder, announced by a
 # `radops:legacy` line. Build output goes to stderr as it comes; the image's ID follows the
@@ -199,7 +215,7 @@ def run_or_layers_argv(
 # and a buildx plugin under it gets the signal too) and removes the build's name, and with it
 # the image unless another name holds it.
 REMOTE_BUILD_SCRIPT = (
-    "d=$1 tag=$2; shift 2; b= w=; "
+    "d=$1 tag=$2 src=$3; shift 3; b= w=; "
     # stop: SIGTERM to the docker CLI and a plugin under it; SIGKILL 3 s later to what is left
     # (a docker 20.10 CLI reading its context from stdin ends only at a third SIGTERM).
     'stop() { pkill -TERM -P "$1" 2>/dev/null; kill "$1" 2>/dev/null; '
@@ -216,7 +232,7 @@ REMOTE_BUILD_SCRIPT = (
     'else echo radops:legacy >&2; DOCKER_BUILDKIT=0; set -- build "$@"; fi; '
     "export DOCKER_BUILDKIT; fi; "
     # (fd 3: a command started with & would otherwise read /dev/null, not the context)
-    'exec 3<&0; "$d" "$@" --tag "$tag" - <&3 3<&- >&2 & b=$!; exec 3<&-; '
+    'exec 3<&0; "$d" "$@" --tag "$tag" "$src" <&3 3<&- >&2 & b=$!; exec 3<&-; '
     "(trap '' PIPE; while :; do sleep 1 </dev/null >/dev/null 2>&1; "
     'printf "\\n" 2>/dev/null || break; done; kill -TERM $$) & w=$!; '
     'wait "$b"; status=$?; b=; kill "$w" 2>/dev/null; w=; '
@@ -227,8 +243,11 @@ REMOTE_BUILD_SCRIPT = (
 LEGACY_BUILDER = "radops:legacy"
 
 
-def remote_build_argv(docker: str, building: str, options: list[str]) -> list[str]:
-    return ["sh", "-c", REMOTE_BUILD_SCRIPT, "radops-build", docker, building, *options]
+def remote_build_argv(
+    docker: str, building: str, options: list[str], source: str = "-"
+) -> list[str]:
+    """Build there: the context from stdin (`-`, a tar) or a folder there (`source`)."""
+    return ["sh", "-c", REMOTE_BUILD_SCRIPT, "radops-build", docker, building, source, *options]
 
 
 # after a build on the executor: name the image by its tag and drop the build's own name (a

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import abc
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from radops.errors import RadopsError, UsageError
+from radops.errors import RadopsError
 from radops.executors.docker.argv import error_line
 from radops.executors.header import Header
 from radops.executors.ssh import layers, scripts
@@ -72,12 +73,37 @@ class Shipping(abc.ABC):
             return self.deliver(plan, run_argv, env, progress)
         status, out, err = self.docker.conn.run(self.first_try(plan, run_argv), stdin=env)
         if status != 0 and b"No such image" in err:
-            self.tried(out)
-            return self.deliver(plan, run_argv, env, progress)
+            return self.deliver_once(plan, run_argv, env, out, progress)
         if status == 0:
             ref = self.remote_ref(plan.tag)
             progress(f"{self.docker.executor} already has {ref}; nothing to ship")
         return status, err
+
+    def deliver_once(
+        self,
+        plan: ImagePlan,
+        run_argv: list[str],
+        env: bytes,
+        tried_out: bytes,
+        progress: ProgressCallback,
+    ) -> tuple[int, bytes]:
+        """`deliver`, after a first try that found no image (its stdout `tried_out`), by one
+        radops at a time per executor and image: runs of one folder at once ship it once; the
+        others wait for that, then start their job from what it shipped."""
+        from radops.images.locks import waiting_lock
+
+        image, where = self.remote_ref(plan.tag), self.docker.executor
+        doing = f"shipping {image} to {where}"
+        with waiting_lock("ship-locks", f"{where}\n{image}", doing, progress) as waited:
+            if waited:
+                status, _, err = self.docker.conn.run(run_argv, stdin=env)
+                if not (status != 0 and b"No such image" in err):
+                    if status == 0:
+                        progress(f"{where} already has {image} (another radops shipped it)")
+                    return status, err
+            else:
+                self.tried(tried_out)
+            return self.deliver(plan, run_argv, env, progress)
 
     @abc.abstractmethod
     def ship_and_run(
@@ -249,35 +275,56 @@ class Registry(Shipping):
             progress(f"Pulling {ref} on {self.docker.executor} (logged in to {server} as {user})")
             script = scripts.auth_pull_then_run_argv(self.docker.path, ref, run_argv)
             env = self.credential.docker_config() + b"\n" + env  # the script reads it first
-        status, out, err = self._run_pulling(script, env, ref, progress)
-        header = Header.find(out)
-        if header is None or header.ok:
-            return status, err  # docker run's (or sh's own failure)
-        text = header.rest.decode(errors="replace")
-        if self.credential is None and _AUTH_FAILURE.search(text):
-            raise RadopsError(
-                f"{server} refused the pull on {self.docker.executor}: {error_line(text)}",
-                PULL_HINT,
-            )
-        raise self.docker.error(header.status, header.rest, f"pulling {ref}")
+        return pull_and_run(self.docker, script, env, ref, progress, self.credential is None)
 
-    def _run_pulling(
-        self, script: list[str], env: bytes, ref: str, progress: ProgressCallback
-    ) -> tuple[int, bytes, bytes]:
-        """Run a pull-then-run script: (exit status, stdout, stderr without the pull's progress
-        lines, which become progress: layers done of layers)."""
-        pull = _PullProgress(ref, self.docker.executor, progress)
-        out, err, partial, status = b"", b"", b"", 0
-        for stream, data in self.docker.conn.execute(script, [env]):
-            if stream == "stdout":
-                out += data
-            elif stream == "stderr":
-                *lines, partial = (partial + data).split(b"\n")
-                err += b"".join(line + b"\n" for line in lines if not pull.feed(line))
-            else:
-                status = int(data)
-        pull.progress.flush()
-        return status, out, err + partial
+
+def pull_and_run(
+    docker: RemoteDocker,
+    script: list[str],
+    env: bytes,
+    ref: str,
+    progress: ProgressCallback,
+    own_login: bool = True,
+    on_layer: Callable[[str, str], None] | None = None,
+) -> tuple[int, bytes]:
+    """Run a pull-then-run script; return the run's exit status and stderr, or raise the
+    pull's failure (`own_login`: the remote pulled with its own credentials, if any;
+    `on_layer`: told each layer event of the pull)."""
+    status, out, err = _run_pulling(docker, script, env, ref, progress, on_layer)
+    header = Header.find(out)
+    if header is None or header.ok:
+        return status, err  # docker run's (or sh's own failure)
+    text = header.rest.decode(errors="replace")
+    if own_login and _AUTH_FAILURE.search(text):
+        raise RadopsError(
+            f"{registry_server(ref)} refused the pull on {docker.executor}: {error_line(text)}",
+            PULL_HINT,
+        )
+    raise docker.error(header.status, header.rest, f"pulling {ref}")
+
+
+def _run_pulling(
+    docker: RemoteDocker,
+    script: list[str],
+    env: bytes,
+    ref: str,
+    progress: ProgressCallback,
+    on_layer: Callable[[str, str], None] | None,
+) -> tuple[int, bytes, bytes]:
+    """Run a pull-then-run script: (exit status, stdout, stderr without the pull's progress
+    lines, which become progress: layers done of layers)."""
+    pull = _PullProgress(ref, docker.executor, progress, on_layer)
+    out, err, partial, status = b"", b"", b"", 0
+    for stream, data in docker.conn.execute(script, [env]):
+        if stream == "stdout":
+            out += data
+        elif stream == "stderr":
+            *lines, partial = (partial + data).split(b"\n")
+            err += b"".join(line + b"\n" for line in lines if not pull.feed(line))
+        else:
+            status = int(data)
+    pull.progress.flush()
+    return status, out, err + partial
 
 
 class _PullProgress:
@@ -286,13 +333,20 @@ class _PullProgress:
     _LAYER = re.compile(r"^([0-9a-f]{12}): (.+)$")
     _DONE = ("Pull complete", "Already exists")
 
-    def __init__(self, ref: str, where: str, progress: ProgressCallback) -> None:
+    def __init__(
+        self,
+        ref: str,
+        where: str,
+        progress: ProgressCallback,
+        on_layer: Callable[[str, str], None] | None = None,
+    ) -> None:
         from radops.progress import Passing
 
         # Events come many a second: plain output gets one line every few seconds (and the
         # last one, `finish`).
         self.ref, self.where = ref, where
         self.progress = Passing(progress)
+        self.on_layer = on_layer  # (short digest, state) of each layer event
         self.layers: dict[str, str] = {}
         self.shown = (-1, -1)
 
@@ -302,6 +356,8 @@ class _PullProgress:
         layer = self._LAYER.match(line)
         if layer:
             self.layers[layer[1]] = layer[2]
+            if self.on_layer is not None:
+                self.on_layer(layer[1], layer[2])
             done = sum(1 for state in self.layers.values() if state in self._DONE)
             if (done, len(self.layers)) != self.shown:
                 self.shown = (done, len(self.layers))
@@ -315,23 +371,3 @@ class _PullProgress:
             or line.startswith(("Digest: ", "Status: "))
             or (": Pulling from " in line)
         )
-
-
-def choose_shipping(
-    transfer: str,
-    registry: str | None,
-    images: LocalImages,
-    docker: RemoteDocker,
-    credential: PullCredential | None = None,
-) -> Shipping:
-    """The strategy for `--transfer` (auto: the registry if one is configured, else SSH)."""
-    if transfer == "auto":
-        transfer = "registry" if registry else "ssh"
-    if transfer == "ssh":
-        return SSHStream(images, docker)
-    if not registry:
-        raise UsageError(
-            "no registry configured for --transfer registry",
-            "Set one: `radops config set registry ghcr.io/OWNER` (or RADOPS_REGISTRY).",
-        )
-    return Registry(images, docker, registry, credential)

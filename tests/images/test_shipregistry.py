@@ -1,0 +1,103 @@
+"""radops' shipping registry (radops.images.shipregistry) with Debian's real docker-registry:
+loopback only, a password of its own, its storage private, nothing left when it stops or when
+radops is killed outright."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from radops.images import shipregistry
+
+
+@pytest.fixture
+def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "ship-registry"
+    monkeypatch.setenv("RADOPS_SHIP_REGISTRY_DIR", str(folder))
+    return folder
+
+
+def _status(url: str, auth: tuple[str, str] | None = None) -> int:
+    import base64
+
+    headers = {}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _bound(port: int) -> list[str]:
+    out = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[3] for line in out.splitlines() if line.split()[3].endswith(f":{port}")]
+
+
+def test_it_listens_on_loopback_only_with_a_password_and_leaves_nothing(storage: Path) -> None:
+    assert shipregistry.binary() is not None, "docker-registry is not installed (bootstrap)"
+    with shipregistry.running() as registry:
+        url = f"http://{registry.address}/v2/"
+        assert _status(url) == 401
+        assert _status(url, ("radops", "wrong")) == 401
+        assert _status(url, (registry.username, registry.password)) == 200
+        assert _bound(registry.port) == [f"127.0.0.1:{registry.port}"]
+        folder = registry.folder
+        assert (folder.stat().st_mode & 0o777) == 0o700
+        assert registry.password not in " ".join(registry.process.args)  # type: ignore[arg-type]
+    assert registry.process.poll() is not None
+    assert not folder.exists()
+    assert _bound(registry.port) == []
+    assert (storage.stat().st_mode & 0o777) == 0o700
+
+
+def test_two_at_once_get_their_own_ports_over_one_storage(storage: Path) -> None:
+    with shipregistry.running() as one, shipregistry.running() as two:
+        assert one.port != two.port and one.password != two.password
+        assert _status(f"http://{two.address}/v2/", (one.username, one.password)) == 401
+
+
+def test_the_registry_ends_when_radops_is_killed(storage: Path) -> None:
+    code = (
+        "from radops.images import shipregistry as s\n"
+        "r = s.start(); print(r.process.pid, r.port, flush=True)\n"
+        "import time; time.sleep(120)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    pid, port = (int(x) for x in child.stdout.readline().split())
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    assert not _alive(pid)
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_records_of_pushed_layers_survive_and_add_up(storage: Path) -> None:
+    assert shipregistry.pushed() == set()
+    shipregistry.record_pushed(["sha256:a"])
+    shipregistry.record_pushed(["sha256:b"])
+    assert shipregistry.pushed() == {"sha256:a", "sha256:b"}
+    assert shipregistry.ship_tag("radops/app:0123") == "radops-app-0123"
