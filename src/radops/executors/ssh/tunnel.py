@@ -140,12 +140,21 @@ class Tunnel(SSHStream):
 
         worker = threading.Thread(target=fill, name="radops-fill-registry", daemon=True)
         worker.start()
-        try:
-            result = self._ship(local_tag, bases, run_argv, env, progress)
-        finally:
-            if worker.is_alive():
-                progress("Filling radops' registry for the next change")
-            worker.join()
+        # A failed or interrupted ship does not wait for the fill: it ends with radops (the
+        # registry is stopped with it, and a push cut short is not recorded as pushed).
+        result = self._ship(local_tag, bases, run_argv, env, progress)
+        if result[0] != 0:  # the job did not start: its error now, not after the fill
+            return result
+        if worker.is_alive():
+            progress(
+                "Filling radops' registry, so that the next change ships in seconds "
+                "(the job is not waiting for it; Ctrl-C skips it)"
+            )
+            try:
+                worker.join()
+            except KeyboardInterrupt:  # the job started: its id must still reach the user
+                progress("Skipped filling radops' registry; the next ship fills it instead")
+                return result
         if failed:
             progress(f"radops' registry was not filled ({failed[0]}); the stream ships next time")
         return result
