@@ -189,3 +189,57 @@ def test_the_ssh_guard_runs_only_on_gpus_still_free_under_the_lock(tmp_path: Pat
     assert taken.returncode == 125 and gpus_taken(taken.stderr) and not taken.stdout
     named = guarded("device=1", [1])  # the user's own choice: runs, shared or not
     assert named.returncode == 0 and named.stdout == b"started\n"
+
+    # A link planted at the lock's path (another user's, dangling or not) is never written
+    # through: the run is refused in one line, the link's target neither made nor changed.
+    lock.unlink()
+    victim = tmp_path / "victim"
+    lock.symlink_to(victim)
+    planted = guarded("1", [2])
+    assert planted.returncode == 125 and not planted.stdout
+    assert b"is not a regular file" in planted.stderr, planted.stderr
+    assert not victim.exists()
+    victim.write_text("precious")
+    assert guarded("1", [2]).returncode == 125 and victim.read_text() == "precious"
+
+
+def test_the_local_gpu_lock_never_follows_a_planted_link(tmp_path: Path) -> None:
+    """The local lock: made 0666 when missing; a link at its path is a one-line refusal."""
+    import os
+
+    from radops.errors import RadopsError
+    from radops.executors.local.gpus import machine_gpu_lock
+
+    lock = tmp_path / "gpus.lock"
+    with machine_gpu_lock(str(lock)):
+        assert os.stat(lock).st_mode & 0o777 == 0o666
+    planted = tmp_path / "planted.lock"
+    victim = tmp_path / "victim"
+    planted.symlink_to(victim)
+    with (
+        pytest.raises(RadopsError, match="cannot open the GPU lock"),
+        machine_gpu_lock(str(planted)),
+    ):
+        pass
+    assert not victim.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--wait", "2h", "python", "x"], ["--wait=2h", "python", "x"]),
+        (["--wait", "90", "python"], ["--wait=90", "python"]),
+        (["--wait", "python", "x"], ["--wait=forever", "python", "x"]),
+        (["--wait"], ["--wait=forever"]),
+        (["--wait=10m", "x"], ["--wait=10m", "x"]),
+        (["--", "--wait", "3"], ["--", "--wait", "3"]),  # the job's own arguments
+    ],
+)
+def test_a_bare_wait_takes_a_following_time_as_its_value(
+    argv: list[str], expected: list[str]
+) -> None:
+    """`--wait 2h` means `--wait=2h`, not `--wait` forever with `2h` as the job's command."""
+    from radops.cli import _optional_values
+
+    head = ["executors", "run", "box", "./f", "--gpus", "1"]
+    assert _optional_values([*head, *argv]) == [*head, *expected]

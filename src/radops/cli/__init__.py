@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from typing import Any
 
@@ -92,13 +93,29 @@ def main(argv: list[str] | None = None) -> None:
 _OPTIONAL_VALUES = {"--wait": "forever"}
 
 
+# A word after such an option that reads as its value (`--wait 2h`): taken as the value, as the
+# user meant, rather than becoming the job's command while the option waits forever.
+_LOOKS_LIKE_VALUE = {"--wait": re.compile(r"\d+[smh]?|forever")}
+
+
 def _optional_values(args: list[str]) -> list[str]:
-    for i, arg in enumerate(args):
+    out: list[str] = []
+    words = iter(args)
+    for arg in words:
         if arg == "--":  # the job's own arguments
+            out += [arg, *words]
             break
-        if arg in _OPTIONAL_VALUES:
-            args = [*args[:i], f"{arg}={_OPTIONAL_VALUES[arg]}", *args[i + 1 :]]
-    return args
+        if arg not in _OPTIONAL_VALUES:
+            out.append(arg)
+            continue
+        value = _OPTIONAL_VALUES[arg]
+        following = next(words, None)
+        if following is not None and _LOOKS_LIKE_VALUE[arg].fullmatch(following):
+            value, following = following, None
+        out.append(f"{arg}={value}")
+        if following is not None:
+            out.append(following)
+    return out
 
 
 def _tree_for(args: list[str]) -> typer.Typer:

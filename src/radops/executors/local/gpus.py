@@ -21,6 +21,21 @@ from radops.executors.model import Job
 LOCK_WAIT_S = 120
 
 
+def _open_lock(path: str) -> int:
+    """The lock file, read-only, made (mode 0666, for every user's radops) if missing; never
+    through a symbolic link."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        with contextlib.suppress(FileExistsError):
+            made = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o666)
+            try:
+                os.fchmod(made, 0o666)  # past the umask
+            finally:
+                os.close(made)
+        return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+
+
 @contextlib.contextmanager
 def machine_gpu_lock(path: str = GPU_LOCK) -> Iterator[None]:
     """The machine's GPU lock (the one the SSH kind takes there with flock(1)), held while a
@@ -29,14 +44,12 @@ def machine_gpu_lock(path: str = GPU_LOCK) -> Iterator[None]:
     import time
 
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        with contextlib.suppress(FileExistsError):
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            os.chmod(path, 0o666)  # every user's radops takes the same lock
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as e:
-        raise RadopsError(f"cannot open the GPU lock {path}: {e.strerror}") from e
+        fd = _open_lock(path)
+    except OSError as e:  # a link planted there too (O_NOFOLLOW: ELOOP)
+        raise RadopsError(
+            f"cannot open the GPU lock {path}: {e.strerror}",
+            "It must be a regular file; remove it if it is a link.",
+        ) from e
     try:
         deadline = time.monotonic() + LOCK_WAIT_S
         while True:

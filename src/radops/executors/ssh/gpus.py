@@ -41,7 +41,12 @@ GUARD_SCRIPT = (
     "d=$1 lock=$2 want=$3 uuids=$4 l=$5; shift 5; "
     "command -v flock >/dev/null 2>&1 || "
     '{ echo "radops:gpus-error flock(1) is not installed there (util-linux)" >&2; exit 125; }; '
-    '[ -e "$lock" ] || (umask 0; : >>"$lock") 2>/dev/null; '
+    # Never through a link another user planted: made with noclobber (O_EXCL), used only as a
+    # regular file.
+    '[ -e "$lock" ] || [ -L "$lock" ] || (umask 0; set -C; : >"$lock") 2>/dev/null; '
+    '{ [ -f "$lock" ] && [ ! -L "$lock" ]; } || '
+    '{ echo "radops:gpus-error the GPU lock $lock is not a regular file (remove it)" >&2; '
+    "exit 125; }; "
     'exec 9<"$lock" && flock -w 120 9 || '
     '{ echo "radops:gpus-error cannot take the GPU lock $lock" >&2; exit 125; }; '
     'if [ -n "$want" ]; then held=$("$d" ps --filter "label=$l" --format "{{.Label \\"$l\\"}}" '

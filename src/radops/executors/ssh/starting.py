@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from radops.errors import RadopsError
 from radops.executors.docker import argv as argv_for
-from radops.executors.docker.gpus import docker_gpus_value, place, sharing_notice
+from radops.executors.docker.gpus import GpusBusy, docker_gpus_value, place, sharing_notice
 from radops.executors.docker.labels import job_from_labels, job_labels
 from radops.executors.model import Job, JobRequest, container_name, name_taken
 from radops.executors.ssh import scripts
@@ -36,6 +36,7 @@ def start_job(
     """Start the job; with GPUs, on GPUs chosen here and checked there under its lock
     (chosen again if another run took one meanwhile)."""
     image = shipping.remote_ref(plan.tag)
+    fresh = request.build.no_cache  # ships the image again: once, not on each GPU try
     for _ in range(GPU_TRIES):
         placement = None
         if gpus is not None and (state := remote_gpu_state(docker, docker.executor)):
@@ -52,12 +53,19 @@ def start_job(
             argv = guard_argv(docker.path, gpus, placement, argv)
         argv = scripts.name_guard_argv(docker.path, request.name, argv)
         env = argv_for.env_file(request.env)
-        status, err = shipping.run(plan, argv, env, request.build.no_cache, progress)
+        status, err = shipping.run(plan, argv, env, fresh, progress)
+        fresh = False
         if not gpus_taken(err):
             break
     if status != 0 and request.name and (taken := scripts.name_taken(err)) is not None:
         raise name_taken(request.name, taken, docker.executor)  # no container was made
-    if status != 0 and (why := guard_error(err) or (gpus_taken(err) and "GPUs taken")):
+    if status != 0 and gpus_taken(err):  # lost every race: busy, so --wait goes on waiting
+        raise GpusBusy(
+            f"--gpus on {docker.executor}: other runs took the chosen GPUs {GPU_TRIES} times",
+            "Try again, or add --wait.",
+            "GPUs taken by runs started at the same moment",
+        )
+    if status != 0 and (why := guard_error(err)):
         raise RadopsError(f"--gpus on {docker.executor}: {why}")
     if status != 0:
         # docker leaves a Created container when the start fails: a job that never ran
