@@ -322,16 +322,13 @@ class LocalExecutor(LazySpec, Executor):
         return open_stream
 
     def top(self) -> TopReport:
-        import shutil
         import subprocess
 
         from radops.executors.docker.top import GPU_QUERY, STATS_FORMAT, parse_gpus, parse_stats
+        from radops.executors.local.gpus import nvidia_smi
         from radops.executors.model import TopReport
 
-        gpus = None
-        if shutil.which(GPU_QUERY[0]):
-            smi = subprocess.run(GPU_QUERY, capture_output=True, text=True, check=False)
-            gpus = parse_gpus(smi.stdout) if smi.returncode == 0 else None
+        gpus = None if (smi := nvidia_smi(GPU_QUERY)) is None else parse_gpus(smi)
         jobs = self.jobs()
         gpus = with_jobs(gpus, jobs)
         running = [container_name(j.id) for j in jobs if j.status == "running"]

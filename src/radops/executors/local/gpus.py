@@ -66,7 +66,8 @@ def machine_gpu_lock(path: str = GPU_LOCK) -> Iterator[None]:
         os.close(fd)
 
 
-def _smi(argv: list[str]) -> str | None:
+def nvidia_smi(argv: list[str]) -> str | None:
+    """What an nvidia-smi query printed here; None if it is missing or failed."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.SubprocessError):
@@ -76,14 +77,14 @@ def _smi(argv: list[str]) -> str | None:
 
 def local_gpu_state(jobs: Callable[[], list[Job]]) -> GpuState | None:
     """This machine's GPUs and who uses them; None without nvidia-smi (no NVIDIA driver)."""
-    listed = _smi(GPU_LIST_QUERY)
+    listed = nvidia_smi(GPU_LIST_QUERY)
     gpus = parse_inventory(listed) if listed is not None else []
     if not gpus:
         return None
-    return GpuState(gpus, jobs(), parse_apps(_smi(APPS_QUERY) or ""))
+    return GpuState(gpus, jobs(), parse_apps(nvidia_smi(APPS_QUERY) or ""))
 
 
 def local_gpu_names() -> list[str]:
     """GPU names from nvidia-smi on this machine; none if it is missing or fails."""
-    out = _smi(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
+    out = nvidia_smi(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"])
     return [line.strip() for line in (out or "").splitlines() if line.strip()]
