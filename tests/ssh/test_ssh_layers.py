@@ -23,7 +23,8 @@ from tests.progress_checks import figures
 from tests.ssh.conftest import CLI
 from tests.terminal import Terminal
 
-_SENT = re.compile(r"Sending (\S+) to box[^:\n]*: ([\d.]+) (B|kB|MB|GB) in")
+# A summary: `...: 12.3 kB in 2s (6 kB/s)`, or without its time when the send was quick.
+_SENT = re.compile(r"Sending (\S+) to box[^:\n]*: ([\d.]+) (B|kB|MB|GB)(?: in |$)", re.M)
 _UNITS = {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
