@@ -101,3 +101,37 @@ def test_records_of_pushed_layers_survive_and_add_up(storage: Path) -> None:
     shipregistry.record_pushed(["sha256:b"])
     assert shipregistry.pushed() == {"sha256:a", "sha256:b"}
     assert shipregistry.ship_tag("radops/app:0123") == "radops-app-0123"
+
+
+def test_the_start_up_probe_never_sends_the_password_to_another_listener(
+    storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local user's listener that won the race for the port (answering as a registry would)
+    never sees credentials: the probe asks without them; the next port gets our registry."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization") or "")
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ports = [server.server_address[1]]
+    real = shipregistry._free_port
+    monkeypatch.setattr(shipregistry, "_free_port", lambda: ports.pop() if ports else real())
+    try:
+        with shipregistry.running() as registry:
+            assert registry.port != server.server_address[1]
+            url = f"http://{registry.address}/v2/"
+            assert _status(url, (registry.username, registry.password)) == 200
+    finally:
+        server.shutdown()
+    assert seen and not any(seen), seen  # asked, and never with a password

@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,13 +150,26 @@ class LocalRegistry:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the thread that started it ends."""
+def _die_with_parent() -> Callable[[], None] | None:
+    """What the child runs before exec (Linux): SIGTERM when the thread that started it ends.
+    prctl is looked up here, in the parent: a forked child of a threaded process must not
+    import or load a library (another thread may have held the lock it needs). If the parent
+    is already gone by the time prctl runs, the signal will never come: the child exits."""
     import ctypes
     import signal
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def child() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return child
 
 
 def _free_port() -> int:
@@ -182,14 +195,16 @@ def _config(storage: Path, port: int, htpasswd: Path, nonce: str) -> str:
     )
 
 
-def _answers(port: int, nonce: str, auth: str) -> bool:
-    """Is it our registry (its nonce header) that answers on the port?"""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v2/", headers={"Authorization": f"Basic {auth}"}
-    )
+def _answers(port: int, nonce: str) -> bool:
+    """Is it our registry (its nonce header) that answers on the port? Asked without the
+    password: whatever else took the port (another local user's listener) never sees it. Our
+    registry sends the header with its 401 too."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/")
     try:
         with _DIRECT.open(request, timeout=2) as response:
             return bool(response.headers.get(_NONCE_HEADER) == nonce)
+    except urllib.error.HTTPError as e:
+        return bool(e.headers.get(_NONCE_HEADER) == nonce)
     except (OSError, urllib.error.URLError):
         return False
 
@@ -237,9 +252,9 @@ def start() -> LocalRegistry:
     username, password = "radops", secrets.token_urlsafe(24)
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
     (folder / "htpasswd").write_text(f"{username}:{hashed}\n")
-    basic = base64.b64encode(f"{username}:{password}".encode()).decode()
     nonce = secrets.token_hex(8)
     last = ""
+    preexec = _die_with_parent()
     for _ in range(3):  # a port taken between the look and the start: another one
         port = _free_port()
         config = folder / "config.yml"
@@ -252,13 +267,13 @@ def start() -> LocalRegistry:
             stderr=subprocess.STDOUT,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             start_new_session=True,  # a Ctrl-C at the terminal is radops' to handle
-            preexec_fn=_die_with_parent,  # radops killed outright: the registry ends too
+            preexec_fn=preexec,  # radops killed outright: the registry ends too
         )
         log.close()
         registry = LocalRegistry(port, username, password, process, folder)
         deadline = time.monotonic() + START_TIMEOUT_S
         while process.poll() is None and time.monotonic() < deadline:
-            if _answers(port, nonce, basic):
+            if _answers(port, nonce):
                 return registry
             time.sleep(0.05)
         if process.poll() is None:
