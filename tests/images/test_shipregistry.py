@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +136,27 @@ def test_the_start_up_probe_never_sends_the_password_to_another_listener(
     finally:
         server.shutdown()
     assert seen and not any(seen), seen  # asked, and never with a password
+
+
+def test_a_push_reports_the_digest_the_registry_serves_and_leaves_no_tag(
+    storage: Path, docker_client: Any
+) -> None:
+    """The tunnel has the remote pull by this digest (not the tag, which another push could
+    move); the tag the push made here goes with it."""
+    from radops.images.service import LocalImages
+
+    images = LocalImages()
+    try:
+        with shipregistry.running() as registry:
+            ref = f"{registry.address}/{shipregistry.REPOSITORY}:digest-test"
+            from radops.executors.ssh.tunnel import _untagged
+
+            with _untagged(images, ref):
+                digest = images.push("busybox:1.36", ref, lambda _line: None, registry.auth())
+            assert digest is not None and digest.startswith("sha256:")
+            served = shipregistry.layer_sizes(registry, digest)  # the manifest by its digest
+            assert served == shipregistry.layer_sizes(registry, "digest-test") != {}
+        tags = [t for i in docker_client.images.list() for t in i.tags]
+        assert ref not in tags
+    finally:
+        images.close()
