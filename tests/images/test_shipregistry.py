@@ -160,3 +160,20 @@ def test_a_push_reports_the_digest_the_registry_serves_and_leaves_no_tag(
         assert ref not in tags
     finally:
         images.close()
+
+
+def test_folders_of_registries_killed_outright_are_swept_but_not_those_in_use(
+    storage: Path,
+) -> None:
+    import tempfile
+
+    stale = Path(tempfile.mkdtemp(prefix="radops-ship-registry-"))
+    (stale / "htpasswd").write_text("radops:x\n")
+    with shipregistry.running() as registry:
+        later = time.time() + 3600  # both older than a minute by then
+        shipregistry.sweep(later)
+        assert registry.folder.is_dir()  # its command holds its lock
+        assert not stale.exists()
+        assert (
+            _status(f"http://{registry.address}/v2/", (registry.username, registry.password)) == 200
+        )

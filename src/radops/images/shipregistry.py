@@ -131,6 +131,7 @@ class LocalRegistry:
     password: str = field(repr=False)
     process: subprocess.Popen[bytes] = field(repr=False)
     folder: Path  # its config, htpasswd and log (removed on stop)
+    lock: int = field(default=-1, repr=False)  # held on folder/lock while it is in use
 
     @property
     def address(self) -> str:
@@ -148,6 +149,46 @@ class LocalRegistry:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.lock >= 0:
+            os.close(self.lock)
+            self.lock = -1
+
+
+_FOLDER_PREFIX = "radops-ship-registry-"
+_STALE_S = 60.0  # a folder younger than this may be one another command is just setting up
+
+
+def _in_use(folder: Path) -> int:
+    """Take the folder's lock (an fd, held until closed); -1 if it could not be taken."""
+    try:
+        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def sweep(now: float | None = None) -> None:
+    """Remove the folders of registries whose command ended without stopping them (radops
+    killed outright): this user's, older than a minute, whose lock nobody holds."""
+    now = time.time() if now is None else now
+    for folder in Path(tempfile.gettempdir()).glob(_FOLDER_PREFIX + "*"):
+        try:
+            info = folder.lstat()
+        except OSError:
+            continue
+        if not folder.is_dir() or folder.is_symlink() or info.st_uid != os.getuid():
+            continue
+        if now - info.st_mtime < _STALE_S:
+            continue
+        fd = _in_use(folder)
+        if fd >= 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.close(fd)
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -248,7 +289,9 @@ def start() -> LocalRegistry:
     if program is None:
         raise RadopsError("no registry program here (Debian: `apt-get install docker-registry`)")
     storage = _storage()
-    folder = Path(tempfile.mkdtemp(prefix="radops-ship-registry-"))  # 0700
+    sweep()
+    folder = Path(tempfile.mkdtemp(prefix=_FOLDER_PREFIX))  # 0700
+    lock = _in_use(folder)
     username, password = "radops", secrets.token_urlsafe(24)
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
     (folder / "htpasswd").write_text(f"{username}:{hashed}\n")
@@ -270,7 +313,7 @@ def start() -> LocalRegistry:
             preexec_fn=preexec,  # radops killed outright: the registry ends too
         )
         log.close()
-        registry = LocalRegistry(port, username, password, process, folder)
+        registry = LocalRegistry(port, username, password, process, folder, lock)
         deadline = time.monotonic() + START_TIMEOUT_S
         while process.poll() is None and time.monotonic() < deadline:
             if _answers(port, nonce):
@@ -282,4 +325,6 @@ def start() -> LocalRegistry:
         lines = (folder / "log").read_text(errors="replace").strip().splitlines()
         last = lines[-1] if lines else last
     shutil.rmtree(folder, ignore_errors=True)
+    if lock >= 0:
+        os.close(lock)
     raise RadopsError(f"the shipping registry did not start: {last or 'no answer'}")
