@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,78 @@ def test_records_of_pushed_layers_survive_and_add_up(storage: Path) -> None:
     shipregistry.record_pushed(["sha256:b"])
     assert shipregistry.pushed() == {"sha256:a", "sha256:b"}
     assert shipregistry.ship_tag("radops/app:0123") == "radops-app-0123"
+
+
+def test_the_start_up_probe_never_sends_the_password_to_another_listener(
+    storage: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local user's listener that won the race for the port (answering as a registry would)
+    never sees credentials: the probe asks without them; the next port gets our registry."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization") or "")
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ports = [server.server_address[1]]
+    real = shipregistry._free_port
+    monkeypatch.setattr(shipregistry, "_free_port", lambda: ports.pop() if ports else real())
+    try:
+        with shipregistry.running() as registry:
+            assert registry.port != server.server_address[1]
+            url = f"http://{registry.address}/v2/"
+            assert _status(url, (registry.username, registry.password)) == 200
+    finally:
+        server.shutdown()
+    assert seen and not any(seen), seen  # asked, and never with a password
+
+
+def test_a_push_reports_the_digest_the_registry_serves_and_leaves_no_tag(
+    storage: Path, docker_client: Any
+) -> None:
+    """The tunnel has the remote pull by this digest (not the tag, which another push could
+    move); the tag the push made here goes with it."""
+    from radops.images.service import LocalImages
+
+    images = LocalImages()
+    try:
+        with shipregistry.running() as registry:
+            ref = f"{registry.address}/{shipregistry.REPOSITORY}:digest-test"
+            from radops.executors.ssh.tunnel import _untagged
+
+            with _untagged(images, ref):
+                digest = images.push("busybox:1.36", ref, lambda _line: None, registry.auth())
+            assert digest is not None and digest.startswith("sha256:")
+            served = shipregistry.layer_sizes(registry, digest)  # the manifest by its digest
+            assert served == shipregistry.layer_sizes(registry, "digest-test") != {}
+        tags = [t for i in docker_client.images.list() for t in i.tags]
+        assert ref not in tags
+    finally:
+        images.close()
+
+
+def test_folders_of_registries_killed_outright_are_swept_but_not_those_in_use(
+    storage: Path,
+) -> None:
+    import tempfile
+
+    stale = Path(tempfile.mkdtemp(prefix="radops-ship-registry-"))
+    (stale / "htpasswd").write_text("radops:x\n")
+    with shipregistry.running() as registry:
+        later = time.time() + 3600  # both older than a minute by then
+        shipregistry.sweep(later)
+        assert registry.folder.is_dir()  # its command holds its lock
+        assert not stale.exists()
+        assert (
+            _status(f"http://{registry.address}/v2/", (registry.username, registry.password)) == 200
+        )

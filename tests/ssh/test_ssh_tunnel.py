@@ -101,6 +101,27 @@ def test_without_a_registry_program_the_stream_ships_and_says_why(
     assert _logs(no_registry, box, job["job_id"]) == b"<hi>\n"
 
 
+def test_a_push_radops_own_registry_refuses_falls_back_to_the_stream_and_leaves_no_tag(
+    no_registry: CLI, box: str, job_context: Path, remote: rig.RemoteHost
+) -> None:
+    """Its storage unwritable (as a full disk would be): nothing happened on the remote yet,
+    so the stream ships, and says why; the local tag the push made is gone."""
+    storage = no_registry.home / ".cache" / "radops" / "ship-registry"
+    storage.mkdir(parents=True)
+    (storage / "docker").write_text("not a folder")  # every blob write of the registry fails
+    job, err = _submit(no_registry, box, job_context)
+    assert "Path: SSH stream to box (push to 127.0.0.1:" in err, err
+    assert _logs(no_registry, box, job["job_id"]) == b"<hi>\n"
+    assert _registries() == []
+    out = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True, text=True, check=True, env=no_registry.env,
+    ).stdout  # fmt: skip
+    from radops.images.shipregistry import ship_tag
+
+    assert f"/radops/ship:{ship_tag(job['image'])}" not in out, out
+
+
 def test_big_layers_the_registry_lacks_go_by_stream_then_fill_it_then_the_tunnel(
     no_registry: CLI, box: str, job_context: Path, remote: rig.RemoteHost
 ) -> None:

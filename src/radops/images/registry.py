@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from radops.progress import ProgressCallback
 if TYPE_CHECKING:
     from radops.config import Settings
 
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 PUSH_HINT = (
     "Log in first (`docker login REGISTRY`; for ghcr.io a token with the write:packages scope, "
     "or set GITHUB_TOKEN), or ship the image with --transfer ssh."
@@ -105,9 +107,10 @@ def push(
     remote_ref: str,
     progress: ProgressCallback,
     auth: dict[str, str] | None = None,
-) -> None:
+) -> str | None:
     """Tag `local_tag` as `remote_ref` and push it (with `auth`, else this machine's credentials
-    for its registry); docker-py reports push errors in the stream."""
+    for its registry); docker-py reports push errors in the stream. The manifest digest the
+    engine reports (its `aux` event), if any."""
     from docker.errors import APIError, DockerException
 
     from radops.progress import human_bytes, transfer_meter
@@ -121,6 +124,7 @@ def push(
     unsized: set[str] = set()
     meter = transfer_meter(progress, f"Pushing {remote_ref}", None)
     pushed = False
+    digest: str | None = None
     try:
         api.tag(local_tag, repository, tag)
         auth = auth or registry_credentials(server)
@@ -129,6 +133,9 @@ def push(
             if "error" in event:
                 detail = event.get("errorDetail", {}).get("message") or event["error"]
                 raise RadopsError(f"push to {server} failed: {detail}", PUSH_HINT)
+            aux = event.get("aux")
+            if isinstance(aux, dict) and _DIGEST.match(str(aux.get("Digest", ""))):
+                digest = str(aux["Digest"])
             layer, status = str(event.get("id", "")), event.get("status")
             detail = event.get("progressDetail") or {}
             if status in ("Preparing", "Waiting") and layer not in layers:
@@ -154,3 +161,4 @@ def push(
     finally:
         if layers:
             meter.finish(ok=pushed)
+    return digest

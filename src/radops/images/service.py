@@ -182,9 +182,10 @@ class LocalImages:
 
     def push(
         self, tag: str, ref: str, progress: ProgressCallback, auth: dict[str, str] | None = None
-    ) -> None:
-        """Push `tag` to a registry as `ref` (with `auth`, else this machine's login there)."""
-        registry.push(self.engine.api, tag, ref, progress, auth)
+    ) -> str | None:
+        """Push `tag` to a registry as `ref` (with `auth`, else this machine's login there);
+        the digest of what was pushed, if the engine said."""
+        return registry.push(self.engine.api, tag, ref, progress, auth)
 
     def untag(self, ref: str) -> None:
         """Remove the tag `ref` (the image stays under its other tags)."""

@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +131,7 @@ class LocalRegistry:
     password: str = field(repr=False)
     process: subprocess.Popen[bytes] = field(repr=False)
     folder: Path  # its config, htpasswd and log (removed on stop)
+    lock: int = field(default=-1, repr=False)  # held on folder/lock while it is in use
 
     @property
     def address(self) -> str:
@@ -148,15 +149,68 @@ class LocalRegistry:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self.lock >= 0:
+            os.close(self.lock)
+            self.lock = -1
 
 
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the thread that started it ends."""
+_FOLDER_PREFIX = "radops-ship-registry-"
+_STALE_S = 60.0  # a folder younger than this may be one another command is just setting up
+
+
+def _in_use(folder: Path) -> int:
+    """Take the folder's lock (an fd, held until closed); -1 if it could not be taken."""
+    try:
+        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def sweep(now: float | None = None) -> None:
+    """Remove the folders of registries whose command ended without stopping them (radops
+    killed outright): this user's, older than a minute, whose lock nobody holds."""
+    now = time.time() if now is None else now
+    for folder in Path(tempfile.gettempdir()).glob(_FOLDER_PREFIX + "*"):
+        try:
+            info = folder.lstat()
+        except OSError:
+            continue
+        if not folder.is_dir() or folder.is_symlink() or info.st_uid != os.getuid():
+            continue
+        if now - info.st_mtime < _STALE_S:
+            continue
+        fd = _in_use(folder)
+        if fd >= 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.close(fd)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """What the child runs before exec (Linux): SIGTERM when the thread that started it ends.
+    prctl is looked up here, in the parent: a forked child of a threaded process must not
+    import or load a library (another thread may have held the lock it needs). If the parent
+    is already gone by the time prctl runs, the signal will never come: the child exits."""
     import ctypes
     import signal
 
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def child() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return child
 
 
 def _free_port() -> int:
@@ -182,14 +236,16 @@ def _config(storage: Path, port: int, htpasswd: Path, nonce: str) -> str:
     )
 
 
-def _answers(port: int, nonce: str, auth: str) -> bool:
-    """Is it our registry (its nonce header) that answers on the port?"""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v2/", headers={"Authorization": f"Basic {auth}"}
-    )
+def _answers(port: int, nonce: str) -> bool:
+    """Is it our registry (its nonce header) that answers on the port? Asked without the
+    password: whatever else took the port (another local user's listener) never sees it. Our
+    registry sends the header with its 401 too."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v2/")
     try:
         with _DIRECT.open(request, timeout=2) as response:
             return bool(response.headers.get(_NONCE_HEADER) == nonce)
+    except urllib.error.HTTPError as e:
+        return bool(e.headers.get(_NONCE_HEADER) == nonce)
     except (OSError, urllib.error.URLError):
         return False
 
@@ -233,13 +289,15 @@ def start() -> LocalRegistry:
     if program is None:
         raise RadopsError("no registry program here (Debian: `apt-get install docker-registry`)")
     storage = _storage()
-    folder = Path(tempfile.mkdtemp(prefix="radops-ship-registry-"))  # 0700
+    sweep()
+    folder = Path(tempfile.mkdtemp(prefix=_FOLDER_PREFIX))  # 0700
+    lock = _in_use(folder)
     username, password = "radops", secrets.token_urlsafe(24)
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
     (folder / "htpasswd").write_text(f"{username}:{hashed}\n")
-    basic = base64.b64encode(f"{username}:{password}".encode()).decode()
     nonce = secrets.token_hex(8)
     last = ""
+    preexec = _die_with_parent()
     for _ in range(3):  # a port taken between the look and the start: another one
         port = _free_port()
         config = folder / "config.yml"
@@ -252,13 +310,13 @@ def start() -> LocalRegistry:
             stderr=subprocess.STDOUT,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             start_new_session=True,  # a Ctrl-C at the terminal is radops' to handle
-            preexec_fn=_die_with_parent,  # radops killed outright: the registry ends too
+            preexec_fn=preexec,  # radops killed outright: the registry ends too
         )
         log.close()
-        registry = LocalRegistry(port, username, password, process, folder)
+        registry = LocalRegistry(port, username, password, process, folder, lock)
         deadline = time.monotonic() + START_TIMEOUT_S
         while process.poll() is None and time.monotonic() < deadline:
-            if _answers(port, nonce, basic):
+            if _answers(port, nonce):
                 return registry
             time.sleep(0.05)
         if process.poll() is None:
@@ -267,4 +325,6 @@ def start() -> LocalRegistry:
         lines = (folder / "log").read_text(errors="replace").strip().splitlines()
         last = lines[-1] if lines else last
     shutil.rmtree(folder, ignore_errors=True)
+    if lock >= 0:
+        os.close(lock)
     raise RadopsError(f"the shipping registry did not start: {last or 'no answer'}")

@@ -21,7 +21,19 @@ if TYPE_CHECKING:
 _CHUNK = 1 << 18
 
 
-def _pump(source: Any, sink: Any, done: threading.Event, count: list[int] | None) -> None:
+class _Counter:
+    """Bytes, added to from several pump threads at once."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.value += n
+
+
+def _pump(source: Any, sink: Any, done: threading.Event, count: _Counter | None) -> None:
     """Copy `source` to `sink` until either side ends (adding the bytes to `count`)."""
     try:
         while not done.is_set():
@@ -30,7 +42,7 @@ def _pump(source: Any, sink: Any, done: threading.Event, count: list[int] | None
                 break
             sink.sendall(data)
             if count is not None:
-                count[0] += len(data)
+                count.add(len(data))
     except OSError:
         pass
     finally:
@@ -45,7 +57,7 @@ class Forward:
     def __init__(self, local_port: int) -> None:
         self.local_port = local_port
         self.port = 0
-        self._sent = [0]  # bytes from here to there, over all connections
+        self._sent = _Counter()  # bytes from here to there, over all connections
         self.done = threading.Event()
         self.open: list[tuple[paramiko.Channel, socket.socket]] = []
         self.lock = threading.Lock()
@@ -72,7 +84,7 @@ class Forward:
     @property
     def sent(self) -> int:
         """Bytes sent from here to the remote so far."""
-        return self._sent[0]
+        return self._sent.value
 
     def close(self) -> None:
         with self.lock:

@@ -6,9 +6,10 @@ The executor keeps the last contexts of each folder under `~/.cache/radops/conte
 path with the digest of its hash token: type, mode, content), with the manifest beside it. A
 build asks for the newest one's manifest (one round trip), sends a tar of the entries that
 differ and the names that went away, and the executor makes the new tree from the old one with
-hard links (`cp -al`: the old one is never written; tar replaces a file by unlinking it) and
-builds from it. The tree becomes a kept context only once its image is built and tagged; the
-three newest are kept. A remote that lacks `cp -al` or `tar`, or any failure of the staging,
+hard links (`cp -al`), removes from it every name that changed, and copies the changes in
+(unpacked first into a folder of their own): the old tree is never written. It builds from
+it. The tree becomes a kept context only once its image is built and tagged; the three newest
+are kept. A remote that lacks `cp -al` or `tar`, or any failure of the staging,
 falls back to sending the whole context on stdin, as before.
 
 What comes back from the remote (the state's name, its manifest) is only compared with what is
@@ -45,11 +46,22 @@ STAGE_SCRIPT = (
     'mkdir -p "$dir" && chmod 700 "$top" || exit 1; '
     'find "$dir" -maxdepth 1 -name "tmp.*" -mmin +1440 -exec rm -rf {} + 2>/dev/null; '
     't=$(mktemp -d "$dir/tmp.XXXXXXXX") || exit 1; '
-    'if [ -n "$base" ]; then cp -al "$dir/$base" "$t/files" || { cat >/dev/null; rm -rf "$t"; '
-    'exit 1; }; else mkdir "$t/files"; fi; '
-    'tar -xf - -C "$t" || { rm -rf "$t"; exit 1; }; '
+    # The tar goes into a folder of its own first (fresh files: nothing it writes is shared),
+    # without TAR_OPTIONS (GNU tar's --overwrite would write into existing files in place).
+    'env -u TAR_OPTIONS tar -xf - -C "$t" || { rm -rf "$t"; exit 1; }; '
+    'mkdir -p "$t/files" && mv "$t/files" "$t/delta" || { rm -rf "$t"; exit 1; }; '
+    'if [ -n "$base" ]; then cp -al "$dir/$base" "$t/files" || { rm -rf "$t"; exit 1; }; '
+    'else mkdir "$t/files"; fi; '
     'if [ -s "$t/ctl/remove" ]; then (cd "$t/files" && xargs -0 rm -rf -- <../ctl/remove) '
-    '|| { rm -rf "$t"; exit 1; }; fi; tree="$t/files"; '
+    '|| { rm -rf "$t"; exit 1; }; fi; '
+    # Every changed name leaves the copy (parents first: an old symlink goes before anything
+    # under its name is looked at) unless both are folders; then the changes are copied in,
+    # so nothing is written into a file hard-linked to a kept context.
+    '(cd "$t/delta" && find . ! -name . -exec sh -c \'f=$1; shift; for p; do '
+    'if [ -d "$p" ] && [ ! -L "$p" ] && [ -d "$f/$p" ] && [ ! -L "$f/$p" ]; then :; '
+    'else rm -rf "$f/$p" || exit 1; fi; done\' sh "$t/files" {} +) '
+    '&& cp -a "$t/delta/." "$t/files/" && rm -rf "$t/delta" || { rm -rf "$t"; exit 1; }; '
+    'tree="$t/files"; '
     # The build reads a folder of a fixed name when it can (one build of the folder at a time:
     # the lock is a folder), so BuildKit's context sync, keyed by the path, sends it only the
     # files that changed since the last build from there.
@@ -61,9 +73,11 @@ STAGE_SCRIPT = (
 # After the build: keep tree $2 as context $3 (or drop it: `-`), and only the KEEP newest.
 KEEP_SCRIPT = (
     'dir="$HOME/.cache/radops/contexts/$1" t=$2 tree=$3 new=$4; '
-    'if [ "$new" != - ] && [ ! -d "$dir/$new" ]; then mv "$tree" "$dir/$new" && '
-    'mv "$t/ctl/manifest" "$dir/$new.manifest"; fi; rm -rf "$t"; '
-    '[ "$new" = - ] || touch "$dir/$new.manifest" 2>/dev/null; '
+    # `mv -T` renames the tree to that name only if nothing is there yet (or fails): two
+    # builds of the same content at once keep one tree, never one inside the other.
+    'if [ "$new" != - ] && [ ! -e "$dir/$new" ] && mv -T "$tree" "$dir/$new" 2>/dev/null; '
+    'then mv "$t/ctl/manifest" "$dir/$new.manifest"; fi; rm -rf "$t"; '
+    '[ "$new" = - ] || touch -c "$dir/$new.manifest" 2>/dev/null; '
     'if [ "$tree" = "$dir/work" ]; then rm -rf "$dir/work"; rmdir "$dir/work.lock"; fi; '
     f'ls -t "$dir" | grep "^[0-9a-f]*\\.manifest$" | tail -n +{KEEP + 1} | '
     'while read -r m; do rm -rf "$dir/${m%.manifest}" "$dir/$m"; done; exit 0'

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from radops.errors import RadopsError, UsageError
@@ -130,8 +130,8 @@ class Tunnel(SSHStream):
 
                     filler = LocalImages()  # its own client: the stream uses the other
                     try:
-                        filler.push(local_tag, ref, lambda _line: None, registry.auth())
-                        filler.untag(ref)
+                        with _untagged(filler, ref):
+                            filler.push(local_tag, ref, lambda _line: None, registry.auth())
                     finally:
                         filler.close()
                 shipregistry.record_pushed(diffs)
@@ -179,8 +179,11 @@ class Tunnel(SSHStream):
         with contextlib.ExitStack() as stack:
             stack.callback(registry.stop)
             local_ref = f"{registry.address}/{shipregistry.REPOSITORY}:{tag}"
-            self.images.push(local_tag, local_ref, progress, registry.auth())
-            self.images.untag(local_ref)
+            try:
+                with _untagged(self.images, local_ref):
+                    digest = self.images.push(local_tag, local_ref, progress, registry.auth())
+            except RadopsError as e:  # radops' own registry (disk full, crashed): nothing
+                raise _NoTunnel(str(e)) from e  # happened there yet, the stream ships
             shipregistry.record_pushed(diffs)
             try:
                 direct = self.docker.conn.direct
@@ -191,7 +194,9 @@ class Tunnel(SSHStream):
                 f"Path: tunnel (radops' registry on {registry.address} here, pulled by {where} "
                 f"from 127.0.0.1:{forward.port} there through SSH)"
             )
-            ref = f"127.0.0.1:{forward.port}/{shipregistry.REPOSITORY}:{tag}"
+            # By digest when the push said it: what was pushed, whatever the tag names now.
+            ref = f"127.0.0.1:{forward.port}/{shipregistry.REPOSITORY}"
+            ref += f"@{digest}" if digest else f":{tag}"
             sizes = shipregistry.layer_sizes(registry, tag)
             pulling = _Pulling({digest[7:19]: size for digest, size in sizes.items()})
             config = _docker_config(f"127.0.0.1:{forward.port}", registry.auth())
@@ -202,6 +207,15 @@ class Tunnel(SSHStream):
                 stdin = config + b"\n" + env
                 return pull_and_run(self.docker, script, stdin, ref, progress, False, pulling)
         raise AssertionError("not reached")
+
+
+@contextlib.contextmanager
+def _untagged(images: LocalImages, ref: str) -> Iterator[None]:
+    """The push tags the image as `ref` here: gone again however the push ends."""
+    try:
+        yield
+    finally:
+        images.untag(ref)
 
 
 class _NoTunnel(Exception):
