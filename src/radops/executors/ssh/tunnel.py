@@ -30,7 +30,6 @@ from radops.executors.ssh.shipping import (
     Registry,
     Shipping,
     SSHStream,
-    _base_images,
     pull_and_run,
 )
 from radops.images import shipregistry
@@ -38,7 +37,7 @@ from radops.images import shipregistry
 if TYPE_CHECKING:
     from radops.executors.ssh.docker import RemoteDocker
     from radops.images.registry import PullCredential
-    from radops.images.service import ImagePlan, LocalImages
+    from radops.images.service import LocalImages
     from radops.progress import ProgressCallback
 
 WARM_LIMIT = 64 << 20  # layers the registry lacks, beyond which the stream is faster this time
@@ -55,18 +54,7 @@ def warm_limit() -> int:
 class Tunnel(SSHStream):
     """Push here into radops' loopback registry, pull there through the SSH connection."""
 
-    def deliver(
-        self, plan: ImagePlan, run_argv: list[str], env: bytes, progress: ProgressCallback
-    ) -> tuple[int, bytes]:
-        self.images.ensure(plan, progress)
-        return self._choose(plan.tag, _base_images(plan), run_argv, env, progress)
-
-    def ship_and_run(
-        self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
-    ) -> tuple[int, bytes]:
-        return self._choose(local_tag, [], run_argv, env, progress)
-
-    def _choose(
+    def _by_transport(
         self,
         local_tag: str,
         bases: list[str],
