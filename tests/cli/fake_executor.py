@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 
 from radops.errors import NotFoundError, RadopsError
 from radops.executors.base import Executor
+from radops.executors.context import ExecutorContext
 from radops.executors.docker.labels import match_job
 from radops.executors.docker.prune import running_refused, stopped_jobs
 from radops.executors.features import ALL_FEATURES, Feature
 from radops.executors.model import (
     EngineReport,
-    ExecutorContext,
     Image,
     Job,
     JobRequest,

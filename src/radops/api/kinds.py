@@ -10,7 +10,7 @@ from radops.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from radops.executors.base import Executor
-    from radops.executors.model import ExecutorContext
+    from radops.executors.context import ExecutorContext
     from radops.specs import ExecutorSpec
 
 # kind -> "module:Class"

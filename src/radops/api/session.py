@@ -21,10 +21,10 @@ from radops.progress import ProgressCallback, no_progress
 if TYPE_CHECKING:
     from radops.config import ConfigFile
     from radops.executors.base import Executor
+    from radops.executors.context import ExecutorContext
     from radops.executors.model import (
         ConnectOptions,
         EngineReport,
-        ExecutorContext,
         Job,
         JobRequest,
         PortStream,
@@ -48,7 +48,8 @@ def context_for(
 ) -> ExecutorContext:
     """What an executor of `spec` needs from the config: resolved here, once."""
     from radops.config import resolve_setting
-    from radops.executors.model import ConnectOptions, ExecutorContext
+    from radops.executors.context import ExecutorContext
+    from radops.executors.model import ConnectOptions
 
     settings = config.settings
     persist = 0
@@ -93,7 +94,8 @@ def open_session(
         # The built-in executor has no entry and reads no setting: the config file is not
         # parsed (its models are pydantic's, ~40 ms of every local command), only its folder's
         # owner checked, as for every command.
-        from radops.executors.model import ConnectOptions, ExecutorContext
+        from radops.executors.context import ExecutorContext
+        from radops.executors.model import ConnectOptions
 
         store.check_owner()
         context = ExecutorContext(

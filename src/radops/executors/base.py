@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from radops.errors import RadopsError, UsageError
+from radops.executors.context import ExecutorContext
 from radops.executors.features import Feature, request_features
 from radops.executors.model import (
     EngineReport,
-    ExecutorContext,
     Job,
     JobRequest,
     PortStream,

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from radops.executors.base import Ask, Executor
-from radops.executors.model import EngineReport, ExecutorContext
+from radops.executors.context import ExecutorContext
+from radops.executors.model import EngineReport
 
 if TYPE_CHECKING:
     from radops.images.service import LocalImages

@@ -15,14 +15,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
+from typing import Any, Literal, Protocol
 
 from radops.errors import UsageError
 from radops.executors.run_options import RunOptions
 from radops.images.context import BuildOptions
-
-if TYPE_CHECKING:
-    from radops.config import Settings
 
 LABEL_PREFIX = "dev.radops."
 LABEL_JOB_ID = LABEL_PREFIX + "job-id"
@@ -340,6 +337,9 @@ class Image:
     refs: list[str]  # its repository:tag names
     size: int  # bytes, as the engine reports it (layers shared with other images included)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "refs": self.refs, "size": self.size}
+
 
 @dataclass(frozen=True)
 class PrunePlan:
@@ -351,7 +351,7 @@ class PrunePlan:
     def to_json(self) -> dict[str, Any]:
         return {
             "jobs": [j.id for j in self.jobs],
-            "images": [{"id": i.id, "refs": i.refs, "size": i.size} for i in self.images],
+            "images": [i.to_json() for i in self.images],
         }
 
 
@@ -367,54 +367,6 @@ class PruneResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "jobs": self.jobs,
-            "images": [{"id": i.id, "refs": i.refs, "size": i.size} for i in self.images],
+            "images": [i.to_json() for i in self.images],
             "space_freed": self.space_freed,
         }
-
-
-class _SettingsField:
-    """ExecutorContext.settings: the settings given, else the defaults, made on first use, so
-    a context for the built-in `local` (which reads none) does not load pydantic's models."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.private = "_" + name
-
-    @overload
-    def __get__(self, obj: None, owner: type | None = None) -> None: ...
-    @overload
-    def __get__(self, obj: object, owner: type | None = None) -> Settings: ...
-    def __get__(self, obj: object | None, owner: type | None = None) -> Settings | None:
-        if obj is None:
-            return None  # the dataclass default: none given
-        value: Settings | None = obj.__dict__.get(self.private)
-        if value is None:
-            from radops.config import Settings
-
-            value = obj.__dict__[self.private] = Settings()
-        return value
-
-    def __set__(self, obj: object, value: Settings | None) -> None:
-        obj.__dict__[self.private] = value
-
-
-def _config_dir() -> Path:
-    from radops.store import config_dir
-
-    return config_dir()
-
-
-@dataclass(frozen=True)
-class ExecutorContext:
-    """What an executor needs from outside, resolved once by whoever opens it (radops.api):
-    executors never read the config file themselves."""
-
-    connect: ConnectOptions = field(default_factory=ConnectOptions)
-    # The shared settings (file < environment), for what a kind resolves only when it needs it.
-    settings: _SettingsField = _SettingsField()
-    # radops' own known-hosts file, trusted beside ~/.ssh/known_hosts (where new keys go).
-    known_hosts: Path = field(default_factory=lambda: _config_dir() / "known_hosts")
-    registry: str | None = None  # where this executor's images go: its own, else the setting
-    ssh_persist: int = 0  # seconds a shared SSH connection outlives a command (0: none)
-    # What the user should know beside a result: what a queued job waits for, a job folder
-    # skipped as no job of radops'. Status lines, never a job's output. None: not told.
-    notices: Callable[[str], None] | None = None

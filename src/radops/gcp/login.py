@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 def vm_executor(spec: GCPExecutorSpec, connect: ConnectOptions | None = None) -> SSHExecutor:
     """The VM of `spec` over SSH, its pinned key (if any) the only one trusted."""
-    from radops.executors.model import ConnectOptions, ExecutorContext
+    from radops.executors.context import ExecutorContext
+    from radops.executors.model import ConnectOptions
     from radops.executors.ssh.executor import SSHExecutor
 
     connect = connect or ConnectOptions()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, UsageError
 from radops.executors.base import Executor
+from radops.executors.context import ExecutorContext
 from radops.executors.docker.argv import error_line
 from radops.executors.docker.frames import demux_frames
 from radops.executors.docker.gpus import (
@@ -47,7 +48,6 @@ from radops.executors.model import (
     JOB_ID,
     LABEL_JOB_ID,
     EngineReport,
-    ExecutorContext,
     Image,
     Job,
     JobRequest,

@@ -16,6 +16,7 @@ from typing import Any
 
 from radops.errors import RadopsError, UsageError
 from radops.executors.base import Ask
+from radops.executors.context import ExecutorContext
 from radops.executors.docker.argv import env_file
 from radops.executors.docker.labels import job_from_labels, job_labels, job_not_found, match_job
 from radops.executors.docker.labels import newest_first as _newest_first
@@ -25,7 +26,6 @@ from radops.executors.header import Header, HeaderReader
 from radops.executors.login import LoginExecutor
 from radops.executors.model import (
     EngineReport,
-    ExecutorContext,
     Job,
     JobRequest,
     PrunePlan,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from radops.errors import NotFoundError, RadopsError, UsageError
 from radops.executors.base import Ask
+from radops.executors.context import ExecutorContext
 from radops.executors.docker import argv as argv_for
 from radops.executors.docker.gpus import (
     until_free,
@@ -40,7 +41,6 @@ from radops.executors.login import LoginExecutor
 from radops.executors.model import (
     CONTAINER_PREFIX,
     EngineReport,
-    ExecutorContext,
     Job,
     JobRequest,
     PortStream,
