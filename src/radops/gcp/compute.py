@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from radops.errors import (
-    CloudError,
-    ConfigError,
-    EngineUnreachableError,
-    NotFoundError,
-    RadopsError,
-)
+from radops.errors import CloudError, NotFoundError
+from radops.gcp.google_errors import google_errors, last_part, operation_error
 from radops.gcp.settings import GCPTarget
 
 MANAGED_LABEL = "radops-managed"
 EXECUTOR_LABEL = "radops-executor"
 OPERATION_TIMEOUT_S = 600
-_CAPACITY_CODES = ("ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
-
-
-class CapacityError(CloudError):
-    """The zone has no room for this machine type now; another zone may."""
 
 
 @dataclass(frozen=True)
@@ -77,65 +64,6 @@ def spot_scheduling(template: Template) -> dict[str, Any]:
         on_host_maintenance="TERMINATE",
     )
     return scheduling
-
-
-def _last(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1]
-
-
-@contextlib.contextmanager
-def google_errors(what: str) -> Iterator[None]:
-    """Turn google.api_core and google.auth errors into RadopsErrors that say what failed."""
-    import requests
-    from google.api_core import exceptions as gexc
-    from google.auth import exceptions as auth_exc
-
-    try:
-        yield
-    except RadopsError:
-        raise
-    except auth_exc.DefaultCredentialsError as e:
-        raise ConfigError(
-            "no Google Cloud credentials found",
-            "Run `gcloud auth application-default login` (or set GOOGLE_APPLICATION_CREDENTIALS).",
-        ) from e
-    except gexc.NotFound as e:
-        raise NotFoundError(f"{what}: {e.message}") from e
-    except gexc.Forbidden as e:
-        reason = (e.errors[0].get("reason") if e.errors else "") or ""
-        if "quota" in reason.lower():
-            raise CloudError(f"quota exceeded while {what}: {e.message}") from e
-        raise CloudError(f"permission denied while {what}: {e.message}") from e
-    except gexc.GoogleAPICallError as e:
-        raise CloudError(f"Google Cloud error while {what}: {e.message}") from e
-    except auth_exc.TransportError as e:  # refreshing the credentials: Google's sign-in is away
-        raise _unreachable(e) from e
-    except auth_exc.GoogleAuthError as e:
-        raise ConfigError(f"Google Cloud credentials failed: {e}") from e
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-        raise _unreachable(e) from e
-
-
-def _unreachable(error: Exception) -> RadopsError:
-    """No answer from Compute Engine (offline, DNS, a closed endpoint): the reason the socket
-    gave ("Connection refused", "Name or service not known"), not the transport's layers."""
-    found = re.findall(r"\[Errno -?\d+\] ([^'\")]+)", str(error))
-    reason = found[-1].strip() if found else "no answer"
-    return EngineUnreachableError(
-        f"cannot reach Compute Engine: {reason}",
-        "Check this machine's network connection (and gcp_api_endpoint, if set).",
-    )
-
-
-def _operation_error(op: Any, what: str) -> RadopsError:
-    errors = list(op.error.errors) if op.error else []
-    code = errors[0].code if errors else str(op.http_error_status_code)
-    message = errors[0].message if errors else op.http_error_message
-    if code in _CAPACITY_CODES or code.startswith("ZONE_RESOURCE_POOL_EXHAUSTED"):
-        return CapacityError(f"zone {_last(op.zone)} is out of capacity: {message}")
-    if "QUOTA" in code:
-        return CloudError(f"quota exceeded while {what}: {message}")
-    return CloudError(f"{what} failed ({code}): {message}")
 
 
 class Compute:
@@ -204,7 +132,7 @@ class Compute:
     def zones_in_region(self, region: str) -> list[str]:
         with google_errors(f"listing the zones of {region}"):
             found = self._client("RegionsClient").get(project=self.project, region=region)
-        return sorted(_last(z) for z in found.zones)
+        return sorted(last_part(z) for z in found.zones)
 
     # Instances -----------------------------------------------------------------------------
 
@@ -366,7 +294,7 @@ class Compute:
             with google_errors(what):
                 op = client.wait(project=self.project, zone=zone, operation=op.name)
         if (op.error and op.error.errors) or op.http_error_status_code >= 400:
-            raise _operation_error(op, what)
+            raise operation_error(op, what)
 
 
 def _template(t: Any) -> Template:
@@ -376,9 +304,11 @@ def _template(t: Any) -> Template:
     return Template(
         name=t.name,
         url=t.self_link,
-        region=_last(t.region) if t.region else None,
-        machine_type=_last(props.machine_type),
-        gpus=[(_last(g.accelerator_type), g.accelerator_count) for g in props.guest_accelerators],
+        region=last_part(t.region) if t.region else None,
+        machine_type=last_part(props.machine_type),
+        gpus=[
+            (last_part(g.accelerator_type), g.accelerator_count) for g in props.guest_accelerators
+        ],
         image=image,
         metadata={item.key: item.value for item in props.metadata.items},
         scheduling=type(props.scheduling).to_dict(props.scheduling),
@@ -404,7 +334,7 @@ def _vm(inst: Any) -> VM:
             ) from None
     return VM(
         name=inst.name,
-        zone=_last(inst.zone),
+        zone=last_part(inst.zone),
         status=inst.status,
         external_ip=ip,
         labels=dict(inst.labels),

@@ -17,13 +17,8 @@ from radops.config import PendingVM
 from radops.errors import CloudError, HostKeyError, RadopsError, UsageError
 from radops.gcp import autostop as autostop_setting
 from radops.gcp import metadata_guard
-from radops.gcp.compute import (
-    EXECUTOR_LABEL,
-    MANAGED_LABEL,
-    VM,
-    CapacityError,
-    spot_scheduling,
-)
+from radops.gcp.compute import EXECUTOR_LABEL, MANAGED_LABEL, VM, spot_scheduling
+from radops.gcp.google_errors import CapacityError
 from radops.gcp.host_keys import GUEST_ATTRIBUTES_KEY, HOST_KEYS_WAIT_S, HostKeyTrust
 from radops.gcp.keys import ssh_key_pair, with_ssh_key
 from radops.gcp.waiting import poll_for

@@ -1,14 +1,27 @@
-"""A docker CLI command whose progress is the bytes it reads: `docker cp` of local files reads
-each one once and streams it to the engine as it goes, so what it has read is what it has sent."""
+"""The docker CLI, for what the local kind runs through it rather than the Engine API (`cp` to a
+job, `exec`, `top`'s stats), and a command whose progress is the bytes it reads: `docker cp` of
+local files reads each one once and streams it to the engine as it goes, so what it has read is
+what it has sent."""
 
 from __future__ import annotations
 
 import subprocess
 import tempfile
 
+from radops.errors import RadopsError
 from radops.progress import TransferMeter
 
 POLL_S = 0.1
+
+
+def docker_cli(what: str) -> str:
+    """The docker CLI on PATH, for what goes through it rather than the Engine API."""
+    import shutil
+
+    docker = shutil.which("docker")
+    if docker is None:
+        raise RadopsError(f"{what} needs the docker CLI on PATH")
+    return docker
 
 
 def bytes_read(pid: int) -> int | None:

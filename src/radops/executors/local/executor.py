@@ -252,13 +252,13 @@ class LocalExecutor(LazySpec, Executor):
         """Through the docker CLI, whose `docker cp` rules this promises; local files only.
         Progress: the bytes the CLI has read (it sends them as it reads them)."""
         from radops.executors.docker.archive import content_size, copy_in_refused, local_source
-        from radops.executors.local.cli import run_metered
+        from radops.executors.local.cli import docker_cli, run_metered
         from radops.progress import BRIEF_S, transfer_meter
 
         local = local_source(source)  # as typed: `dir/.` is the folder's contents
         data = self._container(job_id)
         job = job_from_inspect(data, self.name)
-        docker = _docker_cli("copying to a job")
+        docker = docker_cli("copying to a job")
         # "./" before a relative path: docker reads `a:b` (and `x/a:b`) as CONTAINER:PATH.
         path = local.path if os.path.isabs(local.path) else os.path.join(".", local.path)
         label = f"Copying {local.path} to job {job.id}"
@@ -301,9 +301,11 @@ class LocalExecutor(LazySpec, Executor):
         """Through the docker CLI, attached to this process's terminal or pipes."""
         import subprocess
 
+        from radops.executors.local.cli import docker_cli
+
         data = self._container(job_id)
         running_job(data, self.name)
-        docker = _docker_cli("exec")
+        docker = docker_cli("exec")
         flags = exec_flags(interactive, tty)
         stdin = None if interactive else subprocess.DEVNULL
         return subprocess.run(
@@ -325,6 +327,7 @@ class LocalExecutor(LazySpec, Executor):
         import subprocess
 
         from radops.executors.docker.top import GPU_QUERY, STATS_FORMAT, parse_gpus, parse_stats
+        from radops.executors.local.cli import docker_cli
         from radops.executors.local.gpus import nvidia_smi
         from radops.executors.model import TopReport
 
@@ -334,7 +337,7 @@ class LocalExecutor(LazySpec, Executor):
         running = [container_name(j.id) for j in jobs if j.status == "running"]
         if not running:
             return TopReport(self.name, gpus, [])
-        docker = _docker_cli("top")
+        docker = docker_cli("top")
         stats = subprocess.run(
             [docker, "stats", "--no-stream", "--format", STATS_FORMAT, *running],
             capture_output=True, text=True, check=False,
@@ -395,13 +398,3 @@ class LocalExecutor(LazySpec, Executor):
         size = self.engine.call("GET", "/system/df", "measuring the engine's disk use")
         size = size.get("LayersSize")
         return int(size) if size is not None else None
-
-
-def _docker_cli(what: str) -> str:
-    """The docker CLI on PATH, for what goes through it rather than the Engine API."""
-    import shutil
-
-    docker = shutil.which("docker")
-    if docker is None:
-        raise RadopsError(f"{what} needs the docker CLI on PATH")
-    return docker
