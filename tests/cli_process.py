@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -116,3 +117,28 @@ def _stdin(text: str) -> Iterator[None]:
         yield
     finally:
         sys.stdin = saved
+
+
+_LOADED = """
+import json, sys
+from radops.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+loaded = sorted(name for name, module in sys.modules.items() if module is not None)
+sys.stderr.write('\\nLOADED=' + json.dumps([code, loaded]) + '\\n')
+"""
+
+
+def modules_after(
+    args: list[str], env: Mapping[str, str] | None = None, timeout: float = TIMEOUT_S
+) -> tuple[Any, set[str], str]:
+    """Run `radops ARGS` in a fresh interpreter: its exit code, every module it had loaded by
+    the end, and its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADED, *args],
+        capture_output=True, text=True, check=False, env=env, timeout=timeout,
+    )  # fmt: skip
+    code, modules = json.loads(result.stderr.rsplit("LOADED=", 1)[1])
+    return code, set(modules), result.stderr

@@ -10,7 +10,6 @@ commands that read a registered executor's settings: `local` has none.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,17 +18,7 @@ from pathlib import Path
 import pytest
 
 from radops.cli.coercion import _NO, identity
-
-LOADED = """
-import json, sys
-from radops.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit as e:
-    code = e.code
-loaded = sorted(name for name, module in sys.modules.items() if module is not None)
-sys.stderr.write('\\nLOADED=' + json.dumps([code, loaded]) + '\\n')
-"""
+from tests.cli_process import modules_after
 
 HEAVY = ("docker", "requests", "urllib3", "paramiko", "google", "typer._adapters", "pydantic")
 
@@ -55,17 +44,9 @@ def _heavy_modules(args: list[str], tmp_path: Path) -> tuple[int, list[str], str
     env = dict(os.environ)
     env["DOCKER_HOST"] = f"unix://{tmp_path}/no-engine.sock"
     env["RADOPS_CONFIG_DIR"] = str(tmp_path / "config")
-    result = subprocess.run(
-        [sys.executable, "-c", LOADED, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        timeout=60,
-    )
-    code, modules = json.loads(result.stderr.rsplit("LOADED=", 1)[1])
+    code, modules, stderr = modules_after(args, env, timeout=60)
     heavy = [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)]
-    return code, heavy, result.stderr
+    return code, sorted(heavy), stderr
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=" ".join)

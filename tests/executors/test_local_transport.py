@@ -25,7 +25,7 @@ from radops.api import open_spec as open_executor
 from radops.errors import NotFoundError
 from radops.images.engine import LocalEngine, engine_socket_path
 from radops.specs import LocalExecutorSpec
-from tests.cli_process import describe, radops
+from tests.cli_process import describe, modules_after, radops
 
 StartJob = Callable[..., str]
 WaitJob = Callable[[str], int]
@@ -123,29 +123,9 @@ def test_an_engine_error_on_the_raw_stream_is_radops_not_found(docker_client: An
         LocalEngine().open("GET", path, "reading the logs", query={"stdout": "1"})
 
 
-LOADED = """
-import json, sys
-from radops.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit as e:
-    code = e.code
-loaded = sorted(name for name, module in sys.modules.items() if module is not None)
-sys.stderr.write('\\nLOADED=' + json.dumps([code, loaded]) + '\\n')
-"""
-
-
 def _modules_after(args: list[str], env: dict[str, str] | None = None) -> tuple[int, set[str]]:
-    result = subprocess.run(
-        [sys.executable, "-c", LOADED, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        timeout=120,
-    )
-    code, modules = json.loads(result.stderr.rsplit("LOADED=", 1)[1])
-    return code, set(modules)
+    code, modules, _ = modules_after(args, env)
+    return code, modules
 
 
 def test_local_commands_load_neither_docker_py_nor_paramiko(

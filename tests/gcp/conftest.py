@@ -43,21 +43,30 @@ def fake(cloud_vms: rig.CloudVMs) -> Iterator[FakeGCE]:
     assert not gce.callback_errors
 
 
-@pytest.fixture
-def gcli(tmp_path: Path, fake: FakeGCE) -> CLI:
-    """The CLI with a HOME that has no SSH keys, pointed at the fake Compute Engine."""
+def gcp_cli(tmp_path: Path, endpoint: str, **extra: str) -> CLI:
+    """The CLI with a HOME that has no SSH keys, pointed at the Compute Engine at `endpoint`."""
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RADOPS_", "SSH_AUTH"))}
     env.update(
         HOME=str(home),
         RADOPS_CONFIG_DIR=str(tmp_path / "config"),
-        RADOPS_SSH_PERSIST="0",  # tests that want shared connections say so
-        RADOPS_GCP_API_ENDPOINT=fake.endpoint,
+        RADOPS_GCP_API_ENDPOINT=endpoint,
         RADOPS_GCP_PROJECT=PROJECT,
         RADOPS_GCP_ZONE="us-central1-a",
         NO_GCE_CHECK="true",  # google-auth must never probe a metadata server from here
-        RADOPS_GCP_POLL_S="0.2",  # the fake boots in steps of 0.2 s, not a real VM's seconds
         PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"),
+        **extra,
     )
     return CLI(env, home)
+
+
+@pytest.fixture
+def gcli(tmp_path: Path, fake: FakeGCE) -> CLI:
+    """The CLI pointed at the fake Compute Engine."""
+    return gcp_cli(
+        tmp_path,
+        fake.endpoint,
+        RADOPS_SSH_PERSIST="0",  # tests that want shared connections say so
+        RADOPS_GCP_POLL_S="0.2",  # the fake boots in steps of 0.2 s, not a real VM's seconds
+    )

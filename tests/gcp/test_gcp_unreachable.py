@@ -4,13 +4,13 @@ pointed at a loopback port where nothing listens gives one line and exit 5, and 
 from __future__ import annotations
 
 import json
-import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.gcp.conftest import gcp_cli
 from tests.ssh.conftest import CLI
 
 
@@ -24,19 +24,7 @@ def closed_port() -> Iterator[int]:
 
 @pytest.fixture
 def offline_cli(tmp_path: Path, closed_port: int) -> CLI:
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RADOPS_", "SSH_AUTH"))}
-    env.update(
-        HOME=str(home),
-        RADOPS_CONFIG_DIR=str(tmp_path / "config"),
-        RADOPS_GCP_API_ENDPOINT=f"http://127.0.0.1:{closed_port}",
-        RADOPS_GCP_PROJECT="test-project",
-        RADOPS_GCP_ZONE="us-central1-a",
-        NO_GCE_CHECK="true",
-        PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"),
-    )
-    return CLI(env, home)
+    return gcp_cli(tmp_path, f"http://127.0.0.1:{closed_port}")
 
 
 @pytest.mark.parametrize(
