@@ -173,9 +173,14 @@ def _check_engine_starts_containers(client: Any) -> None:
 def _remove_session_leftovers(client: Any) -> None:
     import docker.errors
 
-    for container in client.containers.list(all=True, filters={"label": "dev.radops.job-id"}):
+    # (Another test session on the engine may remove its own jobs meanwhile: those are skipped.)
+    jobs = client.containers.list(
+        all=True, filters={"label": "dev.radops.job-id"}, ignore_removed=True
+    )
+    for container in jobs:
         if container.labels.get("dev.radops.image", "").startswith(IMAGE_PREFIX):
-            container.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
     for image in client.images.list(filters={"reference": f"{IMAGE_PREFIX}*"}):
         for tag in image.tags:
             # An image still used by another run's container stays.

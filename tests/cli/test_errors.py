@@ -29,7 +29,9 @@ def assert_error(result: subprocess.CompletedProcess[Any], code: int, *words: st
 
 
 def session_job_containers(client: Any) -> set[str]:
-    containers = client.containers.list(all=True, filters={"label": "dev.radops.job-id"})
+    containers = client.containers.list(
+        all=True, filters={"label": "dev.radops.job-id"}, ignore_removed=True
+    )
     return {c.name for c in containers if c.labels["dev.radops.image"].startswith(IMAGE_PREFIX)}
 
 
