@@ -33,6 +33,7 @@ _shared = 0  # remote commands sent through a shared connection
 # (module, attribute path, label): the steps worth seeing in a breakdown.
 WRAPPED = (
     ("radops.store", "ExecutorStore.load", "config load"),
+    ("radops.store", "ExecutorStore.open_entry", "config read"),
     ("radops.images.engine", "LocalEngine.platform", "local engine platform"),
     ("radops.images.service", "LocalImages.ensure", "local image check/build"),
     ("radops.executors.local.executor", "LocalExecutor.jobs", "list containers"),

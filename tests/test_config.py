@@ -7,13 +7,8 @@ from pydantic import ValidationError
 
 from radops.config import ConfigFile, Settings, resolve_setting
 from radops.errors import UsageError
-from radops.specs import (
-    DEFAULT_DOCKER_PATH,
-    GCPExecutorSpec,
-    SSHExecutorSpec,
-    split_host_port,
-    validate_executor_name,
-)
+from radops.rules import DEFAULT_DOCKER_PATH, split_host_port, validate_executor_name
+from radops.specs import GCPExecutorSpec, SSHExecutorSpec
 
 
 @pytest.mark.parametrize("name", ["a", "gpu1", "GPU_box-2", "x" * 63, "0", "-", "_"])

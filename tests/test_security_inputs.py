@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from radops.cli.render import print_table, visible
-from radops.specs import check_ssh_name
+from radops.rules import check_ssh_name
 from radops.ssh.hostkeys import edit_known_hosts, known_host_keys, read_known_hosts
 from tests import rig
 from tests.cli_process import describe

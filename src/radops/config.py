@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import Any
 
 from pydantic import Field
 
-from radops.specs import _PLUGINS_ENV, RegisteredSpec, Spec
+from radops.plainconfig import SCHEMA_VERSION, SETTINGS_ENV, resolve_setting, setting_names
+from radops.specs import RegisteredSpec, Spec, restore_plugins_env
 
-SCHEMA_VERSION = 1
+# Defined beside the plain reading of the file (no pydantic needed to resolve a setting).
+__all__ = ["SCHEMA_VERSION", "SETTINGS_ENV", "resolve_setting", "setting_names"]
 
-# Each setting's environment variable; the environment wins over the config file.
-SETTINGS_ENV = {
-    "registry": "RADOPS_REGISTRY",
-    "gcp_project": "RADOPS_GCP_PROJECT",
-    "gcp_zone": "RADOPS_GCP_ZONE",
-    "gcp_api_endpoint": "RADOPS_GCP_API_ENDPOINT",
-    "gcp_autostop": "RADOPS_GCP_AUTOSTOP",
-    "ssh_persist": "RADOPS_SSH_PERSIST",
-    "registry_pull_username": "RADOPS_REGISTRY_PULL_USERNAME",
-    "registry_pull_token_file": "RADOPS_REGISTRY_PULL_TOKEN_FILE",
-}
+os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"  # as in radops.specs: no plugin lookup (~25 ms)
 
 
 class Settings(Spec):
@@ -59,22 +50,4 @@ class ConfigFile(Spec):
     gcp_pending: dict[str, PendingVM] = Field(default_factory=dict)
 
 
-if _PLUGINS_ENV is None:
-    del os.environ["PYDANTIC_DISABLE_PLUGINS"]
-else:
-    os.environ["PYDANTIC_DISABLE_PLUGINS"] = _PLUGINS_ENV
-
-
-def setting_names() -> list[str]:
-    return list(SETTINGS_ENV)
-
-
-def resolve_setting(settings: Settings, key: str, flag: str | None = None) -> str | None:
-    """A setting's value: the flag if given, else its environment variable, else the file."""
-    if flag:
-        return flag
-    env = os.environ.get(SETTINGS_ENV[key])
-    if env:
-        return env
-    value: Any = getattr(settings, key)
-    return str(value) if value is not None else None
+restore_plugins_env()

@@ -9,9 +9,8 @@ executor's entry (`hostname`, `port`, ...), as they always were.
 from __future__ import annotations
 
 import os
-import re
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -23,62 +22,15 @@ from pydantic import (
     model_validator,
 )
 
-from radops.errors import UsageError
 from radops.names import LOCAL_EXECUTOR_NAME
-
-DEFAULT_DOCKER_PATH = "/usr/bin/docker"
-NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
-
-
-def validate_executor_name(name: str) -> str:
-    """Return `name` if it is a valid executor name, else raise UsageError saying why."""
-    if not NAME_RE.fullmatch(name):
-        raise UsageError(
-            f"invalid executor name {name!r}: use letters, digits, '-' and '_' (1 to 63 characters)"
-        )
-    return name
-
-
-# What OpenSSH 9.6 refuses in a host name or user name from the command line: ~/.ssh/config's
-# `Match exec` hands %h and %r to a local shell, so radops refuses them before any lookup.
-_SHELL_CHARS = frozenset("'`\"$\\;&<>|(){}")
-
-
-def check_ssh_name(value: str, what: str) -> str:
-    """`value` as a host or user name for SSH, else ValueError: not empty, no leading '-' (an
-    option to ssh or docker), no whitespace, control or shell characters."""
-    bad = not value or value.startswith("-")
-    bad = bad or any(c in _SHELL_CHARS or c.isspace() or not c.isprintable() for c in value)
-    if bad:
-        raise ValueError(f"invalid {what} {value!r}")
-    return value
-
-
-def validate_ssh_name(value: str, what: str) -> str:
-    """`check_ssh_name`, as a UsageError that says which characters are refused."""
-    try:
-        return check_ssh_name(value, what)
-    except ValueError as e:
-        raise UsageError(
-            str(e), "Host and user names cannot contain spaces, quotes or any of `$;&<>|(){}\\."
-        ) from None
-
-
-def split_host_port(hostname: str, port: int | None) -> tuple[str, int | None]:
-    """Split `host:port` or `[v6]:port`; an explicit `port` must agree with one in `hostname`."""
-    host, found = hostname, None
-    m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", hostname)
-    if m:
-        host, found = m.group(1), m.group(2)
-    elif hostname.count(":") == 1:
-        host, found = hostname.split(":")
-    if found is not None:
-        if not found.isdigit() or not 1 <= int(found) <= 65535:
-            raise UsageError(f"invalid port in hostname {hostname!r}")
-        if port is not None and port != int(found):
-            raise UsageError(f"--port {port} disagrees with the port in {hostname!r}")
-        return host, int(found)
-    return host, port
+from radops.rules import (
+    DEFAULT_DOCKER_PATH,
+    check_docker_path,
+    check_job_dir,
+    check_registered_name,
+    check_slurm_name,
+    check_ssh_name,
+)
 
 
 def _utcnow() -> datetime:
@@ -89,8 +41,17 @@ def _utcnow() -> datetime:
 # the first model: ~25 ms here, far more in a large ML environment. radops' models use no
 # plugin, so they are built with plugin loading off (as Typer does for its own adapters);
 # the variable is restored after the last model (radops.config).
+# the variable is restored after the models of each module (here and radops.config).
 _PLUGINS_ENV = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
 os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"
+
+
+def restore_plugins_env() -> None:
+    """PYDANTIC_DISABLE_PLUGINS as it was before radops' models were built."""
+    if _PLUGINS_ENV is None:
+        os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+    else:
+        os.environ["PYDANTIC_DISABLE_PLUGINS"] = _PLUGINS_ENV
 
 
 class Spec(BaseModel):
@@ -186,16 +147,12 @@ class LoginSpec(ExecutorSpec):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.fullmatch(v) or v == LOCAL_EXECUTOR_NAME:
-            raise ValueError(f"invalid executor name {v!r}")
-        return v
+        return check_registered_name(v)
 
     @field_validator("docker_path")
     @classmethod
     def _docker_path(cls, v: str) -> str:
-        if not v or v.startswith("-") or "\0" in v:
-            raise ValueError(f"invalid docker path {v!r}")
-        return v
+        return check_docker_path(v)
 
     def target_text(self) -> str:
         return self.ssh.text()
@@ -225,14 +182,6 @@ class GCPExecutorSpec(LoginSpec):
     host_key_fingerprint: str | None = None
 
 
-SLURM_RUNTIMES = ("docker", "podman", "pyxis")
-DEFAULT_RUNTIME_PATHS = {
-    "docker": DEFAULT_DOCKER_PATH,
-    "podman": "/usr/bin/podman",
-    "pyxis": "srun",
-}
-
-
 class SlurmExecutorSpec(LoginSpec):
     """A Slurm cluster reached over SSH on its login node: jobs are batch jobs (`sbatch`) whose
     containers run on the compute nodes. `docker_path` is the container runtime's CLI there."""
@@ -251,16 +200,12 @@ class SlurmExecutorSpec(LoginSpec):
     @field_validator("job_dir")
     @classmethod
     def _job_dir(cls, v: str) -> str:
-        if not v.startswith("/") or "\0" in v or "\n" in v:
-            raise ValueError(f"invalid job folder {v!r}: give an absolute path on the cluster")
-        return v.rstrip("/") or "/"
+        return check_job_dir(v)
 
     @field_validator("partition", "account")
     @classmethod
     def _slurm_name(cls, v: str | None) -> str | None:
-        if v is not None and (not v or v.startswith("-") or any(c.isspace() for c in v)):
-            raise ValueError(f"invalid Slurm name {v!r}")
-        return v
+        return check_slurm_name(v)
 
 
 # Every registered kind's spec: the config file's entries are read as one of these by `kind`.
@@ -268,3 +213,15 @@ RegisteredSpec = Annotated[
     SSHExecutorSpec | GCPExecutorSpec | SlurmExecutorSpec, Field(discriminator="kind")
 ]
 AnyExecutorSpec = LocalExecutorSpec | SSHExecutorSpec | GCPExecutorSpec | SlurmExecutorSpec
+
+
+def registered_spec(entry: dict[str, Any]) -> ExecutorSpec:
+    """One registered executor's entry as its kind's model (its `kind` picks the model)."""
+    for model in get_args(get_args(RegisteredSpec)[0]):
+        if model.model_fields["kind"].default == entry.get("kind"):
+            spec: ExecutorSpec = model.model_validate(entry)
+            return spec
+    raise ValueError(f"unknown executor kind {entry.get('kind')!r}")
+
+
+restore_plugins_env()

@@ -10,6 +10,7 @@ commands that read a registered executor's settings: `local` has none.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -180,3 +181,60 @@ def test_a_path_is_what_typers_adapter_makes(value: str, tmp_path: Path) -> None
         parameter_info=param.type_descriptor.parameter_info, annotation=Path, adapter=adapter
     )._coerce_value(value, param=param, ctx=None)
     assert ours == theirs and type(ours) is type(theirs)
+
+
+REGISTERED = [  # (kind flags for `executors add --no-check`, commands on that executor)
+    (["--kind", "ssh"], ["jobs", "logs", "stop", "run"]),
+    (["--kind", "slurm", "--job-dir", "/shared/jobs", "--runtime", "docker"], ["jobs", "logs"]),
+]
+
+
+def _on_unreachable_host(kind: list[str], tmp_path: Path) -> dict[str, str]:
+    """An environment where executor `far` (of `kind`) is registered on a closed loopback port:
+    its commands read the config and open the executor, then fail to connect."""
+    env = dict(os.environ, RADOPS_CONFIG_DIR=str(tmp_path / "config"), RADOPS_SSH_PERSIST="0")
+    env["HOME"] = str(tmp_path)  # no ~/.ssh/config of the machine's
+    added = subprocess.run(
+        [sys.executable, "-m", "radops", "executors", "add", "--no-check", "--name", "far",
+         "--hostname", "127.0.0.1", "--port", "1", "--username", "nobody", *kind],
+        capture_output=True, text=True, check=False, env=env, timeout=60,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    return env
+
+
+@pytest.mark.parametrize(("kind", "commands"), REGISTERED, ids=lambda v: " ".join(v))
+def test_commands_on_a_registered_executor_read_the_config_without_pydantic(
+    kind: list[str], commands: list[str], tmp_path: Path
+) -> None:
+    """radops.plainconfig: an SSH or Slurm executor's everyday commands do not import pydantic
+    (~80 ms); they fail at the connection, as the refused port makes them."""
+    env = _on_unreachable_host(kind, tmp_path)
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM busybox:1.36\n")
+    args = {"jobs": [], "logs": ["abc123"], "stop": ["abc123"], "run": [str(context), "true"]}
+    for command in commands:
+        code, modules, stderr = modules_after(["executors", command, "far", *args[command]], env)
+        assert code == 5 and "127.0.0.1" in stderr, stderr  # engine unreachable, not a crash
+        assert not [m for m in modules if m.split(".")[0] == "pydantic"], (command, stderr)
+
+
+def test_a_hand_edited_entry_is_read_by_the_models_as_before(tmp_path: Path) -> None:
+    """A port written as a string is no plain value: pydantic reads the file (and converts it,
+    as it always did); a value it refuses is the same one-line error as before."""
+    env = _on_unreachable_host(["--kind", "ssh"], tmp_path)
+    path = tmp_path / "config" / "config.json"
+    config = json.loads(path.read_text())
+    config["executors"]["far"]["port"] = "1"
+    path.write_text(json.dumps(config))
+    code, modules, stderr = modules_after(["executors", "jobs", "far"], env)
+    assert code == 5 and "127.0.0.1" in stderr, stderr
+    assert "pydantic" in modules
+    config["executors"]["far"]["port"] = "not a port"
+    path.write_text(json.dumps(config))
+    code, modules, stderr = modules_after(["executors", "jobs", "far"], env)
+    assert code == 4, stderr
+    where = "is invalid at executors.far.port: Input should be a valid integer"  # path in file
+    assert "config file" in stderr and where in stderr, stderr
+    assert "Traceback" not in stderr

@@ -59,9 +59,9 @@ def create(
     """A VM from `template`, ready (SSH, docker, GPUs) and registered as executor `name`
     (default radops-<6 hex>); deleted again if anything fails or is interrupted. Returns the
     executor and its autostop setting (`autostop`, else the `gcp_autostop` setting)."""
-    from radops.config import resolve_setting
     from radops.gcp.autostop import requested
     from radops.gcp.create import CreateRequest, candidate_zones
+    from radops.plainconfig import resolve_setting
 
     prov = provisioner(project, zone)
     default = resolve_setting(prov.store.load().settings, "gcp_autostop")

@@ -92,7 +92,7 @@ def add_executor(
     spec = _validated(cls.spec_type, {**fields, "kind": kind})
     report = None
     if check:
-        context = context_for(spec, store.load(), store.known_hosts, connect)
+        context = context_for(spec, store.load().settings, store.known_hosts, connect)
         with cls(spec, context) as executor:
             report = executor.check()
             spec = executor.registered(report, given)

@@ -19,7 +19,7 @@ from radops.names import LOCAL_EXECUTOR_NAME
 from radops.progress import ProgressCallback, no_progress
 
 if TYPE_CHECKING:
-    from radops.config import ConfigFile
+    from radops.config import Settings
     from radops.executors.base import Executor
     from radops.executors.context import ExecutorContext
     from radops.executors.model import (
@@ -41,17 +41,16 @@ if TYPE_CHECKING:
 
 def context_for(
     spec: ExecutorSpec,
-    config: ConfigFile,
+    settings: Settings,
     known_hosts: Path,
     connect: ConnectOptions | None = None,
     notices: ProgressCallback | None = None,
 ) -> ExecutorContext:
     """What an executor of `spec` needs from the config: resolved here, once."""
-    from radops.config import resolve_setting
     from radops.executors.context import ExecutorContext
     from radops.executors.model import ConnectOptions
+    from radops.plainconfig import resolve_setting
 
-    settings = config.settings
     persist = 0
     if hasattr(spec, "ssh"):  # only a kind that logs in reads (and so checks) ssh_persist
         from radops.ssh.mux import persist_seconds
@@ -75,7 +74,7 @@ def open_spec(
     from radops.store import ExecutorStore
 
     store = store or ExecutorStore()
-    return open_executor(spec, context_for(spec, store.load(), store.known_hosts, connect))
+    return open_executor(spec, context_for(spec, store.load().settings, store.known_hosts, connect))
 
 
 def open_session(
@@ -102,9 +101,8 @@ def open_session(
             connect=connect or ConnectOptions(), known_hosts=store.known_hosts, notices=notices
         )
         return Session(executor_class(LOCAL_EXECUTOR_NAME)(None, context), store)
-    config = store.load()
-    spec = store.spec_in(config, name)
-    context = context_for(spec, config, store.known_hosts, connect, notices)
+    spec, settings = store.open_entry(name)
+    context = context_for(spec, settings, store.known_hosts, connect, notices)
     return Session(open_executor(spec, context), store)
 
 

@@ -27,7 +27,7 @@ def _store(store: ExecutorStore | None) -> ExecutorStore:
 
 
 def check_key(key: str) -> str:
-    from radops.config import setting_names
+    from radops.plainconfig import setting_names
 
     if key not in setting_names():
         raise UsageError(f"unknown setting {key!r}", f"Settings: {', '.join(setting_names())}.")
@@ -36,7 +36,7 @@ def check_key(key: str) -> str:
 
 def settings(store: ExecutorStore | None = None) -> list[SettingValue]:
     """Every setting, its value and where that value comes from."""
-    from radops.config import SETTINGS_ENV, resolve_setting
+    from radops.plainconfig import SETTINGS_ENV, resolve_setting
 
     loaded = _store(store).load().settings
     found = []

@@ -39,7 +39,7 @@ def complete_job(ctx: typer.Context, incomplete: str) -> list[str]:
 
 def complete_setting(incomplete: str) -> list[str]:
     """Shell completion: the setting names `config set/unset` take."""
-    from radops.config import SETTINGS_ENV
+    from radops.plainconfig import SETTINGS_ENV
 
     return [key for key in SETTINGS_ENV if key.startswith(incomplete)]
 

@@ -35,6 +35,23 @@ if TYPE_CHECKING:
     from radops.specs import ExecutorSpec
 
 E = TypeVar("E", bound="Executor")
+
+
+class SpecType:
+    """A kind's `spec_type`: its model in radops.specs by name, imported when read. pydantic
+    and the config's models cost ~80 ms to import; a command that opens an executor from the
+    config read without them (radops.plainconfig) never reads `spec_type`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> type[ExecutorSpec]:
+        import radops.specs
+
+        spec_type: type[ExecutorSpec] = getattr(radops.specs, self.name)
+        return spec_type
+
+
 # ask(value given, prompt, flag, default) -> the value, or the user's answer (radops.cli.prompts)
 Ask = Callable[[str | None, str, str, str | None], str]
 

@@ -31,7 +31,7 @@ class LoginExecutor(Executor):
     def ask_fields(cls, fields: dict[str, Any], ask: Ask) -> dict[str, Any]:
         """The machine to log in to: host (`host:port` too) and user, asked when not given
         (the user defaults to ~/.ssh/config's for that host)."""
-        from radops.specs import split_host_port, validate_ssh_name
+        from radops.rules import split_host_port, validate_ssh_name
         from radops.ssh.config import resolve_target
 
         host, port = split_host_port(ask(fields.get("hostname"), "Hostname", "--hostname", None),

@@ -24,7 +24,8 @@ from radops.gcp.keys import ssh_key_pair, with_ssh_key
 from radops.gcp.waiting import poll_for
 from radops.gcp.watcher_control import AutostopRefused, WatcherControl
 from radops.names import LOCAL_EXECUTOR_NAME
-from radops.specs import GCPExecutorSpec, SSHHost, validate_executor_name
+from radops.rules import validate_executor_name
+from radops.specs import GCPExecutorSpec, SSHHost
 from radops.ssh.hostkeys import forget_host
 
 if TYPE_CHECKING:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from radops.errors import RadopsError
-from radops.executors.base import Ask
+from radops.executors.base import Ask, SpecType
 from radops.executors.features import Feature
 from radops.executors.ssh.executor import SSHExecutor
-from radops.specs import GCPExecutorSpec
 
 if TYPE_CHECKING:
     from radops.gcp.provision import Provisioner
     from radops.progress import ProgressCallback
+    from radops.specs import GCPExecutorSpec
 
 
 class GCPExecutor(SSHExecutor):
@@ -25,7 +25,7 @@ class GCPExecutor(SSHExecutor):
 
     kind = "gcp"
     title = "GCP executors"
-    spec_type = GCPExecutorSpec  # type: ignore[assignment]
+    spec_type = SpecType("GCPExecutorSpec")
 
     features = SSHExecutor.features | {Feature.OWN_VM}
     left_behind = "Its VM still exists; delete it with: radops executors gcp delete {name}"

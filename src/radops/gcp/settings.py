@@ -7,8 +7,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from radops.config import Settings, resolve_setting
+from radops.config import Settings
 from radops.errors import ConfigError, UsageError
+from radops.plainconfig import resolve_setting
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def pull_credential(settings: Settings, server: str) -> PullCredential | None:
     RADOPS_REGISTRY_PULL_TOKEN or the file registry_pull_token_file names. It belongs to the
     registry of the `registry` setting: for any other server (an executor's own `--registry`)
     there is none, so it is never sent to a registry it was not made for."""
-    from radops.config import resolve_setting
+    from radops.plainconfig import resolve_setting
 
     configured = resolve_setting(settings, "registry")
     if configured is None or registry_server(configured) != server:

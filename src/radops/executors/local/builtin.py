@@ -3,7 +3,7 @@
 `LocalExecutorSpec` is a pydantic model like every spec (~40 ms to import), yet a local `jobs`,
 `logs` or `stop` never reads it: the built-in executor has no settings. `open_session("local")`
 opens a `LocalExecutor` without one; the spec is made when something asks for it (`show`,
-`check`), and `LocalExecutor.spec_type` imports its class when asked.
+`check`), and `LocalExecutor.spec_type` imports its class when asked (base.SpecType).
 """
 
 from __future__ import annotations
@@ -21,15 +21,6 @@ class Builtin:
 
     name = LOCAL_EXECUTOR_NAME
     kind = "local"
-
-
-class SpecType:
-    """`LocalExecutor.spec_type`: `LocalExecutorSpec`, imported when read."""
-
-    def __get__(self, obj: object, owner: type | None = None) -> type[LocalExecutorSpec]:
-        from radops.specs import LocalExecutorSpec
-
-        return LocalExecutorSpec
 
 
 class LazySpec:

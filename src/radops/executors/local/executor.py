@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from radops.errors import EngineUnreachableError, NotFoundError, RadopsError, UsageError
-from radops.executors.base import Executor
+from radops.executors.base import Executor, SpecType
 from radops.executors.context import ExecutorContext
 from radops.executors.docker.argv import error_line
 from radops.executors.docker.frames import demux_frames
@@ -40,7 +40,7 @@ from radops.executors.docker.prune import (
     unused_radops_images,
 )
 from radops.executors.features import ALL_FEATURES, Feature
-from radops.executors.local.builtin import Builtin, LazySpec, SpecType
+from radops.executors.local.builtin import Builtin, LazySpec
 from radops.executors.local.create import container_body, create_and_start
 from radops.executors.local.gpus import local_gpu_names, local_gpu_state, machine_gpu_lock
 from radops.executors.model import (
@@ -75,7 +75,7 @@ class LocalExecutor(LazySpec, Executor):
 
     kind = "local"
     title = "the local executor"
-    spec_type = SpecType()
+    spec_type = SpecType("LocalExecutorSpec")
     features = ALL_FEATURES - {
         Feature.TRANSFER, Feature.REMOTE_BUILD, Feature.QUEUE, Feature.CONNECT
     }  # fmt: skip

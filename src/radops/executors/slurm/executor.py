@@ -12,10 +12,10 @@ import math
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from radops.errors import RadopsError, UsageError
-from radops.executors.base import Ask
+from radops.executors.base import Ask, SpecType
 from radops.executors.context import ExecutorContext
 from radops.executors.docker.argv import env_file
 from radops.executors.docker.labels import job_from_labels, job_labels, job_not_found, match_job
@@ -39,7 +39,10 @@ from radops.executors.slurm import batch as batch_sh
 from radops.executors.slurm import folders, login, scripts
 from radops.executors.slurm.login import SlurmReport
 from radops.progress import ProgressCallback
-from radops.specs import DEFAULT_RUNTIME_PATHS, SLURM_RUNTIMES, SlurmExecutorSpec
+from radops.rules import DEFAULT_RUNTIME_PATHS, SLURM_RUNTIMES
+
+if TYPE_CHECKING:
+    from radops.specs import SlurmExecutorSpec
 
 STOP_WAIT_S = 90  # how long `stop` waits for a cancelled job's container to end
 ACTIVE = ("pending", "running")
@@ -55,7 +58,7 @@ class SlurmExecutor(LoginExecutor):
 
     kind = "slurm"
     title = "Slurm executors"
-    spec_type = SlurmExecutorSpec
+    spec_type = SpecType("SlurmExecutorSpec")
     features = frozenset({Feature.QUEUE, Feature.CONNECT})
     missing_hint = (
         "A job's container runs on a compute node and is removed when it ends; read its output "

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from radops.errors import NotFoundError, RadopsError, UsageError
-from radops.executors.base import Ask
+from radops.executors.base import Ask, SpecType
 from radops.executors.context import ExecutorContext
 from radops.executors.docker import argv as argv_for
 from radops.executors.docker.gpus import (
@@ -56,7 +56,7 @@ from radops.executors.ssh.docker import RemoteDocker
 from radops.executors.ssh.gpus import remote_gpu_state
 from radops.executors.ssh.starting import start_job
 from radops.progress import ProgressCallback, no_progress
-from radops.specs import DEFAULT_DOCKER_PATH, SSHExecutorSpec
+from radops.rules import DEFAULT_DOCKER_PATH
 
 if TYPE_CHECKING:
     from radops.executors.model import TopReport
@@ -74,7 +74,7 @@ class SSHExecutor(LoginExecutor):
 
     kind = "ssh"
     title = "SSH executors"
-    spec_type = SSHExecutorSpec
+    spec_type = SpecType("SSHExecutorSpec")
     features = ALL_FEATURES - {Feature.QUEUE}
 
     spec: SSHExecutorSpec

@@ -39,7 +39,7 @@ def parse_persist(value: str) -> int:
 
 def persist_seconds(settings: Settings) -> int:
     """How long an idle shared connection stays open: RADOPS_SSH_PERSIST, the setting, 300."""
-    from radops.config import resolve_setting
+    from radops.plainconfig import resolve_setting
 
     value = resolve_setting(settings, "ssh_persist")
     return DEFAULT_PERSIST_S if value is None else parse_persist(value)
