@@ -38,16 +38,19 @@ WHY_FAST = """\
   parameter's value with a pydantic adapter; radops has it build one only for a value that is
   not already what the parameter takes (`radops/cli/coercion.py`), and a command on the
   built-in `local` executor parses no config file and makes no pydantic spec, so a local
-  `jobs`, `logs`, `stop` or unchanged `run` loads no pydantic at all
-  (`tests/cli/test_command_imports.py` checks it). docker (with requests and urllib3),
-  paramiko and google-cloud-compute are imported inside the functions that need them, so
-  `--help`, `executors list` or a usage error never pay for them; the start-up benchmark
-  checks this with `-X importtime` on every run. docker-py's optional ssh:// transport
-  (paramiko) is refused unless DOCKER_HOST is ssh://, paramiko loads without invoke unless
-  `~/.ssh/config` has a `Match exec`, and pydantic's plugin scan is skipped for radops' own
-  models. A local `run` of an image the engine has makes its three Engine API calls (image
-  check, container create, start) with the standard library's http.client over the engine's
-  unix socket: no docker-py at all.
+  `jobs`, `logs`, `stop` or unchanged `run` loads no pydantic at all. A command on a
+  registered executor reads the config file with plain checks that accept only what the
+  models accept unchanged (`radops/plainconfig.py`; anything else is read by the models, with
+  their errors), so an SSH, GCP or Slurm `run`, `logs`, `jobs` or `stop` loads no pydantic
+  either: ~0.08 s less (`tests/cli/test_command_imports.py` checks both). docker (with
+  requests and urllib3), paramiko and google-cloud-compute are imported inside the functions
+  that need them, so `--help`, `executors list` or a usage error never pay for them; the
+  start-up benchmark checks this with `-X importtime` on every run. docker-py's optional
+  ssh:// transport (paramiko) is refused unless DOCKER_HOST is ssh://, paramiko loads without
+  invoke unless `~/.ssh/config` has a `Match exec`, and pydantic's plugin scan is skipped for
+  radops' own models. A local `run` of an image the engine has makes its three Engine API
+  calls (image check, container create, start) with the standard library's http.client over
+  the engine's unix socket: no docker-py at all.
 - **Only the command being run is built.** Typer turns the command tree into click commands
   on every run; radops hands it only the branch the arguments name (the whole tree for
   `--help`, a typo's suggestions and completion).
