@@ -312,7 +312,9 @@ def _run_sshd(
     docker_config: Path,
     extra_env: str = "",
     gpus: bool = False,
+    forwarding: bool = True,
 ) -> subprocess.Popen[bytes]:
+    """sshd on `listen`; `forwarding=False`: it refuses port forwards (AllowTcpForwarding no)."""
     sshd = _tool("sshd", "/usr/sbin/sshd")
     if gpus:  # a four-GPU box: the stand-in nvidia-smi first on every session's PATH
         extra_env = f"PATH={standin_path('/usr/local/bin:/usr/bin:/bin')} {extra_env}"
@@ -323,7 +325,8 @@ def _run_sshd(
         "".join(f"ListenAddress {host}:{port}\n" for host, port in listen)
         + f"HostKey {folder / 'host_key'}\nAuthorizedKeysFile {authorized}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-        "StrictModes no\nPermitRootLogin prohibit-password\nAllowTcpForwarding yes\n"
+        "StrictModes no\nPermitRootLogin prohibit-password\n"
+        f"AllowTcpForwarding {'yes' if forwarding else 'no'}\n"
         f"PidFile {folder / 'sshd.pid'}\n"
         # Every SSH session's docker talks to the rig's second engine, as on a real remote host.
         # DOCKER_CONFIG keeps a `docker login` there out of this machine's own ~/.docker.

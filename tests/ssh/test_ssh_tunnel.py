@@ -6,9 +6,12 @@ listening afterwards; several runs at once."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -99,6 +102,45 @@ def test_without_a_registry_program_the_stream_ships_and_says_why(
     assert re.search(r"Sending \S+ to box[^:\n]*: [\d.]+ [kMG]?B", err), err
     assert remote.docker("image", "inspect", job["image"]).returncode == 0
     assert _logs(no_registry, box, job["job_id"]) == b"<hi>\n"
+
+
+@pytest.fixture
+def refusing_box(no_registry: CLI, remote: rig.RemoteHost, tmp_path: Path) -> Iterator[str]:
+    """Executor `strict`: the rig's engine behind a second sshd that refuses port forwards
+    (`AllowTcpForwarding no`, as some hardened machines have it)."""
+    folder = tmp_path / "strict-sshd"
+    folder.mkdir()
+    authorized = folder / "authorized_keys"
+    authorized.write_text(Path(f"{remote.client_key}.pub").read_text())
+    port = rig.free_port()
+    assert remote.docker_config is not None
+    sshd = rig._run_sshd(
+        folder, [("127.0.0.1", port)], authorized, remote.docker_host, remote.docker_config,
+        forwarding=False,
+    )  # fmt: skip
+    try:
+        added = no_registry(
+            "executors", "add", "--name", "strict", "--hostname", f"127.0.0.1:{port}",
+            "--username", "root", "--identity-file", str(remote.client_key), "--accept-host-key",
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr.decode()
+        yield "strict"
+    finally:
+        os.killpg(sshd.pid, signal.SIGTERM)
+        sshd.wait(timeout=20)
+
+
+def test_an_sshd_that_refuses_the_forward_gets_the_stream_and_it_says_why(
+    no_registry: CLI, refusing_box: str, job_context: Path, remote: rig.RemoteHost
+) -> None:
+    """The image went into radops' registry here, but the remote cannot pull it: the stream
+    ships it instead, the job runs, and nothing is left running or listening."""
+    job, err = _submit(no_registry, refusing_box, job_context)
+    assert "Path: SSH stream to strict (strict refused a port forward" in err, err
+    assert "Path: tunnel" not in err, err
+    assert remote.docker("image", "inspect", job["image"]).returncode == 0
+    assert _logs(no_registry, refusing_box, job["job_id"]) == b"<hi>\n"
+    assert _registries() == []
 
 
 def test_a_push_radops_own_registry_refuses_falls_back_to_the_stream_and_leaves_no_tag(
