@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from radops.errors import BuildError, NotFoundError, RadopsError, UsageError
-from radops.images import context, registry
+from radops.images import context
 from radops.images.engine import LocalEngine, docker_errors
 from radops.progress import ProgressCallback
 
@@ -185,6 +185,8 @@ class LocalImages:
     ) -> str | None:
         """Push `tag` to a registry as `ref` (with `auth`, else this machine's login there);
         the digest of what was pushed, if the engine said."""
+        from radops.images import registry
+
         return registry.push(self.engine.api, tag, ref, progress, auth)
 
     def untag(self, ref: str) -> None:
