@@ -48,7 +48,9 @@ AWKWARD: list[Any] = [
     None, "", "x", "-x", "a b", "a;b", "ünï", 0, 1, 22, 65535, 65536, -1, True, "22", 22.0,
     "local", "remote", "docker", "pyxis", "/", "/a/", "/a", "a/", "/a\nb",
     "2026-12-08T01:00:00Z", "2026-12-08T01:00:00", "2026-12-08", "2026-13-08T01:00:00Z",
-    "2026-12-08T01:00:00.1234567Z", [], {}, ["x"],
+    "2026-12-08T01:00:00.1234567Z", "2026-12-08T01:00:00+00:60", "2026-12-08T01:00:00+05:99",
+    "2026-12-08T01:00:00+24:00", "2026-12-08T01:00:00-23:59", "2026-12-08T24:00:00Z",
+    "2026-12-08T01:00:60Z", [], {}, ["x"],
 ]  # fmt: skip
 
 
@@ -170,3 +172,7 @@ def test_a_plain_spec_is_its_model_for_everything_else() -> None:
     assert spec.created_at == datetime.fromisoformat("2026-12-08T01:02:03.456789+00:00")
     with pytest.raises(AttributeError):
         spec.no_such_field  # noqa: B018
+    spec.platform = "linux/arm64"  # what is set is what its model says too
+    spec.ssh.port = 2200
+    assert spec.platform == "linux/arm64" and spec.ssh.port == 2200
+    assert spec.to_json()["platform"] == "linux/arm64" and spec.to_json()["port"] == 2200

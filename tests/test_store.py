@@ -175,3 +175,24 @@ def test_edit_that_raises_writes_nothing(tmp_path: Path) -> None:
         config.executors.clear()
         raise RuntimeError("changed my mind")
     assert store.path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("entry", "where"),
+    [
+        ({"kind": "ssh", "name": "g", "hostname": "h", "port": "x"}, "executors.g.port"),
+        ({"kind": "slurm", "name": "g", "hostname": "h"}, "executors.g.job_dir"),
+        ({"kind": "ssh", "name": "g", "ssh": {"hostname": "h", "port": 0}}, "executors.g.ssh.port"),
+    ],
+)
+def test_an_invalid_value_is_named_by_its_path_in_the_file(
+    tmp_path: Path, entry: dict[str, object], where: str
+) -> None:
+    """Flat in the file (`hostname`, `port` at the entry's top) and so in the error; a nested
+    `ssh` written by hand is named as written. Both readings (one executor, the whole file)."""
+    (tmp_path / "config.json").write_text(json.dumps({"executors": {"g": entry}}))
+    store = ExecutorStore(tmp_path)
+    for read in (store.load, lambda: store.open_entry("g")):
+        with pytest.raises(ConfigError) as caught:
+            read()
+        assert f"is invalid at {where}: " in str(caught.value), caught.value

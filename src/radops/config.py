@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 
 from pydantic import Field
 
 from radops.plainconfig import SCHEMA_VERSION, SETTINGS_ENV, resolve_setting, setting_names
-from radops.specs import RegisteredSpec, Spec, restore_plugins_env
+from radops.specs import RegisteredSpec, Spec, plugins_off, plugins_restore
 
 # Defined beside the plain reading of the file (no pydantic needed to resolve a setting).
 __all__ = ["SCHEMA_VERSION", "SETTINGS_ENV", "resolve_setting", "setting_names"]
 
-os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"  # as in radops.specs: no plugin lookup (~25 ms)
+_PLUGINS_ENV = plugins_off()  # as in radops.specs: no plugin lookup (~25 ms)
 
 
 class Settings(Spec):
@@ -50,4 +49,4 @@ class ConfigFile(Spec):
     gcp_pending: dict[str, PendingVM] = Field(default_factory=dict)
 
 
-restore_plugins_env()
+plugins_restore(_PLUGINS_ENV)

@@ -96,7 +96,10 @@ def _port(value: Any) -> bool:
 
 
 # What radops writes for a datetime (an ISO 8601 time with its offset), and nothing looser.
-_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
+# (datetime.fromisoformat takes offsets that pydantic refuses, such as +00:60: not these.)
+_TIMESTAMP = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)"
+)
 
 
 def _timestamp(value: Any) -> bool:
@@ -177,6 +180,11 @@ class PlainSpec:
             raise AttributeError(attr)
         return getattr(self.model(), attr)
 
+    def __setattr__(self, attr: str, value: Any) -> None:  # the model sees it too
+        setattr(self.model(), attr, value)
+        if attr in self.__dict__:
+            self.__dict__[attr] = value
+
     def model(self) -> Any:
         """The entry as radops.specs' model (validated once)."""
         if "_model" not in self.__dict__:
@@ -199,14 +207,16 @@ class PlainTarget:
     """A plain spec's `ssh`: where it logs in, as given; its methods are the model's."""
 
     def __init__(self, spec: PlainSpec, entry: dict[str, Any]) -> None:
-        self._spec = spec
-        for key in SSH_TARGET:
-            setattr(self, key, entry.get(key))
+        self.__dict__.update({key: entry.get(key) for key in SSH_TARGET}, _spec=spec)
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__") or attr == "_spec":
             raise AttributeError(attr)
         return getattr(self._spec.model().ssh, attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:  # the model sees it too
+        setattr(self._spec.model().ssh, attr, value)
+        self.__dict__[attr] = value
 
 
 class PlainConfig:

@@ -38,20 +38,25 @@ def _utcnow() -> datetime:
 
 
 # pydantic looks for plugins in every installed distribution's entry points when it builds
-# the first model: ~25 ms here, far more in a large ML environment. radops' models use no
-# plugin, so they are built with plugin loading off (as Typer does for its own adapters);
-# the variable is restored after the last model (radops.config).
-# the variable is restored after the models of each module (here and radops.config).
-_PLUGINS_ENV = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
-os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"
+# a model: ~25 ms here, far more in a large ML environment. radops' models use no plugin, so
+# each module builds its models with plugin loading off (as Typer does for its own adapters)
+# and gives the variable back its value after its last model (here and in radops.config).
+def plugins_off() -> str | None:
+    """Turn pydantic's plugin lookup off; return PYDANTIC_DISABLE_PLUGINS as it was."""
+    previous = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "1"
+    return previous
 
 
-def restore_plugins_env() -> None:
-    """PYDANTIC_DISABLE_PLUGINS as it was before radops' models were built."""
-    if _PLUGINS_ENV is None:
+def plugins_restore(previous: str | None) -> None:
+    """PYDANTIC_DISABLE_PLUGINS as `plugins_off` found it."""
+    if previous is None:
         os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
     else:
-        os.environ["PYDANTIC_DISABLE_PLUGINS"] = _PLUGINS_ENV
+        os.environ["PYDANTIC_DISABLE_PLUGINS"] = previous
+
+
+_PLUGINS_ENV = plugins_off()
 
 
 class Spec(BaseModel):
@@ -224,4 +229,4 @@ def registered_spec(entry: dict[str, Any]) -> ExecutorSpec:
     raise ValueError(f"unknown executor kind {entry.get('kind')!r}")
 
 
-restore_plugins_env()
+plugins_restore(_PLUGINS_ENV)

@@ -110,7 +110,7 @@ class ExecutorStore:
             return ConfigFile.model_validate(raw)
         except ValidationError as e:
             first = e.errors()[0]
-            where = ".".join(str(p) for p in _path_in_file(first["loc"]))
+            where = ".".join(str(p) for p in _path_in_file(first["loc"], raw))
             raise ConfigError(
                 f"config file {self.path} is invalid at {where}: {first['msg']}", hint
             ) from e
@@ -269,12 +269,15 @@ class ExecutorStore:
             return spec
 
 
-def _path_in_file(loc: tuple[int | str, ...]) -> list[int | str]:
+def _path_in_file(loc: tuple[int | str, ...], raw: Any) -> list[int | str]:
     """Where pydantic found an error, as the path in the file: an executor's kind (the tag
-    pydantic picks its model by) and its `ssh` target (flat in the file) are not in it."""
+    pydantic picks its model by) is not in it, nor its `ssh` target unless the file has one
+    (it is written flat: `hostname`, `port`, ... at the entry's top level)."""
     parts = list(loc)
     if len(parts) > 2 and parts[0] == "executors":
         del parts[2]
-        if len(parts) > 2 and parts[2] == "ssh":
+        entry = raw["executors"].get(parts[1]) if isinstance(raw["executors"], dict) else None
+        nested = isinstance(entry, dict) and "ssh" in entry
+        if len(parts) > 2 and parts[2] == "ssh" and not nested:
             del parts[2]
     return parts

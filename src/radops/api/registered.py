@@ -153,7 +153,7 @@ def remove_executor(
     store = _store(store)
     if delete_vm:
         with open_session(name, store=store) as session:
-            spec = session.executor.spec
+            spec = store.get(name)  # the model, for the caller (the session's may be plain)
             deleted = session.executor.delete_machine(progress or (lambda line: None))
         return Removal(spec, deleted, None)
     spec = store.remove(name)
