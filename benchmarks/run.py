@@ -100,7 +100,14 @@ python benchmarks/_trace.py /tmp/trace.json executors run gpu1 ./folder true -q
 """
 
 
-def machine() -> list[str]:
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def machine(load: str) -> list[str]:
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -119,16 +126,12 @@ def machine() -> list[str]:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         docker = ""
-    try:
-        load = Path("/proc/loadavg").read_text().split()[:3]
-    except OSError:
-        load = ["?"]
     return [
         f"- CPU: {cpu}, {os.cpu_count()} logical CPUs (`nproc`: {len(os.sched_getaffinity(0))})",
         f"- OS: {platform.platform()}",
         f"- Python: {platform.python_version()} ({sys.executable})",
         f"- Docker server: {docker or 'not reachable'}",
-        f"- Load average when the run started: {' '.join(load)}",
+        f"- Load average when the run started: {load}",
     ]
 
 
@@ -148,7 +151,7 @@ def table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def render(results: list[Result], quick: bool, started: datetime, seconds: float) -> str:
+def render(results: list[Result], quick: bool, started: datetime, seconds: float, load: str) -> str:
     rows = [row for result in results for row in result.rows]
     missed = [r.benchmark for r in rows if r.met is False]
     out = [
@@ -172,7 +175,7 @@ def render(results: list[Result], quick: bool, started: datetime, seconds: float
         "",
         "## Machine",
         "",
-        *machine(),
+        *machine(load),
         f"- Run: {started:%Y-%m-%d %H:%M} UTC, {'quick' if quick else 'full'}, "
         f"took {seconds:.0f} s",
         "",
@@ -269,6 +272,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     started = datetime.now(timezone.utc)
+    load = load_average()  # before the benchmarks load the machine themselves
     t0 = time.perf_counter()
     results = []
     try:
@@ -282,7 +286,7 @@ def main() -> int:
     finally:
         if "_remote" in sys.modules:  # a remote benchmark started the rig: stop it
             sys.modules["_remote"].close()
-    text = render(results, args.quick, started, time.perf_counter() - t0)
+    text = render(results, args.quick, started, time.perf_counter() - t0, load)
     kept = kept_section(args.output)
     if kept:
         text = text.rstrip("\n") + "\n\n" + kept.rstrip("\n") + "\n"
