@@ -86,7 +86,9 @@ class ExecutorStore:
             # They stand for the models: every field with the model's value; anything else
             # of the spec's is asked of its model, made on first use.
             return cast("AnyExecutorSpec", spec), cast("Settings", plain.settings)
-        config = self.load()
+        from radops.config import ConfigFile
+
+        config = ConfigFile() if text is None else self._parse(text)  # the same text, once
         return self.spec_in(config, name), config.settings
 
     def _parse(self, text: str) -> ConfigFile:
