@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,14 @@ pytest.register_assert_rewrite("tests.executors.contract")
 from tests.cli_process import describe, radops  # noqa: E402
 
 pytest_plugins = ("tests.rig_fixtures",)
+
+# Tests press Ctrl-C (SIGINT) on radops processes, as a user at a terminal does. A suite started
+# in the background of a script (`cmd &` without job control, or under nohup) inherits SIGINT
+# ignored, and so would every radops it starts: Ctrl-C would then do nothing (as it should for
+# a background job), and those tests would fail for the launcher's reason. A handler here is
+# reset to the default in each child at exec, so the children get a terminal's Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # What real part a test needs, from the fixtures it uses (directly or through other fixtures):
 # each becomes a marker, so `-m "not (engine or rig or slurm or gcp_vm or root)"` (the fast
