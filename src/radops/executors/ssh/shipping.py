@@ -136,23 +136,12 @@ class SSHStream(Shipping):
         self, plan: ImagePlan, run_argv: list[str], env: bytes, progress: ProgressCallback
     ) -> tuple[int, bytes]:
         self.images.ensure(plan, progress)
-        return self._by_transport(plan.tag, _base_images(plan), run_argv, env, progress)
+        return self._ship(plan.tag, _base_images(plan), run_argv, env, progress)
 
     def ship_and_run(
         self, local_tag: str, run_argv: list[str], env: bytes, progress: ProgressCallback
     ) -> tuple[int, bytes]:
-        return self._by_transport(local_tag, [], run_argv, env, progress)
-
-    def _by_transport(
-        self,
-        local_tag: str,
-        bases: list[str],
-        run_argv: list[str],
-        env: bytes,
-        progress: ProgressCallback,
-    ) -> tuple[int, bytes]:
-        """How this transport sends `local_tag` (the stream; `Tunnel` chooses)."""
-        return self._ship(local_tag, bases, run_argv, env, progress)
+        return self._ship(local_tag, [], run_argv, env, progress)
 
     def _ship(
         self,
@@ -163,7 +152,8 @@ class SSHStream(Shipping):
         progress: ProgressCallback,
     ) -> tuple[int, bytes]:
         """Send what the remote lacks of `local_tag`, judged by its earlier versions there and
-        the images `bases` (the Dockerfile's FROM), then run."""
+        the images `bases` (the Dockerfile's FROM), then run. (`Tunnel` overrides it to choose
+        its path, and streams with this one.)"""
 
         repository = local_tag.rpartition(":")[0]
         out, self._listing = self._listing, None

@@ -54,7 +54,7 @@ def warm_limit() -> int:
 class Tunnel(SSHStream):
     """Push here into radops' loopback registry, pull there through the SSH connection."""
 
-    def _by_transport(
+    def _ship(
         self,
         local_tag: str,
         bases: list[str],
@@ -82,7 +82,7 @@ class Tunnel(SSHStream):
                     f"Path: SSH stream (radops' registry lacks {size} of {local_tag}; the next "
                     "ship of them fills it, and the tunnel takes the changes after it)"
                 )
-                return self._ship(local_tag, bases, run_argv, env, progress)
+                return super()._ship(local_tag, bases, run_argv, env, progress)
             progress(
                 f"Path: SSH stream (radops' registry lacks {size} of {local_tag}; filling it "
                 "now, so that the next change takes the tunnel)"
@@ -94,7 +94,7 @@ class Tunnel(SSHStream):
             except _NoTunnel as e:
                 why = str(e)
         progress(f"Path: SSH stream to {where} ({why})")
-        return self._ship(local_tag, bases, run_argv, env, progress)
+        return super()._ship(local_tag, bases, run_argv, env, progress)
 
     def _stream_and_fill(
         self,
@@ -130,7 +130,7 @@ class Tunnel(SSHStream):
         worker.start()
         # A failed or interrupted ship does not wait for the fill: it ends with radops (the
         # registry is stopped with it, and a push cut short is not recorded as pushed).
-        result = self._ship(local_tag, bases, run_argv, env, progress)
+        result = super()._ship(local_tag, bases, run_argv, env, progress)
         if result[0] != 0:  # the job did not start: its error now, not after the fill
             return result
         if worker.is_alive():
