@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from radops.config import ConfigFile, Settings, resolve_setting
+from radops.config import ConfigFile, Settings
 from radops.errors import UsageError
+from radops.plainconfig import resolve_setting
 from radops.rules import DEFAULT_DOCKER_PATH, split_host_port, validate_executor_name
 from radops.specs import GCPExecutorSpec, SSHExecutorSpec
 

@@ -6,11 +6,8 @@ from datetime import datetime, timezone
 
 from pydantic import Field
 
-from radops.plainconfig import SCHEMA_VERSION, SETTINGS_ENV, resolve_setting, setting_names
+from radops.plainconfig import SCHEMA_VERSION
 from radops.specs import RegisteredSpec, Spec, plugins_off, plugins_restore
-
-# Defined beside the plain reading of the file (no pydantic needed to resolve a setting).
-__all__ = ["SCHEMA_VERSION", "SETTINGS_ENV", "resolve_setting", "setting_names"]
 
 _PLUGINS_ENV = plugins_off()  # as in radops.specs: no plugin lookup (~25 ms)
 

@@ -75,6 +75,9 @@ def _optional(rule: Rule) -> Rule:
     return lambda value: value is None or rule(value)
 
 
+_optional_text = _optional(_text)
+
+
 def _kept_by(check: Callable[[str], Any]) -> Rule:
     """A string the check accepts and returns unchanged."""
 
@@ -118,10 +121,10 @@ _LOGIN: dict[str, Rule] = {
     "hostname": _kept_by(lambda v: check_ssh_name(v, "hostname")),
     "port": _optional(_port),
     "username": _optional(_kept_by(lambda v: check_ssh_name(v, "username"))),
-    "identity_file": _optional(_text),
+    "identity_file": _optional_text,
     "docker_path": _kept_by(check_docker_path),
-    "registry": _optional(_text),
-    "platform": _optional(_text),
+    "registry": _optional_text,
+    "platform": _optional_text,
     "created_at": _timestamp,
 }
 _BUILD_ON: dict[str, Rule] = {"build": _optional(_one_of("local", "remote"))}
@@ -131,7 +134,7 @@ KINDS: dict[str, tuple[dict[str, Rule], frozenset[str]]] = {
     "ssh": ({**_LOGIN, **_BUILD_ON}, frozenset({"kind", "name", "hostname"})),
     "gcp": (
         {**_LOGIN, **_BUILD_ON, "project": _text, "zone": _text, "instance": _text,
-         "host_key_fingerprint": _optional(_text)},
+         "host_key_fingerprint": _optional_text},
         frozenset({"kind", "name", "hostname", "project", "zone", "instance"}),
     ),
     "slurm": (
@@ -250,7 +253,7 @@ def read(text: str) -> PlainConfig | None:
         and raw.get("gcp_pending", {}) == {}  # a VM being created: rare, read by the model
         and isinstance(settings, dict)
         and settings.keys() <= SETTINGS_ENV.keys()
-        and all(_optional(_text)(value) for value in settings.values())
+        and all(_optional_text(value) for value in settings.values())
         and isinstance(executors, dict)
         and all(_plain_entry(entry) for entry in executors.values())
     )

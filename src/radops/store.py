@@ -94,7 +94,8 @@ class ExecutorStore:
     def _parse(self, text: str) -> ConfigFile:
         from pydantic import ValidationError
 
-        from radops.config import SCHEMA_VERSION, ConfigFile
+        from radops.config import ConfigFile
+        from radops.plainconfig import SCHEMA_VERSION
 
         hint = "Fix the file or move it away; radops will not overwrite it."
         try:
@@ -278,7 +279,7 @@ def _path_in_file(loc: tuple[int | str, ...], raw: Any) -> list[int | str]:
     parts = list(loc)
     if len(parts) > 2 and parts[0] == "executors":
         del parts[2]
-        entry = raw["executors"].get(parts[1]) if isinstance(raw["executors"], dict) else None
+        entry = raw["executors"].get(parts[1])  # a dict: pydantic reached into its entries
         nested = isinstance(entry, dict) and "ssh" in entry
         if len(parts) > 2 and parts[2] == "ssh" and not nested:
             del parts[2]

@@ -15,7 +15,7 @@ import pytest
 import typer
 
 from radops.cli import app
-from radops.config import setting_names
+from radops.plainconfig import setting_names
 from tests.docs.quoted import ROOT, Quote, Template, commands, messages, templates
 
 # Shell words that end radops' own argv.
