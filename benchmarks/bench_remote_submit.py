@@ -311,19 +311,20 @@ def _local_rows(quick: bool, tmp: Path, result: Result) -> None:
         ctx = ws.context("local-edit")
         base_ctx = ws.context("local-edit-careful")
         tag = f"{ws.repo('local-edit')}:latest"
+
+        def after_a_change(script: str) -> tuple[Stats, Stats]:
+            """radops against `script`, each after a one-file change to its own folder."""
+            return compare(
+                _timed(
+                    [*radops_cmd, str(ctx), COMMAND, "-q"], env, out, ws, local=True,
+                    before=_changed_file(ctx),
+                ),
+                _timed(_sh(script), env, out, ws, local=True, before=_changed_file(base_ctx)),
+                runs=runs,
+            )  # fmt: skip
+
         careful = f"docker build -q -t {tag} {base_ctx} && docker run -d {tag} {COMMAND}"
-        ours, base = compare(
-            _timed(
-                [*radops_cmd, str(ctx), COMMAND, "-q"],
-                env,
-                out,
-                ws,
-                local=True,
-                before=_changed_file(ctx),
-            ),
-            _timed(_sh(careful), env, out, ws, local=True, before=_changed_file(base_ctx)),
-            runs=runs,
-        )
+        ours, base = after_a_change(careful)
         changed_row = ratio_row(
             "local submit, one file changed", ours, base, LOCAL_GOAL, "build -q && run -d"
         )
@@ -335,18 +336,7 @@ def _local_rows(quick: bool, tmp: Path, result: Result) -> None:
             f"DOCKER_BUILDKIT=1 {BUILDKIT_DOCKER} build -q -t {tag} {base_ctx} && "
             f"{BUILDKIT_DOCKER} run -d {tag} {COMMAND}"
         )
-        ours, base = compare(
-            _timed(
-                [*radops_cmd, str(ctx), COMMAND, "-q"],
-                env,
-                out,
-                ws,
-                local=True,
-                before=_changed_file(ctx),
-            ),
-            _timed(_sh(buildkit), env, out, ws, local=True, before=_changed_file(base_ctx)),
-            runs=runs,
-        )
+        ours, base = after_a_change(buildkit)
         result.rows.append(
             _report_row(
                 "local submit, one file changed, same builder", ours, base,
