@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, cast
 
 from radops.executors.model import ConnectOptions
 
@@ -15,29 +15,12 @@ if TYPE_CHECKING:
     from radops.config import Settings
 
 
-class _SettingsField:
-    """ExecutorContext.settings: the settings given, else the defaults, made on first use, so
-    a context for the built-in `local` (which reads none) does not load pydantic's models."""
+def _no_settings() -> Settings:
+    """Every setting unset, without pydantic's models (a context for the built-in `local`,
+    which reads none, must not load them): the plain settings stand for the model."""
+    from radops.plainconfig import PlainSettings
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.private = "_" + name
-
-    @overload
-    def __get__(self, obj: None, owner: type | None = None) -> None: ...
-    @overload
-    def __get__(self, obj: object, owner: type | None = None) -> Settings: ...
-    def __get__(self, obj: object | None, owner: type | None = None) -> Settings | None:
-        if obj is None:
-            return None  # the dataclass default: none given
-        value: Settings | None = obj.__dict__.get(self.private)
-        if value is None:
-            from radops.config import Settings
-
-            value = obj.__dict__[self.private] = Settings()
-        return value
-
-    def __set__(self, obj: object, value: Settings | None) -> None:
-        obj.__dict__[self.private] = value
+    return cast("Settings", PlainSettings({}))
 
 
 def _config_dir() -> Path:
@@ -53,7 +36,7 @@ class ExecutorContext:
 
     connect: ConnectOptions = field(default_factory=ConnectOptions)
     # The shared settings (file < environment), for what a kind resolves only when it needs it.
-    settings: _SettingsField = _SettingsField()
+    settings: Settings = field(default_factory=_no_settings)
     # radops' own known-hosts file, trusted beside ~/.ssh/known_hosts (where new keys go).
     known_hosts: Path = field(default_factory=lambda: _config_dir() / "known_hosts")
     registry: str | None = None  # where this executor's images go: its own, else the setting
